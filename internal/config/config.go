@@ -1,0 +1,299 @@
+// Package config parses and validates nsgate's command line, which is a
+// superset of slirp4netns's: the same options, defaults and error texts (each
+// error also names the offending value), so that rootlesskit and podman can
+// run nsgate in slirp4netns's place.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/nsgate/nsgate/internal/packet"
+)
+
+// Defaults, as slirp4netns has them.
+const (
+	DefaultMTU     = 1500
+	MaxMTU         = 65521
+	DefaultTapName = "tap0"
+	DefaultCIDR    = "10.0.2.0/24"
+)
+
+// ErrUsage marks an incomplete command line: the caller prints the usage text
+// and exits 2.
+var ErrUsage = errors.New("missing target: give PID|PATH [TAPNAME], --netns PATH, or -- CMD")
+
+// Config is the parsed command line.
+type Config struct {
+	Configure           bool
+	ExitFD              int // -1 when not given
+	ReadyFD             int // -1 when not given
+	MTU                 int
+	EnableIPv6          bool
+	DisableHostLoopback bool
+	DisableDNS          bool
+	MAC                 packet.MAC
+	MACSet              bool
+	TapName             string
+
+	// Target: exactly one of PID, NetnsPath (path mode) or Spawn is used.
+	PID        int
+	NetnsPath  string // /proc/PID/ns/net in pid mode
+	UsernsPath string // empty: do not join a user namespace
+	netnsType  string
+	usernsSet  bool
+
+	// Spawn mode: nsgate -- CMD [ARG]...
+	Spawn   bool
+	Command []string
+
+	Net Network
+
+	Help    bool
+	Version bool
+}
+
+// Network holds the addresses derived from --cidr.
+type Network struct {
+	Prefix    netip.Prefix
+	Mask      packet.IPv4Addr
+	Broadcast packet.IPv4Addr
+	Gateway   packet.IPv4Addr // network+2: nsgate itself, and the host
+	DNS       packet.IPv4Addr // network+3
+	Guest     packet.IPv4Addr // network+100: the address --configure sets
+	DHCPStart packet.IPv4Addr // network+15: the first address DHCP leases
+}
+
+// NewNetwork derives the fixed addresses of a network, validating it as
+// slirp4netns does.
+func NewNetwork(cidr string) (Network, error) {
+	p, err := netip.ParsePrefix(cidr)
+	if err != nil || !p.Addr().Is4() {
+		return Network{}, fmt.Errorf("--cidr %q: invalid CIDR", cidr)
+	}
+	if p.Bits() < 1 || p.Bits() > 25 {
+		return Network{}, fmt.Errorf("--cidr %q: prefix length needs to be 1-25", cidr)
+	}
+	if p.Masked() != p {
+		return Network{}, fmt.Errorf("--cidr %q: CIDR needs to be a network address like 10.0.2.0/24, not like 10.0.2.100/24", cidr)
+	}
+	base := p.Addr().As4()
+	n := uint32(base[0])<<24 | uint32(base[1])<<16 | uint32(base[2])<<8 | uint32(base[3])
+	mask := ^uint32(0) << (32 - p.Bits())
+	return Network{
+		Prefix:    p,
+		Mask:      u32(mask),
+		Broadcast: u32(n | ^mask),
+		Gateway:   u32(n + 2),
+		DNS:       u32(n + 3),
+		Guest:     u32(n + 100),
+		DHCPStart: u32(n + 15),
+	}, nil
+}
+
+func u32(v uint32) packet.IPv4Addr {
+	return packet.IPv4Addr{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}
+}
+
+// notImplemented rejects an option that nsgate accepts from slirp4netns's
+// command line but does not implement yet: saying so beats silently running
+// without, say, a sandbox the caller asked for.
+func notImplemented(name string) func(*Config, string) error {
+	return func(*Config, string) error {
+		return fmt.Errorf("--%s is not implemented yet in this version of nsgate", name)
+	}
+}
+
+func fdArg(name string, dst func(*Config) *int) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return fmt.Errorf("--%s %q: %s must be a non-negative integer", name, v, name)
+		}
+		*dst(c) = n
+		return nil
+	}
+}
+
+var options = []option{
+	{"configure", 'c', false, func(c *Config, _ string) error { c.Configure = true; return nil }},
+	{"exit-fd", 'e', true, fdArg("exit-fd", func(c *Config) *int { return &c.ExitFD })},
+	{"ready-fd", 'r', true, fdArg("ready-fd", func(c *Config) *int { return &c.ReadyFD })},
+	{"mtu", 'm', true, func(c *Config, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > MaxMTU {
+			return fmt.Errorf("--mtu %q: MTU must be a positive integer (< %d)", v, MaxMTU+1)
+		}
+		c.MTU = n
+		return nil
+	}},
+	{"enable-ipv6", '6', false, func(c *Config, _ string) error { c.EnableIPv6 = true; return nil }},
+	{"api-socket", 'a', true, notImplemented("api-socket")},
+	{"cidr", 0, true, func(c *Config, v string) error {
+		n, err := NewNetwork(v)
+		c.Net = n
+		return err
+	}},
+	{"disable-host-loopback", 0, false, func(c *Config, _ string) error { c.DisableHostLoopback = true; return nil }},
+	{"netns-type", 0, true, func(c *Config, v string) error {
+		if v != "pid" && v != "path" {
+			return fmt.Errorf("--netns-type %q: must be pid or path", v)
+		}
+		c.netnsType = v
+		return nil
+	}},
+	{"netns", 0, true, func(c *Config, v string) error { c.NetnsPath, c.netnsType = v, "path"; return nil }},
+	{"userns-path", 0, true, func(c *Config, v string) error { c.UsernsPath, c.usernsSet = v, true; return nil }},
+	{"userns", 0, true, func(c *Config, v string) error { c.UsernsPath, c.usernsSet = v, true; return nil }},
+	{"enable-sandbox", 0, false, notImplemented("enable-sandbox")},
+	{"enable-seccomp", 0, false, notImplemented("enable-seccomp")},
+	{"outbound-addr", 0, true, notImplemented("outbound-addr")},
+	{"outbound-addr6", 0, true, notImplemented("outbound-addr6")},
+	{"disable-dns", 0, false, func(c *Config, _ string) error { c.DisableDNS = true; return nil }},
+	{"macaddress", 0, true, func(c *Config, v string) error {
+		m, err := ParseMAC(v)
+		if err != nil {
+			return fmt.Errorf("--macaddress %q: %w", v, err)
+		}
+		c.MAC, c.MACSet = m, true
+		return nil
+	}},
+	{"target-type", 0, true, func(c *Config, v string) error {
+		if v != "netns" {
+			return fmt.Errorf("--target-type %q: only netns is supported", v)
+		}
+		return nil
+	}},
+	{"help", 'h', false, func(c *Config, _ string) error { c.Help = true; return nil }},
+	{"version", 'v', false, func(c *Config, _ string) error { c.Version = true; return nil }},
+}
+
+// ParseMAC parses aa:bb:cc:dd:ee:ff. Multicast addresses are refused because
+// the kernel will not give one to an interface.
+func ParseMAC(s string) (packet.MAC, error) {
+	var m packet.MAC
+	parts := strings.Split(s, ":")
+	if len(parts) != 6 {
+		return m, errors.New("a MAC address is 6 hex bytes separated by ':'")
+	}
+	for i, p := range parts {
+		v, err := strconv.ParseUint(p, 16, 8)
+		if err != nil || len(p) == 0 || len(p) > 2 {
+			return m, errors.New("a MAC address is 6 hex bytes separated by ':'")
+		}
+		m[i] = byte(v)
+	}
+	if m.IsMulticast() {
+		return m, errors.New("a multicast MAC address cannot be given to an interface")
+	}
+	return m, nil
+}
+
+// Parse parses args (without the program name). Help and Version short-cut
+// all other checks, as with slirp4netns. ErrUsage means no target was given.
+func Parse(args []string) (*Config, error) {
+	c := &Config{ExitFD: -1, ReadyFD: -1, MTU: DefaultMTU, TapName: DefaultTapName}
+	var err error
+	if c.Net, err = NewNetwork(DefaultCIDR); err != nil {
+		panic(err) // the default is a constant
+	}
+	operands, command, err := parseArgs(c, options, args)
+	if c.Help || c.Version {
+		return c, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if c.MACSet && !c.Configure && !c.Spawn {
+		return nil, errors.New("--macaddress needs --configure (-c)")
+	}
+	if c.Spawn {
+		if len(command) == 0 {
+			return nil, errors.New("no command after --")
+		}
+		if len(operands) > 0 || c.NetnsPath != "" {
+			return nil, fmt.Errorf("a target (%s) and a command after -- cannot both be given", strings.Join(append(operands, c.NetnsPath), " "))
+		}
+		if c.usernsSet {
+			return nil, errors.New("--userns-path cannot be used with -- CMD: nsgate creates the namespaces itself")
+		}
+		c.Command = command
+		c.Configure = true
+		return c, nil
+	}
+	return c, c.resolveTarget(operands)
+}
+
+// resolveTarget turns the operands PID|PATH [TAPNAME] (or [TAPNAME] after
+// --netns) into namespace paths.
+func (c *Config) resolveTarget(operands []string) error {
+	if c.NetnsPath == "" {
+		// The target comes from the first operand; after --netns PATH the
+		// operands are only [TAPNAME].
+		if len(operands) == 0 {
+			return ErrUsage
+		}
+		target := operands[0]
+		operands = operands[1:]
+		pid, err := strconv.Atoi(target)
+		isPID := err == nil
+		switch {
+		case c.netnsType == "pid" && (!isPID || pid < 1):
+			return fmt.Errorf("target %q: PID must be a positive integer", target)
+		case c.netnsType == "path" || !isPID:
+			c.NetnsPath = target
+			if _, err := os.Stat(target); err != nil {
+				return fmt.Errorf("network namespace path %q: %w", target, unwrapPathErr(err))
+			}
+		case pid < 1:
+			return fmt.Errorf("target %q: PID must be a positive integer", target)
+		default:
+			c.PID = pid
+			c.NetnsPath = fmt.Sprintf("/proc/%d/ns/net", pid)
+			if !c.usernsSet {
+				c.UsernsPath = fmt.Sprintf("/proc/%d/ns/user", pid)
+			}
+			if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err != nil {
+				return fmt.Errorf("target PID %d: no such process", pid)
+			}
+		}
+	} else if _, err := os.Stat(c.NetnsPath); err != nil {
+		return fmt.Errorf("--netns %q: %w", c.NetnsPath, unwrapPathErr(err))
+	}
+	if len(operands) > 0 {
+		c.TapName = operands[0]
+		operands = operands[1:]
+	}
+	if len(operands) > 0 {
+		return fmt.Errorf("too many arguments: %q", strings.Join(operands, " "))
+	}
+	if err := ValidTapName(c.TapName); err != nil {
+		return err
+	}
+	if c.usernsSet {
+		if _, err := os.Stat(c.UsernsPath); err != nil {
+			return fmt.Errorf("--userns-path %q: %w", c.UsernsPath, unwrapPathErr(err))
+		}
+	}
+	return nil
+}
+
+// ValidTapName checks an interface name as the kernel would (IFNAMSIZ).
+func ValidTapName(name string) error {
+	if name == "" || len(name) > 15 || strings.ContainsAny(name, "/: \t\n") || name == "." || name == ".." {
+		return fmt.Errorf("tap name %q: an interface name is 1-15 characters without '/', ':' or spaces", name)
+	}
+	return nil
+}
+
+func unwrapPathErr(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}

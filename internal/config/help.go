@@ -1,0 +1,49 @@
+package config
+
+// Usage is the --help text. rootlesskit and podman grep it for option names
+// to learn what the binary supports, so every option is listed, and options
+// this version refuses say so.
+const Usage = `Usage: nsgate [OPTION]... PID|PATH [TAPNAME]
+       nsgate [OPTION]... --netns PATH [TAPNAME]
+       nsgate [OPTION]... -- CMD [ARG]...
+User-mode networking for unprivileged network namespaces: a tap device in the
+target namespace, served from the host's ordinary sockets (slirp4netns-compatible).
+
+Target:
+  PID                      the network (and user) namespace of process PID
+  PATH                     a network namespace file, e.g. /proc/PID/ns/net
+  TAPNAME                  tap to create or attach to (default=tap0)
+  -- CMD [ARG]...          run CMD in a new user+network namespace (the caller
+                           mapped to root, as unshare -r) with the tap configured;
+                           exit with CMD's exit status
+  --netns=PATH             network namespace file (same as --netns-type=path PATH)
+  --netns-type=TYPE        specify network namespace type ([path|pid], default=pid)
+  --userns-path=PATH       user namespace to join before the network namespace
+  --userns=PATH            same as --userns-path
+  --target-type=TYPE       specify the target type (netns only; bess is refused)
+
+Options:
+  -c, --configure          bring up the interface: address network+100, MTU,
+                           default route via network+2, lo up
+  -e, --exit-fd=FD         specify the FD for terminating nsgate (exit 0 on hang-up)
+  -r, --ready-fd=FD        specify the FD to write "1" to when the network is ready
+  -m, --mtu=MTU            specify MTU (default=1500, max=65521)
+  --cidr=CIDR              specify network address CIDR (default=10.0.2.0/24)
+  --macaddress=MAC         specify the MAC address of the TAP (only valid with -c)
+  --disable-host-loopback  prohibit connecting to 127.0.0.1:* on the host namespace
+                           (accepted; this version forwards no host traffic yet)
+  --disable-dns            disables 10.0.2.3 (or configured internal ip) to host dns
+                           redirect (accepted: DHCP then offers no DNS server)
+  -6, --enable-ipv6        enable IPv6 (accepted; this version serves IPv4 only
+                           and says so once)
+  -a, --api-socket=PATH    specify API socket path (not implemented yet: refused)
+  --enable-sandbox         create a new mount namespace and drop capabilities
+                           (not implemented yet: refused)
+  --enable-seccomp         enable seccomp to limit syscalls (not implemented yet: refused)
+  --outbound-addr=IPv4     sets outbound ipv4 address to bound to (not implemented
+                           yet: refused)
+  --outbound-addr6=IPv6    sets outbound ipv6 address to bound to (not implemented
+                           yet: refused)
+  -h, --help               show this help and exit
+  -v, --version            show version and exit
+`

@@ -1,0 +1,260 @@
+// Package engine is nsgate's event loop. One goroutine owns the tap, the
+// protocol state and (in later versions) every host socket and timer; it
+// waits in epoll_wait and dispatches each frame, parsed once, to the protocol
+// that answers it. Nothing on the per-frame path allocates or locks.
+// Control-plane goroutines (signals, the API socket) reach the loop only
+// through Stop, which writes an eventfd.
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"sync/atomic"
+
+	"github.com/nsgate/nsgate/internal/arp"
+	"github.com/nsgate/nsgate/internal/config"
+	"github.com/nsgate/nsgate/internal/dhcp"
+	"github.com/nsgate/nsgate/internal/icmp"
+	"github.com/nsgate/nsgate/internal/packet"
+	"github.com/nsgate/nsgate/internal/tapdev"
+	"golang.org/x/sys/unix"
+)
+
+// Tap is the frame device the engine serves: tapdev.Device, or a socketpair
+// in tests. Buffers passed to Read and Write start with Headroom() bytes
+// reserved for the device's own header.
+type Tap interface {
+	Fd() int
+	Headroom() int
+	Read(buf []byte) (int, error)
+	Write(buf []byte) error
+}
+
+// Config is what the engine needs to know of the network.
+type Config struct {
+	Net        config.Network
+	MTU        int
+	DisableDNS bool
+	MAC        packet.MAC // nsgate's MAC on the tap
+}
+
+// GatewayMAC derives nsgate's MAC from the gateway address the way libslirp
+// does (52:55:IP), so that it is stable across restarts.
+func GatewayMAC(gw packet.IPv4Addr) packet.MAC {
+	return packet.MAC{0x52, 0x55, gw[0], gw[1], gw[2], gw[3]}
+}
+
+// Stats counts frames. Only the loop writes them; read them after Run.
+type Stats struct {
+	RxFrames  uint64 // frames read from the tap
+	TxFrames  uint64 // frames written to the tap
+	Malformed uint64 // frames that failed to decode
+	Ignored   uint64 // well-formed frames no protocol answers (yet)
+	TxErrors  uint64 // frames the tap refused (queue full)
+}
+
+// epoll tokens: what an event's descriptor is.
+const (
+	tokenTap = iota
+	tokenWake
+	tokenStop
+)
+
+// batch bounds the frames read per wake-up, so that one busy descriptor
+// cannot starve the others.
+const batch = 256
+
+// Engine is the event loop.
+type Engine struct {
+	tap      Tap
+	cfg      Config
+	ep       int
+	wake     int
+	in, out  []byte
+	parsed   packet.Parsed
+	arp      *arp.Responder
+	dhcp     *dhcp.Server
+	stops    []string // reason per stop descriptor, by index
+	stopping atomic.Pointer[string]
+	stats    Stats
+}
+
+// New creates the loop for tap.
+func New(tap Tap, cfg Config) (*Engine, error) {
+	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("epoll_create1: %w", err)
+	}
+	wake, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		unix.Close(ep)
+		return nil, fmt.Errorf("eventfd: %w", err)
+	}
+	owned := []packet.IPv4Addr{cfg.Net.Gateway}
+	dns := cfg.Net.DNS
+	if cfg.DisableDNS {
+		dns = packet.IPv4Addr{}
+	} else {
+		owned = append(owned, dns)
+	}
+	h := tap.Headroom()
+	e := &Engine{
+		tap:  tap,
+		cfg:  cfg,
+		ep:   ep,
+		wake: wake,
+		in:   make([]byte, h+tapdev.MaxFrame),
+		out:  make([]byte, h+tapdev.MaxFrame),
+		arp:  arp.NewResponder(cfg.MAC, owned...),
+		dhcp: dhcp.NewServer(dhcp.Config{
+			ServerMAC: cfg.MAC,
+			ServerIP:  cfg.Net.Gateway,
+			Mask:      cfg.Net.Mask,
+			Broadcast: cfg.Net.Broadcast,
+			DNS:       dns,
+			PoolStart: cfg.Net.DHCPStart,
+			MTU:       cfg.MTU,
+		}),
+	}
+	if err := e.add(tap.Fd(), tokenTap, 0); err != nil {
+		e.Close()
+		return nil, fmt.Errorf("watch tap fd %d: %w", tap.Fd(), err)
+	}
+	if err := e.add(wake, tokenWake, 0); err != nil {
+		e.Close()
+		return nil, fmt.Errorf("watch eventfd: %w", err)
+	}
+	return e, nil
+}
+
+func (e *Engine) add(fd int, token, index int32) error {
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: index, Pad: token}
+	return unix.EpollCtl(e.ep, unix.EPOLL_CTL_ADD, fd, &ev)
+}
+
+// AddStopFD makes Run return reason as soon as fd is readable or hung up:
+// the exit fd's writer closing, a pidfd whose process exited. It fails for a
+// descriptor epoll cannot watch (closed, or a regular file).
+func (e *Engine) AddStopFD(fd int, reason string) error {
+	if err := e.add(fd, tokenStop, int32(len(e.stops))); err != nil {
+		return err
+	}
+	e.stops = append(e.stops, reason)
+	return nil
+}
+
+// Stop makes Run return reason. Any goroutine may call it.
+func (e *Engine) Stop(reason string) {
+	if e.stopping.CompareAndSwap(nil, &reason) {
+		var one = [8]byte{1}
+		_, _ = unix.Write(e.wake, one[:])
+	}
+}
+
+// Stats returns the frame counters.
+func (e *Engine) Stats() Stats { return e.stats }
+
+// Close releases the loop's descriptors (not the tap's).
+func (e *Engine) Close() {
+	unix.Close(e.ep)
+	unix.Close(e.wake)
+}
+
+// ErrTapGone is returned by Run when the tap stops working, typically because
+// its namespace was destroyed.
+var ErrTapGone = errors.New("tap device gone")
+
+// Run serves until a stop descriptor fires, Stop is called, or the tap fails.
+// It returns the reason for stopping.
+func (e *Engine) Run() (string, error) {
+	events := make([]unix.EpollEvent, 64)
+	for {
+		if r := e.stopping.Load(); r != nil {
+			return *r, nil
+		}
+		n, err := unix.EpollWait(e.ep, events, -1)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return "", fmt.Errorf("epoll_wait: %w", err)
+		}
+		for _, ev := range events[:n] {
+			switch ev.Pad {
+			case tokenTap:
+				if err := e.readTap(); err != nil {
+					return "", err
+				}
+			case tokenWake:
+				var b [8]byte
+				_, _ = unix.Read(e.wake, b[:])
+			case tokenStop:
+				return e.stops[ev.Fd], nil
+			}
+		}
+	}
+}
+
+// readTap handles up to batch queued frames.
+func (e *Engine) readTap() error {
+	h := e.tap.Headroom()
+	for i := 0; i < batch; i++ {
+		n, err := e.tap.Read(e.in)
+		if err == unix.EAGAIN {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("%w: read: %v", ErrTapGone, err)
+		}
+		e.stats.RxFrames++
+		e.HandleFrame(e.in[h : h+n])
+	}
+	return nil
+}
+
+// HandleFrame dispatches one frame from the namespace and writes the answer,
+// if any, to the tap. It is exported for tests and benchmarks.
+func (e *Engine) HandleFrame(frame []byte) {
+	p := &e.parsed
+	if err := p.Decode(frame); err != nil {
+		if err == packet.ErrEtherType {
+			e.stats.Ignored++ // IPv6 and others: not served yet
+		} else {
+			e.stats.Malformed++
+		}
+		return
+	}
+	if p.DstMAC != e.cfg.MAC && !p.DstMAC.IsMulticast() {
+		e.stats.Ignored++
+		return
+	}
+	out := e.out[e.tap.Headroom():]
+	n := 0
+	switch {
+	case p.Type == packet.EtherTypeARP:
+		n = e.arp.Handle(p, out)
+	case p.Proto == packet.ProtoUDP && p.UDP.DstPort() == dhcp.ServerPort && p.UDP.SrcPort() == dhcp.ClientPort:
+		n = e.dhcp.Handle(p, out)
+	case p.Proto == packet.ProtoICMP && e.ownsIP(p.Dst) && p.DstMAC == e.cfg.MAC:
+		n = icmp.EchoReply(p, e.cfg.MAC, out)
+	}
+	if n == 0 {
+		e.stats.Ignored++
+		return
+	}
+	e.send(n)
+}
+
+func (e *Engine) ownsIP(ip packet.IPv4Addr) bool {
+	return ip == e.cfg.Net.Gateway || (!e.cfg.DisableDNS && ip == e.cfg.Net.DNS)
+}
+
+// send writes the n-byte frame built in e.out after the headroom. A full tap
+// queue drops the frame, as a NIC would; the namespace's kernel retransmits.
+func (e *Engine) send(n int) {
+	if err := e.tap.Write(e.out[:e.tap.Headroom()+n]); err != nil {
+		e.stats.TxErrors++
+		return
+	}
+	e.stats.TxFrames++
+}

@@ -1,0 +1,32 @@
+// Package icmp handles ICMPv4 from the namespace. For now: echo requests to
+// nsgate's own addresses (gateway, DNS), answered locally so that
+// "ping 10.0.2.2" works whatever the host allows.
+package icmp
+
+import "github.com/nsgate/nsgate/internal/packet"
+
+// EchoReply writes into out the reply to p, a decoded echo request, sent
+// from the address it was sent to with MAC src, and returns the frame length,
+// or 0 if p is not an echo request or out is too small. The reply carries
+// the request's identifier, sequence number and payload.
+func EchoReply(p *packet.Parsed, src packet.MAC, out []byte) int {
+	if p.ICMP == nil || p.ICMP.Type() != packet.ICMPEchoRequest || p.ICMP.Code() != 0 {
+		return 0
+	}
+	// Never answer towards a broadcast or unspecified source.
+	if p.SrcMAC.IsMulticast() || p.Src.IsZero() || p.Src == (packet.IPv4Addr{255, 255, 255, 255}) {
+		return 0
+	}
+	l4 := len(p.ICMP)
+	n := packet.EtherLen + packet.IPv4Len + l4
+	if len(out) < n {
+		return 0
+	}
+	packet.Ether(out).SetHeader(p.SrcMAC, src, packet.EtherTypeIPv4)
+	ip := packet.IPv4(out[packet.EtherLen:])
+	ip.SetHeader(packet.IPv4Len+l4, p.IP.ID(), 64, packet.ProtoICMP, p.Dst, p.Src)
+	msg := packet.ICMP(ip[packet.IPv4Len : packet.IPv4Len+l4])
+	copy(msg, p.ICMP)
+	msg.SetTypeCode(packet.ICMPEchoReply, 0)
+	return n
+}

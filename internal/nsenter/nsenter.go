@@ -1,0 +1,196 @@
+// Package nsenter opens the tap inside a target network namespace without the
+// main process ever leaving the host's namespaces.
+//
+// nsgate re-executes itself as a short-lived helper. A C constructor
+// (nsexec.c) joins the target's user and network namespaces before the Go
+// runtime starts, while the process is single-threaded; the Go half of the
+// helper then opens (and optionally configures) the tap and passes its file
+// descriptor back over a socketpair with SCM_RIGHTS. Spawn mode uses the same
+// message framing from a child created in fresh namespaces.
+package nsenter
+
+// #cgo CFLAGS: -Wall -Wextra -Werror -O2
+import "C"
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+)
+
+// Environment variables of the helper protocol. nsexec.c reads the first four.
+const (
+	envRole    = "_NSGATE_ROLE"
+	envSock    = "_NSGATE_SOCK"
+	envUserns  = "_NSGATE_USERNS"
+	envNetns   = "_NSGATE_NETNS"
+	envRequest = "_NSGATE_REQUEST"
+)
+
+// Roles a re-executed nsgate can play.
+const (
+	RoleNsenter = "nsenter" // joined the target namespaces in nsexec.c
+	RoleSpawn   = "spawn"   // created in fresh namespaces for -- CMD
+)
+
+// Request says what the helper does once inside the namespace.
+type Request struct {
+	TapName   string `json:"tap"`
+	Configure bool   `json:"configure,omitempty"`
+	MTU       int    `json:"mtu"`
+	Addr      string `json:"addr,omitempty"`    // address/prefix for --configure
+	Gateway   string `json:"gateway,omitempty"` // default route for --configure
+	MAC       string `json:"mac,omitempty"`     // --macaddress
+}
+
+// Role returns the helper role this process was started in, or "".
+func Role() string { return os.Getenv(envRole) }
+
+// OpenTap starts the helper, which joins usernsPath (if not empty, and not
+// already ours) and netnsPath and acts on req there, and returns the tap fd.
+func OpenTap(netnsPath, usernsPath string, req Request) (int, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return -1, fmt.Errorf("find own executable to re-run as helper: %w", err)
+	}
+	cmd := exec.Command(self)
+	cmd.Args = []string{"nsgate-nsenter"}
+	conn, err := StartHelper(cmd, RoleNsenter, req,
+		envNetns+"="+netnsPath, envUserns+"="+usernsPath)
+	if err != nil {
+		return -1, err
+	}
+	defer conn.Close()
+	fd, rerr := conn.RecvFD()
+	werr := cmd.Wait()
+	if rerr != nil {
+		return -1, rerr
+	}
+	if werr != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("nsenter helper: %w", werr)
+	}
+	return fd, nil
+}
+
+// StartHelper starts cmd (a re-execution of nsgate) in role, with req in its
+// environment and the child end of a new socketpair as fd 3, and returns the
+// parent end. The caller waits for cmd.
+func StartHelper(cmd *exec.Cmd, role string, req Request, env ...string) (*Conn, error) {
+	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("socketpair for helper: %w", err)
+	}
+	child := os.NewFile(uintptr(pair[1]), "helper-socket")
+	defer child.Close()
+	js, err := json.Marshal(req)
+	if err != nil {
+		unix.Close(pair[0])
+		return nil, fmt.Errorf("encode helper request: %w", err)
+	}
+	cmd.ExtraFiles = []*os.File{child} // fd 3 in the child
+	cmd.Env = append(os.Environ(), envRole+"="+role, envSock+"=3", envRequest+"="+string(js))
+	cmd.Env = append(cmd.Env, env...)
+	if cmd.Stderr == nil {
+		cmd.Stderr = os.Stderr
+	}
+	if err := cmd.Start(); err != nil {
+		unix.Close(pair[0])
+		return nil, fmt.Errorf("start %s helper: %w", role, err)
+	}
+	return &Conn{fd: pair[0]}, nil
+}
+
+// HelperConn returns the helper's end of the socket and its request, and
+// clears the protocol's environment variables so that nothing the helper
+// starts inherits them.
+func HelperConn() (*Conn, Request, error) {
+	var req Request
+	sock, js := os.Getenv(envSock), os.Getenv(envRequest)
+	for _, k := range []string{envRole, envSock, envUserns, envNetns, envRequest} {
+		os.Unsetenv(k)
+	}
+	fd, err := strconv.Atoi(sock)
+	if err != nil || fd < 3 {
+		return nil, req, fmt.Errorf("helper socket %q: not a file descriptor", sock)
+	}
+	unix.CloseOnExec(fd)
+	if err := json.Unmarshal([]byte(js), &req); err != nil {
+		return nil, req, fmt.Errorf("helper request: %w", err)
+	}
+	return &Conn{fd: fd}, req, nil
+}
+
+// Conn is one end of the helper socket (SOCK_SEQPACKET: one message per
+// send, so a message is either an fd or an error, never half of one).
+type Conn struct {
+	fd int
+}
+
+// Close closes the socket.
+func (c *Conn) Close() error { return unix.Close(c.fd) }
+
+// SendFD sends fd with the tag "K".
+func (c *Conn) SendFD(fd int) error {
+	if err := unix.Sendmsg(c.fd, []byte("K"), unix.UnixRights(fd), nil, 0); err != nil {
+		return fmt.Errorf("send tap fd %d to nsgate: %w", fd, err)
+	}
+	return nil
+}
+
+// SendError reports err to the parent, which prints it.
+func (c *Conn) SendError(err error) {
+	_ = unix.Sendmsg(c.fd, []byte("E"+err.Error()), nil, nil, 0)
+}
+
+// Send sends a one-byte signal such as spawn mode's "go ahead".
+func (c *Conn) Send(b byte) error {
+	_, err := unix.Write(c.fd, []byte{b})
+	return err
+}
+
+// Recv waits for a one-byte signal; it returns an error if the peer closed.
+func (c *Conn) Recv() (byte, error) {
+	var b [1]byte
+	n, err := unix.Read(c.fd, b[:])
+	if err != nil {
+		return 0, err
+	}
+	if n != 1 {
+		return 0, errors.New("peer closed the helper socket")
+	}
+	return b[0], nil
+}
+
+// RecvFD receives a file descriptor, or the helper's error message.
+func (c *Conn) RecvFD() (int, error) {
+	buf := make([]byte, 1024)
+	oob := make([]byte, unix.CmsgSpace(4))
+	n, oobn, _, _, err := unix.Recvmsg(c.fd, buf, oob, unix.MSG_CMSG_CLOEXEC)
+	if err != nil {
+		return -1, fmt.Errorf("receive tap fd from helper: %w", err)
+	}
+	if n == 0 {
+		return -1, errors.New("helper exited without sending the tap fd")
+	}
+	if buf[0] == 'E' {
+		return -1, errors.New(string(buf[1:n]))
+	}
+	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+	if err != nil || len(msgs) != 1 {
+		return -1, fmt.Errorf("helper message without a file descriptor (%d control messages): %v", len(msgs), err)
+	}
+	fds, err := unix.ParseUnixRights(&msgs[0])
+	if err != nil || len(fds) != 1 {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+		return -1, fmt.Errorf("helper sent %d file descriptors, want 1: %v", len(fds), err)
+	}
+	return fds[0], nil
+}

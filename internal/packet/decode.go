@@ -1,0 +1,119 @@
+package packet
+
+import "errors"
+
+// Decode errors. They are values, not formatted strings, so that rejecting a
+// hostile frame allocates nothing.
+var (
+	ErrShort       = errors.New("frame too short")
+	ErrEtherType   = errors.New("unsupported EtherType")
+	ErrARP         = errors.New("malformed or non-Ethernet/IPv4 ARP")
+	ErrIPVersion   = errors.New("IPv4 header with wrong version")
+	ErrIHL         = errors.New("IPv4 header length out of range")
+	ErrTotalLen    = errors.New("IPv4 total length out of range")
+	ErrIPChecksum  = errors.New("IPv4 header checksum mismatch")
+	ErrFragment    = errors.New("IPv4 fragment")
+	ErrL4Short     = errors.New("transport header truncated")
+	ErrUDPLength   = errors.New("UDP length out of range")
+	ErrL4Checksum  = errors.New("transport checksum mismatch")
+	ErrUnsupported = errors.New("unsupported IP protocol")
+)
+
+// Parsed is the result of decoding one frame: the views the protocol handlers
+// need, found in one pass. It holds slices into the frame, so it is valid
+// only while the frame buffer is.
+type Parsed struct {
+	Ether   Ether
+	SrcMAC  MAC
+	DstMAC  MAC
+	Type    uint16 // EtherType
+	ARP     ARP    // set when Type == EtherTypeARP
+	IP      IPv4   // IPv4 header and payload, trimmed to TotalLen
+	Src     IPv4Addr
+	Dst     IPv4Addr
+	Proto   uint8
+	L4      []byte // transport header and payload, trimmed
+	UDP     UDP    // set when Proto == ProtoUDP
+	ICMP    ICMP   // set when Proto == ProtoICMP
+	Payload []byte // UDP payload
+}
+
+// Decode parses frame into p, checking every length and the checksums that
+// the kernel always fills in (IPv4 header, ICMP, UDP when non-zero). It
+// neither allocates nor keeps frame beyond p. On error, p is partially
+// filled and must not be used.
+func (p *Parsed) Decode(frame []byte) error {
+	*p = Parsed{}
+	if len(frame) < EtherLen {
+		return ErrShort
+	}
+	p.Ether = Ether(frame)
+	p.DstMAC, p.SrcMAC, p.Type = p.Ether.Dst(), p.Ether.Src(), p.Ether.Type()
+	switch p.Type {
+	case EtherTypeARP:
+		a := ARP(p.Ether.Payload())
+		if !a.Valid() {
+			return ErrARP
+		}
+		p.ARP = a[:ARPLen]
+		return nil
+	case EtherTypeIPv4:
+		return p.decodeIPv4(p.Ether.Payload())
+	default:
+		return ErrEtherType
+	}
+}
+
+func (p *Parsed) decodeIPv4(b []byte) error {
+	if len(b) < IPv4Len {
+		return ErrShort
+	}
+	ip := IPv4(b)
+	if b[0]>>4 != 4 {
+		return ErrIPVersion
+	}
+	ihl := ip.IHL()
+	if ihl < IPv4Len || ihl > len(b) {
+		return ErrIHL
+	}
+	total := ip.TotalLen()
+	// Ethernet pads short frames, so the buffer may be longer than the packet,
+	// never shorter.
+	if total < ihl || total > len(b) {
+		return ErrTotalLen
+	}
+	if Checksum(b[:ihl], 0) != 0 {
+		return ErrIPChecksum
+	}
+	ip = ip[:total]
+	p.IP, p.Src, p.Dst, p.Proto = ip, ip.Src(), ip.Dst(), ip.Protocol()
+	if ip.IsFragment() {
+		return ErrFragment
+	}
+	p.L4 = ip[ihl:]
+	switch p.Proto {
+	case ProtoUDP:
+		if len(p.L4) < UDPLen {
+			return ErrL4Short
+		}
+		u := UDP(p.L4)
+		n := u.Length()
+		if n < UDPLen || n > len(p.L4) {
+			return ErrUDPLength
+		}
+		u = u[:n]
+		if (u[6] != 0 || u[7] != 0) && Checksum(u, PseudoHeaderSum(p.Src, p.Dst, ProtoUDP, n)) != 0 {
+			return ErrL4Checksum
+		}
+		p.UDP, p.Payload = u, u[UDPLen:]
+	case ProtoICMP:
+		if len(p.L4) < ICMPEchoLen {
+			return ErrL4Short
+		}
+		if Checksum(p.L4, 0) != 0 {
+			return ErrL4Checksum
+		}
+		p.ICMP = ICMP(p.L4)
+	}
+	return nil
+}
