@@ -215,8 +215,11 @@ func Parse(args []string) (*Config, error) {
 		if len(command) == 0 {
 			return nil, errors.New("no command after --")
 		}
-		if len(operands) > 0 || c.NetnsPath != "" {
-			return nil, fmt.Errorf("a target (%s) and a command after -- cannot both be given", strings.Join(append(operands, c.NetnsPath), " "))
+		if c.NetnsPath != "" {
+			operands = append(operands, c.NetnsPath)
+		}
+		if len(operands) > 0 {
+			return nil, fmt.Errorf("a target (%s) and a command after -- cannot both be given", strings.Join(operands, " "))
 		}
 		if c.usernsSet {
 			return nil, errors.New("--userns-path cannot be used with -- CMD: nsgate creates the namespaces itself")

@@ -15,70 +15,74 @@ type option struct {
 
 // parseArgs splits args like GNU getopt_long with permutation: options and
 // operands may be mixed, "--" ends option parsing and everything after it is
-// the command to spawn. It returns the operands before "--" and the command.
-func parseArgs(c *Config, opts []option, args []string) (operands, command []string, err error) {
+// the command to spawn. It returns the operands before "--", the command,
+// and the first error; it parses on after an error so that a later --help
+// still counts, as with slirp4netns.
+func parseArgs(c *Config, opts []option, args []string) (operands, command []string, firstErr error) {
 	for i := 0; i < len(args); i++ {
-		a := args[i]
-		switch {
-		case a == "--":
-			c.Spawn = true
-			return operands, args[i+1:], nil
-		case strings.HasPrefix(a, "--"):
-			name, val, hasVal := strings.Cut(a[2:], "=")
-			o, err := findLong(opts, name)
-			if err != nil {
-				return nil, nil, err
+		if err := parseOne(c, opts, args, &i, &operands); err != nil && firstErr == nil {
+			firstErr = err
+		}
+		if c.Spawn {
+			return operands, args[i+1:], firstErr
+		}
+	}
+	return operands, nil, firstErr
+}
+
+// parseOne parses args[*i], advancing *i past an option's separate argument.
+func parseOne(c *Config, opts []option, args []string, i *int, operands *[]string) error {
+	a := args[*i]
+	switch {
+	case a == "--":
+		c.Spawn = true
+	case strings.HasPrefix(a, "--"):
+		name, val, hasVal := strings.Cut(a[2:], "=")
+		o, err := findLong(opts, name)
+		if err != nil {
+			return err
+		}
+		if !o.hasArg {
+			if hasVal {
+				return fmt.Errorf("option '--%s' doesn't allow an argument", o.long)
+			}
+			return o.handler(c, "")
+		}
+		if !hasVal {
+			if *i+1 >= len(args) {
+				return fmt.Errorf("option '--%s' requires an argument", o.long)
+			}
+			*i++
+			val = args[*i]
+		}
+		return o.handler(c, val)
+	case len(a) > 1 && a[0] == '-':
+		// A cluster of short options: "-c6", "-e3", "-e 3".
+		for j := 1; j < len(a); j++ {
+			o := findShort(opts, a[j])
+			if o == nil {
+				return fmt.Errorf("invalid option -- '%c'", a[j])
 			}
 			if !o.hasArg {
-				if hasVal {
-					return nil, nil, fmt.Errorf("option '--%s' doesn't allow an argument", o.long)
-				}
 				if err := o.handler(c, ""); err != nil {
-					return nil, nil, err
+					return err
 				}
 				continue
 			}
-			if !hasVal {
-				if i+1 >= len(args) {
-					return nil, nil, fmt.Errorf("option '--%s' requires an argument", o.long)
+			val := a[j+1:]
+			if val == "" {
+				if *i+1 >= len(args) {
+					return fmt.Errorf("option requires an argument -- '%c'", a[j])
 				}
-				i++
-				val = args[i]
+				*i++
+				val = args[*i]
 			}
-			if err := o.handler(c, val); err != nil {
-				return nil, nil, err
-			}
-		case len(a) > 1 && a[0] == '-':
-			// A cluster of short options: "-c6", "-e3", "-e 3".
-			for j := 1; j < len(a); j++ {
-				o := findShort(opts, a[j])
-				if o == nil {
-					return nil, nil, fmt.Errorf("invalid option -- '%c'", a[j])
-				}
-				if !o.hasArg {
-					if err := o.handler(c, ""); err != nil {
-						return nil, nil, err
-					}
-					continue
-				}
-				val := a[j+1:]
-				if val == "" {
-					if i+1 >= len(args) {
-						return nil, nil, fmt.Errorf("option requires an argument -- '%c'", a[j])
-					}
-					i++
-					val = args[i]
-				}
-				if err := o.handler(c, val); err != nil {
-					return nil, nil, err
-				}
-				break
-			}
-		default:
-			operands = append(operands, a)
+			return o.handler(c, val)
 		}
+	default:
+		*operands = append(*operands, a)
 	}
-	return operands, nil, nil
+	return nil
 }
 
 // findLong resolves a long option name, accepting unambiguous prefixes as

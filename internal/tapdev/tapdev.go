@@ -11,6 +11,7 @@ package tapdev
 import (
 	"errors"
 	"fmt"
+	"io"
 
 	"golang.org/x/sys/unix"
 )
@@ -100,6 +101,9 @@ func (d *Device) Read(buf []byte) (int, error) {
 		}
 		if err != nil {
 			return 0, err
+		}
+		if n == 0 {
+			return 0, io.EOF // a tap never reads empty; a socket peer closed
 		}
 		if n < d.headroom {
 			return 0, nil // a runt, nothing to hand on

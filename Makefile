@@ -1,0 +1,63 @@
+# nsgate: see README.md. Targets: build, test, bench, lint, run, fuzz, clean.
+
+GO ?= go
+VERSION ?= 0.1.0
+# Go from the official tarball and tools installed with 'go install'.
+export PATH := /usr/local/go/bin:$(HOME)/go/bin:$(PATH)
+
+# How long each fuzz target runs in 'make test'; 'make fuzz FUZZTIME=10m' digs deeper.
+FUZZTIME ?= 4s
+FUZZ_TARGETS = \
+	./internal/packet:FuzzDecode \
+	./internal/config:FuzzParse \
+	./internal/dhcp:FuzzHandle \
+	./internal/engine:FuzzHandleFrame
+
+CMD ?= ip addr
+
+.PHONY: all build test setup gotest fuzz bats lint bench run clean
+
+all: build
+
+build:
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o nsgate .
+
+# Everything CI runs. Needs root: the integration tests build network
+# namespaces and run the rootless cases as the user tests/setup.sh creates.
+test: build setup lint gotest fuzz bats
+
+setup:
+	./tests/setup.sh
+
+# Unit tests and, with the integration tag, the tests against real kernels,
+# namespaces, udhcpc and ping, all with the race detector.
+gotest:
+	$(GO) test -race -count=1 -tags integration -timeout 15m ./...
+
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; fn=$${t##*:}; \
+		echo "fuzz $$pkg $$fn ($(FUZZTIME))"; \
+		$(GO) test -run='^$$' -fuzz="^$$fn$$" -fuzztime=$(FUZZTIME) $$pkg; \
+	done
+
+bats: build
+	bats tests/
+
+lint:
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt would change: $$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) vet -tags integration ./...
+	staticcheck ./...
+	staticcheck -tags integration ./...
+
+# The project's own benchmarks: per-frame cost of parsing and answering.
+bench:
+	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=200000x ./internal/...
+
+# Runs CMD (default: ip addr) in a new namespace served by nsgate.
+run: build
+	./nsgate -- $(CMD)
+
+clean:
+	rm -f nsgate

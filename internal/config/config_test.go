@@ -1,0 +1,212 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/nsgate/nsgate/internal/packet"
+)
+
+func TestParseCallers(t *testing.T) {
+	self := strconv.Itoa(os.Getpid())
+	nsPath := "/proc/self/ns/net"
+	tests := []struct {
+		name string
+		args []string
+		want func(t *testing.T, c *Config)
+	}{
+		{"rootlesskit", []string{"--mtu", "65520", "-r", "3", "--disable-host-loopback", self, "tap0"}, func(t *testing.T, c *Config) {
+			if c.MTU != 65520 || c.ReadyFD != 3 || !c.DisableHostLoopback || c.PID != os.Getpid() || c.TapName != "tap0" {
+				t.Errorf("got %+v", c)
+			}
+			if c.NetnsPath != "/proc/"+self+"/ns/net" || c.UsernsPath != "/proc/"+self+"/ns/user" {
+				t.Errorf("namespace paths %q %q", c.NetnsPath, c.UsernsPath)
+			}
+		}},
+		{"podman", []string{"--disable-host-loopback", "--mtu=65520", "-c", "-e", "3", "-r", "4", "--netns-type=path", nsPath, "tap0"}, func(t *testing.T, c *Config) {
+			if !c.Configure || c.ExitFD != 3 || c.ReadyFD != 4 || c.NetnsPath != nsPath || c.UsernsPath != "" || c.PID != 0 {
+				t.Errorf("got %+v", c)
+			}
+		}},
+		{"defaults", []string{self}, func(t *testing.T, c *Config) {
+			if c.MTU != 1500 || c.TapName != "tap0" || c.ExitFD != -1 || c.ReadyFD != -1 || c.Configure {
+				t.Errorf("got %+v", c)
+			}
+			if c.Net.Gateway != (packet.IPv4Addr{10, 0, 2, 2}) || c.Net.DNS != (packet.IPv4Addr{10, 0, 2, 3}) ||
+				c.Net.Guest != (packet.IPv4Addr{10, 0, 2, 100}) || c.Net.DHCPStart != (packet.IPv4Addr{10, 0, 2, 15}) ||
+				c.Net.Mask != (packet.IPv4Addr{255, 255, 255, 0}) || c.Net.Broadcast != (packet.IPv4Addr{10, 0, 2, 255}) {
+				t.Errorf("network %+v", c.Net)
+			}
+		}},
+		{"clustered short options", []string{"-ce3", "-m9000", self, "tap1"}, func(t *testing.T, c *Config) {
+			if !c.Configure || c.ExitFD != 3 || c.MTU != 9000 || c.TapName != "tap1" {
+				t.Errorf("got %+v", c)
+			}
+		}},
+		{"operands before options", []string{self, "tap0", "-c"}, func(t *testing.T, c *Config) {
+			if !c.Configure || c.PID != os.Getpid() {
+				t.Errorf("got %+v", c)
+			}
+		}},
+		{"long option prefix", []string{"--conf", self}, func(t *testing.T, c *Config) {
+			if !c.Configure {
+				t.Errorf("--conf not taken for --configure")
+			}
+		}},
+		{"path operand without netns-type", []string{nsPath}, func(t *testing.T, c *Config) {
+			if c.NetnsPath != nsPath || c.PID != 0 || c.UsernsPath != "" {
+				t.Errorf("got %+v", c)
+			}
+		}},
+		{"--netns with tap name", []string{"--netns", nsPath, "--userns", "/proc/self/ns/user", "tapx"}, func(t *testing.T, c *Config) {
+			if c.NetnsPath != nsPath || c.UsernsPath != "/proc/self/ns/user" || c.TapName != "tapx" {
+				t.Errorf("got %+v", c)
+			}
+		}},
+		{"cidr", []string{"--cidr=192.168.5.128/25", self}, func(t *testing.T, c *Config) {
+			if c.Net.Gateway != (packet.IPv4Addr{192, 168, 5, 130}) || c.Net.Guest != (packet.IPv4Addr{192, 168, 5, 228}) ||
+				c.Net.DHCPStart != (packet.IPv4Addr{192, 168, 5, 143}) || c.Net.Broadcast != (packet.IPv4Addr{192, 168, 5, 255}) {
+				t.Errorf("network %+v", c.Net)
+			}
+		}},
+		{"macaddress with -c", []string{"-c", "--macaddress", "02:aa:bb:cc:dd:0e", self}, func(t *testing.T, c *Config) {
+			if !c.MACSet || c.MAC != (packet.MAC{2, 0xaa, 0xbb, 0xcc, 0xdd, 0x0e}) {
+				t.Errorf("MAC %v", c.MAC)
+			}
+		}},
+		{"spawn", []string{"-m", "9000", "--", "ip", "-4", "addr"}, func(t *testing.T, c *Config) {
+			if !c.Spawn || !c.Configure || strings.Join(c.Command, " ") != "ip -4 addr" || c.MTU != 9000 {
+				t.Errorf("got %+v", c)
+			}
+		}},
+		{"spawn keeps command options", []string{"--", "sh", "-c", "--mtu=1"}, func(t *testing.T, c *Config) {
+			if strings.Join(c.Command, " ") != "sh -c --mtu=1" || c.MTU != 1500 {
+				t.Errorf("got %+v", c)
+			}
+		}},
+		{"help wins over errors", []string{"--mtu=0", "--help"}, func(t *testing.T, c *Config) {
+			if !c.Help {
+				t.Errorf("help not set")
+			}
+		}},
+		{"ipv6 accepted", []string{"-6", self}, func(t *testing.T, c *Config) {
+			if !c.EnableIPv6 {
+				t.Errorf("-6 not set")
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse(tt.args)
+			if err != nil {
+				t.Fatalf("Parse(%q): %v", tt.args, err)
+			}
+			tt.want(t, c)
+		})
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	self := strconv.Itoa(os.Getpid())
+	tests := []struct {
+		args []string
+		want string // the whole message
+	}{
+		{[]string{"-m", "0", self}, `--mtu "0": MTU must be a positive integer (< 65522)`},
+		{[]string{"--mtu=65522", self}, `--mtu "65522": MTU must be a positive integer (< 65522)`},
+		{[]string{"--mtu", "abc", self}, `--mtu "abc": MTU must be a positive integer (< 65522)`},
+		{[]string{"--cidr", "foo", self}, `--cidr "foo": invalid CIDR`},
+		{[]string{"--cidr", "10.0.2.0/26", self}, `--cidr "10.0.2.0/26": prefix length needs to be 1-25`},
+		{[]string{"--cidr", "10.0.0.0/0", self}, `--cidr "10.0.0.0/0": prefix length needs to be 1-25`},
+		{[]string{"--cidr", "10.0.2.5/24", self}, `--cidr "10.0.2.5/24": CIDR needs to be a network address like 10.0.2.0/24, not like 10.0.2.100/24`},
+		{[]string{"--cidr", "fd00::/64", self}, `--cidr "fd00::/64": invalid CIDR`},
+		{[]string{"-e", "x", self}, `--exit-fd "x": exit-fd must be a non-negative integer`},
+		{[]string{"-r", "-1", self}, `--ready-fd "-1": ready-fd must be a non-negative integer`},
+		{[]string{"--netns-type=foo", self}, `--netns-type "foo": must be pid or path`},
+		{[]string{"--netns-type=pid", "/x"}, `target "/x": PID must be a positive integer`},
+		{[]string{"0"}, `target "0": PID must be a positive integer`},
+		{[]string{"999999999"}, `target PID 999999999: no such process`},
+		{[]string{"/nonexistent/ns"}, `network namespace path "/nonexistent/ns": no such file or directory`},
+		{[]string{"--netns", "/nonexistent/ns"}, `--netns "/nonexistent/ns": no such file or directory`},
+		{[]string{"--userns-path=/nonexistent", self}, `--userns-path "/nonexistent": no such file or directory`},
+		{[]string{"--macaddress=02:00:00:00:00:01", self}, `--macaddress needs --configure (-c)`},
+		{[]string{"-c", "--macaddress=zz", self}, `--macaddress "zz": a MAC address is 6 hex bytes separated by ':'`},
+		{[]string{"-c", "--macaddress=01:00:00:00:00:01", self}, `--macaddress "01:00:00:00:00:01": a multicast MAC address cannot be given to an interface`},
+		{[]string{"--bogus", self}, `unrecognized option '--bogus'`},
+		{[]string{"-x", self}, `invalid option -- 'x'`},
+		{[]string{"--mtu"}, `option '--mtu' requires an argument`},
+		{[]string{"-m"}, `option requires an argument -- 'm'`},
+		{[]string{"--configure=yes", self}, `option '--configure' doesn't allow an argument`},
+		{[]string{"--disable", self}, `option '--disable' is ambiguous`},
+		{[]string{self, "tap0", "extra"}, `too many arguments: "extra"`},
+		{[]string{self, "bad/name"}, `tap name "bad/name": an interface name is 1-15 characters without '/', ':' or spaces`},
+		{[]string{self, "averyveryverylongname"}, `tap name "averyveryverylongname": an interface name is 1-15 characters without '/', ':' or spaces`},
+		{[]string{"--api-socket", "/tmp/s", self}, `--api-socket is not implemented yet in this version of nsgate`},
+		{[]string{"--enable-sandbox", self}, `--enable-sandbox is not implemented yet in this version of nsgate`},
+		{[]string{"--enable-seccomp", self}, `--enable-seccomp is not implemented yet in this version of nsgate`},
+		{[]string{"--outbound-addr=1.2.3.4", self}, `--outbound-addr is not implemented yet in this version of nsgate`},
+		{[]string{"--outbound-addr6=::1", self}, `--outbound-addr6 is not implemented yet in this version of nsgate`},
+		{[]string{"--target-type=bess", self}, `--target-type "bess": only netns is supported`},
+		{[]string{"--"}, `no command after --`},
+		{[]string{self, "--", "true"}, `a target (` + self + `) and a command after -- cannot both be given`},
+		{[]string{"--userns=/proc/self/ns/user", "--", "true"}, `--userns-path cannot be used with -- CMD: nsgate creates the namespaces itself`},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			_, err := Parse(tt.args)
+			if err == nil {
+				t.Fatalf("Parse(%q) succeeded, want %q", tt.args, tt.want)
+			}
+			if err.Error() != tt.want {
+				t.Fatalf("Parse(%q) error\n got %q\nwant %q", tt.args, err, tt.want)
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Fatalf("error is not one line: %q", err)
+			}
+		})
+	}
+}
+
+func TestParseUsage(t *testing.T) {
+	for _, args := range [][]string{nil, {"-c"}, {"-m", "9000"}} {
+		if _, err := Parse(args); !errors.Is(err, ErrUsage) {
+			t.Errorf("Parse(%q) = %v, want ErrUsage", args, err)
+		}
+	}
+}
+
+func TestUsageListsEveryOption(t *testing.T) {
+	for _, o := range options {
+		if !strings.Contains(Usage, "--"+o.long) {
+			t.Errorf("--help does not mention --%s", o.long)
+		}
+		if o.short != 0 && !strings.Contains(Usage, "-"+string(o.short)+", --"+o.long) {
+			t.Errorf("--help does not show -%c with --%s", o.short, o.long)
+		}
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add("--mtu=65520\x00-c\x00-e\x003\x00--netns-type=path\x00/proc/self/ns/net\x00tap0")
+	f.Add("-ce3\x00--cidr\x0010.0.2.0/24\x001\x00tap0")
+	f.Add("--macaddress=02:00:00:00:00:01\x00-c\x00--\x00sh")
+	f.Fuzz(func(t *testing.T, joined string) {
+		args := strings.Split(joined, "\x00")
+		c, err := Parse(args)
+		if err != nil || c.Help || c.Version {
+			return
+		}
+		if c.MTU < 1 || c.MTU > MaxMTU {
+			t.Fatalf("accepted MTU %d", c.MTU)
+		}
+		if b := c.Net.Prefix.Bits(); b < 1 || b > 25 {
+			t.Fatalf("accepted prefix /%d", b)
+		}
+		if !c.Spawn && (c.NetnsPath == "" || ValidTapName(c.TapName) != nil) {
+			t.Fatalf("accepted target %q tap %q", c.NetnsPath, c.TapName)
+		}
+	})
+}

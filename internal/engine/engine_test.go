@@ -1,0 +1,376 @@
+package engine
+
+import (
+	"encoding/binary"
+	"errors"
+	"math/rand"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/nsgate/nsgate/internal/config"
+	"github.com/nsgate/nsgate/internal/packet"
+	"github.com/nsgate/nsgate/internal/tapdev"
+	"golang.org/x/sys/unix"
+)
+
+var (
+	nsMAC   = packet.MAC{2, 0, 0, 0, 0, 0x64}
+	guestIP = packet.IPv4Addr{10, 0, 2, 100}
+)
+
+func testConfig(t testing.TB) Config {
+	n, err := config.NewNetwork(config.DefaultCIDR)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Config{Net: n, MTU: 1500, MAC: GatewayMAC(n.Gateway)}
+}
+
+// peer is the namespace side of a fake tap: a SOCK_SEQPACKET socketpair
+// keeps frame boundaries, and the engine's end is a real tapdev.Device with
+// the vnet header, so the header handling is exercised too.
+type peer struct {
+	t  *testing.T
+	fd int
+}
+
+func newLoop(t *testing.T, cfg Config) (*Engine, *peer, chan error) {
+	t.Helper()
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev, err := tapdev.NewDevice(fds[0], tapdev.VnetHdrLen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := New(dev, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.Run()
+		done <- err
+	}()
+	t.Cleanup(func() {
+		e.Stop("test over")
+		<-done
+		e.Close()
+		dev.Close()
+		unix.Close(fds[1])
+	})
+	return e, &peer{t, fds[1]}, done
+}
+
+func (p *peer) send(frame []byte) {
+	p.t.Helper()
+	buf := append(make([]byte, tapdev.VnetHdrLen), frame...)
+	if _, err := unix.Write(p.fd, buf); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// recv returns the next frame from the engine, or nil after timeout.
+func (p *peer) recv(timeout time.Duration) *packet.Parsed {
+	p.t.Helper()
+	fds := []unix.PollFd{{Fd: int32(p.fd), Events: unix.POLLIN}}
+	if n, _ := unix.Poll(fds, int(timeout/time.Millisecond)); n == 0 {
+		return nil
+	}
+	buf := make([]byte, tapdev.VnetHdrLen+tapdev.MaxFrame)
+	n, err := unix.Read(p.fd, buf)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	for _, b := range buf[:tapdev.VnetHdrLen] {
+		if b != 0 {
+			p.t.Fatalf("vnet header not zeroed: %x", buf[:tapdev.VnetHdrLen])
+		}
+	}
+	var parsed packet.Parsed
+	if err := parsed.Decode(buf[tapdev.VnetHdrLen:n]); err != nil {
+		p.t.Fatalf("engine sent an undecodable frame: %v", err)
+	}
+	return &parsed
+}
+
+func arpRequest(target packet.IPv4Addr) []byte {
+	f := make([]byte, packet.EtherLen+packet.ARPLen)
+	packet.Ether(f).SetHeader(packet.BroadcastMAC, nsMAC, packet.EtherTypeARP)
+	packet.ARP(f[packet.EtherLen:]).Set(packet.ARPRequest, nsMAC, guestIP, packet.MAC{}, target)
+	return f
+}
+
+func ipFrame(dstMAC packet.MAC, src, dst packet.IPv4Addr, proto uint8, l4 []byte) []byte {
+	f := make([]byte, packet.EtherLen+packet.IPv4Len+len(l4))
+	packet.Ether(f).SetHeader(dstMAC, nsMAC, packet.EtherTypeIPv4)
+	copy(f[packet.EtherLen+packet.IPv4Len:], l4)
+	packet.IPv4(f[packet.EtherLen:]).SetHeader(packet.IPv4Len+len(l4), 1, 64, proto, src, dst)
+	return f
+}
+
+func echoRequest(dst packet.IPv4Addr, seq uint16) []byte {
+	m := make([]byte, 64)
+	binary.BigEndian.PutUint16(m[4:], 77)
+	binary.BigEndian.PutUint16(m[6:], seq)
+	packet.ICMP(m).SetTypeCode(packet.ICMPEchoRequest, 0)
+	return ipFrame(GatewayMAC(packet.IPv4Addr{10, 0, 2, 2}), guestIP, dst, packet.ProtoICMP, m)
+}
+
+func dhcpFrame(m *dhcpv4.DHCPv4) []byte {
+	payload := m.ToBytes()
+	u := make([]byte, packet.UDPLen+len(payload))
+	copy(u[packet.UDPLen:], payload)
+	bc := packet.IPv4Addr{255, 255, 255, 255}
+	packet.UDP(u).SetHeader(68, 67, len(u), packet.IPv4Addr{}, bc)
+	return ipFrame(packet.BroadcastMAC, packet.IPv4Addr{}, bc, packet.ProtoUDP, u)
+}
+
+func TestLoopAnswers(t *testing.T) {
+	cfg := testConfig(t)
+	_, p, _ := newLoop(t, cfg)
+
+	p.send(arpRequest(cfg.Net.Gateway))
+	r := p.recv(2 * time.Second)
+	if r == nil || r.ARP == nil || r.ARP.Op() != packet.ARPReply || r.ARP.SenderMAC() != cfg.MAC || r.ARP.SenderIP() != cfg.Net.Gateway {
+		t.Fatalf("ARP for the gateway: %+v", r)
+	}
+	p.send(arpRequest(cfg.Net.DNS))
+	if r := p.recv(2 * time.Second); r == nil || r.ARP.SenderIP() != cfg.Net.DNS {
+		t.Fatalf("ARP for DNS: %+v", r)
+	}
+
+	for _, dst := range []packet.IPv4Addr{cfg.Net.Gateway, cfg.Net.DNS} {
+		p.send(echoRequest(dst, 5))
+		r := p.recv(2 * time.Second)
+		if r == nil || r.ICMP.Type() != packet.ICMPEchoReply || r.Src != dst || r.Dst != guestIP || r.ICMP.EchoSeq() != 5 || r.DstMAC != nsMAC {
+			t.Fatalf("echo to %v: %+v", dst, r)
+		}
+	}
+
+	d, err := dhcpv4.NewDiscovery(net.HardwareAddr(nsMAC[:]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.send(dhcpFrame(d))
+	r = p.recv(2 * time.Second)
+	if r == nil {
+		t.Fatal("no DHCP OFFER")
+	}
+	offer, err := dhcpv4.FromBytes(r.Payload)
+	if err != nil || offer.MessageType() != dhcpv4.MessageTypeOffer || offer.YourIPAddr.String() != "10.0.2.15" {
+		t.Fatalf("OFFER %v %v", offer, err)
+	}
+	req, _ := dhcpv4.NewRequestFromOffer(offer)
+	p.send(dhcpFrame(req))
+	r = p.recv(2 * time.Second)
+	if ack, err := dhcpv4.FromBytes(r.Payload); err != nil || ack.MessageType() != dhcpv4.MessageTypeAck {
+		t.Fatalf("ACK %v %v", ack, err)
+	}
+}
+
+func TestLoopIgnores(t *testing.T) {
+	cfg := testConfig(t)
+	e, p, _ := newLoop(t, cfg)
+	other := packet.IPv4Addr{10, 0, 2, 50}
+	p.send(arpRequest(other))                                                                                  // not ours
+	p.send(echoRequest(other, 1))                                                                              // not ours (no ping sockets yet)
+	p.send(echoRequest(cfg.Net.Gateway, 1)[:30])                                                               // truncated
+	p.send([]byte{1, 2, 3})                                                                                    // runt
+	p.send(ipFrame(packet.MAC{2, 9, 9, 9, 9, 9}, guestIP, cfg.Net.Gateway, packet.ProtoICMP, make([]byte, 8))) // another MAC
+	if r := p.recv(200 * time.Millisecond); r != nil {
+		t.Fatalf("answered something it should ignore: %+v", r)
+	}
+	// The loop still works.
+	p.send(arpRequest(cfg.Net.Gateway))
+	if r := p.recv(2 * time.Second); r == nil {
+		t.Fatal("loop stopped answering after bad frames")
+	}
+	e.Stop("check stats")
+	time.Sleep(50 * time.Millisecond)
+}
+
+func TestDisableDNS(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.DisableDNS = true
+	_, p, _ := newLoop(t, cfg)
+	p.send(arpRequest(cfg.Net.DNS))
+	p.send(echoRequest(cfg.Net.DNS, 1))
+	if r := p.recv(200 * time.Millisecond); r != nil {
+		t.Fatalf("answered for the DNS address with --disable-dns: %+v", r)
+	}
+}
+
+func TestStopFD(t *testing.T) {
+	cfg := testConfig(t)
+	fds, _ := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	defer unix.Close(fds[1])
+	dev, _ := tapdev.NewDevice(fds[0], 0)
+	defer dev.Close()
+	e, err := New(dev, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	var pipe [2]int
+	if err := unix.Pipe2(pipe[:], unix.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(pipe[0])
+	if err := e.AddStopFD(pipe[0], "exit fd closed"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.AddStopFD(9999, "bad"); err == nil {
+		t.Fatal("AddStopFD accepted a closed descriptor")
+	}
+	done := make(chan string, 1)
+	go func() { r, _ := e.Run(); done <- r }()
+	unix.Close(pipe[1]) // the writer goes away: POLLHUP
+	select {
+	case r := <-done:
+		if r != "exit fd closed" {
+			t.Fatalf("stopped for %q", r)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not stop when the exit fd's writer closed")
+	}
+}
+
+func TestTapGone(t *testing.T) {
+	cfg := testConfig(t)
+	fds, _ := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	dev, _ := tapdev.NewDevice(fds[0], 0)
+	defer dev.Close()
+	e, _ := New(dev, cfg)
+	defer e.Close()
+	unix.Shutdown(fds[0], unix.SHUT_RD)
+	unix.Close(fds[1])
+	done := make(chan error, 1)
+	go func() { _, err := e.Run(); done <- err }()
+	select {
+	case err := <-done:
+		if err != nil && !errors.Is(err, ErrTapGone) {
+			t.Fatalf("Run error %v, want ErrTapGone", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run spins or hangs when the tap is gone")
+	}
+}
+
+// discardTap accepts every frame; its fd is an eventfd so that epoll takes it.
+type discardTap struct {
+	fd      int
+	written int
+	last    []byte // the last frame written, without headroom
+}
+
+func newDiscardTap(t testing.TB) *discardTap {
+	fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &discardTap{fd: fd}
+}
+
+func (d *discardTap) Fd() int                      { return d.fd }
+func (d *discardTap) Headroom() int                { return tapdev.VnetHdrLen }
+func (d *discardTap) Read(buf []byte) (int, error) { return 0, unix.EAGAIN }
+func (d *discardTap) Write(buf []byte) error {
+	d.written++
+	d.last = buf[tapdev.VnetHdrLen:]
+	return nil
+}
+
+func TestHandleFrameAllocs(t *testing.T) {
+	cfg := testConfig(t)
+	tap := newDiscardTap(t)
+	e, err := New(tap, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	frames := map[string][]byte{
+		"arp":       arpRequest(cfg.Net.Gateway),
+		"icmp echo": echoRequest(cfg.Net.Gateway, 1),
+		"malformed": echoRequest(cfg.Net.Gateway, 1)[:25],
+		"ignored":   echoRequest(packet.IPv4Addr{10, 0, 2, 50}, 1),
+	}
+	for name, f := range frames {
+		if n := testing.AllocsPerRun(200, func() { e.HandleFrame(f) }); n != 0 {
+			t.Errorf("%s: HandleFrame allocates %v times per frame", name, n)
+		}
+	}
+	if tap.written == 0 {
+		t.Fatal("no frame was answered: the test measured nothing")
+	}
+}
+
+func BenchmarkHandleFrame(b *testing.B) {
+	cfg := testConfig(b)
+	e, err := New(newDiscardTap(b), cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.Close()
+	for _, bc := range []struct {
+		name string
+		f    []byte
+	}{{"arp", arpRequest(cfg.Net.Gateway)}, {"icmp-echo", echoRequest(cfg.Net.Gateway, 1)}} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(bc.f)))
+			for i := 0; i < b.N; i++ {
+				e.HandleFrame(bc.f)
+			}
+		})
+	}
+}
+
+func FuzzHandleFrame(f *testing.F) {
+	cfg := testConfig(f)
+	d, _ := dhcpv4.NewDiscovery(net.HardwareAddr(nsMAC[:]))
+	for _, fr := range [][]byte{arpRequest(cfg.Net.Gateway), echoRequest(cfg.Net.Gateway, 1), dhcpFrame(d)} {
+		f.Add(fr)
+	}
+	tap := newDiscardTap(f)
+	e, err := New(tap, cfg)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, frame []byte) {
+		tap.last = nil
+		e.HandleFrame(frame)
+		// Whatever nsgate answers must itself be a well-formed frame.
+		if tap.last != nil {
+			var p packet.Parsed
+			if err := p.Decode(tap.last); err != nil {
+				t.Fatalf("answer does not decode: %v", err)
+			}
+		}
+	})
+}
+
+// TestRandomFrames throws a deterministic stream of mutated frames at the
+// dispatcher: a quick version of the fuzz target that always runs.
+func TestRandomFrames(t *testing.T) {
+	cfg := testConfig(t)
+	e, err := New(newDiscardTap(t), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	d, _ := dhcpv4.NewDiscovery(net.HardwareAddr(nsMAC[:]))
+	seeds := [][]byte{arpRequest(cfg.Net.Gateway), echoRequest(cfg.Net.Gateway, 1), dhcpFrame(d)}
+	r := rand.New(rand.NewSource(2))
+	for i := 0; i < 50000; i++ {
+		f := append([]byte{}, seeds[r.Intn(len(seeds))]...)
+		for j := r.Intn(8); j > 0; j-- {
+			f[r.Intn(len(f))] = byte(r.Intn(256))
+		}
+		f = f[:r.Intn(len(f)+1)]
+		e.HandleFrame(f)
+	}
+}

@@ -1,0 +1,267 @@
+package packet
+
+import (
+	"encoding/binary"
+	"errors"
+	"math/rand"
+	"strconv"
+	"testing"
+)
+
+// refChecksum is RFC 1071 written the obvious way, 16 bits at a time with
+// end-around carry: the independent implementation Checksum is held to.
+func refChecksum(b []byte) uint16 {
+	var s uint32
+	for i := 0; i+1 < len(b); i += 2 {
+		s += uint32(b[i])<<8 | uint32(b[i+1])
+		s = (s & 0xffff) + s>>16
+	}
+	if len(b)%2 == 1 {
+		s += uint32(b[len(b)-1]) << 8
+		s = (s & 0xffff) + s>>16
+	}
+	return ^uint16(s)
+}
+
+func TestChecksumKnownVectors(t *testing.T) {
+	tests := []struct {
+		name string
+		b    []byte
+		want uint16
+	}{
+		// An IPv4 header with its checksum field zeroed; the sum is the
+		// textbook example's 0xb861.
+		{"ipv4 header", []byte{0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0x00, 0x00, 0xc0, 0xa8, 0x00, 0x01, 0xc0, 0xa8, 0x00, 0xc7}, 0xb861},
+		// RFC 1071 section 3's example words 0001 f203 f4f5 f6f7 sum to ddf2.
+		{"rfc1071", []byte{0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7}, ^uint16(0xddf2)},
+		{"empty", nil, 0xffff},
+		{"odd", []byte{0xab}, ^uint16(0xab00)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := Checksum(tt.b, 0); got != tt.want {
+				t.Errorf("Checksum = %#04x, want %#04x", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestChecksumMatchesReference(t *testing.T) {
+	r := rand.New(rand.NewSource(1))
+	for n := 0; n < 2000; n++ {
+		size := r.Intn(200)
+		if n%100 == 0 {
+			size = 65535 + r.Intn(20) // big enough to stress the carries
+		}
+		b := make([]byte, size)
+		r.Read(b)
+		if n%7 == 0 {
+			for i := range b {
+				b[i] = 0xff
+			}
+		}
+		if got, want := Checksum(b, 0), refChecksum(b); got != want {
+			t.Fatalf("len %d: Checksum = %#04x, reference = %#04x", size, got, want)
+		}
+	}
+}
+
+func TestPseudoHeaderSum(t *testing.T) {
+	src, dst := IPv4Addr{10, 0, 2, 15}, IPv4Addr{10, 0, 2, 2}
+	udp := []byte{0x00, 0x44, 0x00, 0x43, 0x00, 0x0a, 0x00, 0x00, 0xde, 0xad}
+	// The reference: checksum over an explicit pseudo header followed by the segment.
+	ph := append([]byte{10, 0, 2, 15, 10, 0, 2, 2, 0, ProtoUDP, 0, byte(len(udp))}, udp...)
+	if got, want := Checksum(udp, PseudoHeaderSum(src, dst, ProtoUDP, len(udp))), refChecksum(ph); got != want {
+		t.Fatalf("pseudo header checksum = %#04x, want %#04x", got, want)
+	}
+}
+
+// frames builds test frames with valid checksums.
+func ipv4Frame(proto uint8, l4 []byte) []byte {
+	f := make([]byte, EtherLen+IPv4Len+len(l4))
+	Ether(f).SetHeader(MAC{0x52, 0x55, 10, 0, 2, 2}, MAC{2, 0, 0, 0, 0, 1}, EtherTypeIPv4)
+	copy(f[EtherLen+IPv4Len:], l4)
+	IPv4(f[EtherLen:]).SetHeader(IPv4Len+len(l4), 7, 64, proto, IPv4Addr{10, 0, 2, 100}, IPv4Addr{10, 0, 2, 2})
+	return f
+}
+
+func icmpEcho() []byte {
+	m := make([]byte, ICMPEchoLen+4)
+	binary.BigEndian.PutUint16(m[4:], 0x1234)
+	binary.BigEndian.PutUint16(m[6:], 1)
+	copy(m[8:], "ping")
+	ICMP(m).SetTypeCode(ICMPEchoRequest, 0)
+	return ipv4Frame(ProtoICMP, m)
+}
+
+func udpFrame(payload string) []byte {
+	u := make([]byte, UDPLen+len(payload))
+	copy(u[UDPLen:], payload)
+	f := ipv4Frame(ProtoUDP, u)
+	UDP(f[EtherLen+IPv4Len:]).SetHeader(68, 67, len(u), IPv4Addr{10, 0, 2, 100}, IPv4Addr{10, 0, 2, 2})
+	return f
+}
+
+func arpFrame() []byte {
+	f := make([]byte, EtherLen+ARPLen)
+	Ether(f).SetHeader(BroadcastMAC, MAC{2, 0, 0, 0, 0, 1}, EtherTypeARP)
+	ARP(f[EtherLen:]).Set(ARPRequest, MAC{2, 0, 0, 0, 0, 1}, IPv4Addr{10, 0, 2, 100}, MAC{}, IPv4Addr{10, 0, 2, 2})
+	return f
+}
+
+// fixIPChecksum recomputes the IPv4 header checksum after a test edits it.
+func fixIPChecksum(f []byte) []byte {
+	ip := f[EtherLen:]
+	ihl := int(ip[0]&0xf) * 4
+	ip[10], ip[11] = 0, 0
+	binary.BigEndian.PutUint16(ip[10:], Checksum(ip[:ihl], 0))
+	return f
+}
+
+func TestDecode(t *testing.T) {
+	edit := func(f []byte, fn func([]byte)) []byte { fn(f); return f }
+	tests := []struct {
+		name  string
+		frame []byte
+		err   error
+		check func(t *testing.T, p *Parsed)
+	}{
+		{"arp request", arpFrame(), nil, func(t *testing.T, p *Parsed) {
+			if p.ARP.Op() != ARPRequest || p.ARP.TargetIP() != (IPv4Addr{10, 0, 2, 2}) || p.ARP.SenderMAC() != (MAC{2, 0, 0, 0, 0, 1}) {
+				t.Errorf("ARP fields wrong: op %d target %v sender %v", p.ARP.Op(), p.ARP.TargetIP(), p.ARP.SenderMAC())
+			}
+		}},
+		{"icmp echo", icmpEcho(), nil, func(t *testing.T, p *Parsed) {
+			if p.Proto != ProtoICMP || p.ICMP.Type() != ICMPEchoRequest || p.ICMP.EchoID() != 0x1234 || p.ICMP.EchoSeq() != 1 {
+				t.Errorf("ICMP fields wrong: %+v", p.ICMP)
+			}
+			if p.Src != (IPv4Addr{10, 0, 2, 100}) || p.Dst != (IPv4Addr{10, 0, 2, 2}) {
+				t.Errorf("addresses %v -> %v", p.Src, p.Dst)
+			}
+		}},
+		{"udp", udpFrame("hello"), nil, func(t *testing.T, p *Parsed) {
+			if p.UDP.SrcPort() != 68 || p.UDP.DstPort() != 67 || string(p.Payload) != "hello" {
+				t.Errorf("UDP fields wrong: %d->%d %q", p.UDP.SrcPort(), p.UDP.DstPort(), p.Payload)
+			}
+		}},
+		{"udp with ethernet padding", append(udpFrame("x"), make([]byte, 20)...), nil, func(t *testing.T, p *Parsed) {
+			if string(p.Payload) != "x" || len(p.IP) != IPv4Len+UDPLen+1 {
+				t.Errorf("padding not trimmed: payload %q, ip len %d", p.Payload, len(p.IP))
+			}
+		}},
+		{"udp zero checksum accepted", edit(udpFrame("x"), func(f []byte) { f[EtherLen+IPv4Len+6], f[EtherLen+IPv4Len+7] = 0, 0 }), nil, nil},
+		{"ipv6 ignored", edit(arpFrame(), func(f []byte) { binary.BigEndian.PutUint16(f[12:], EtherTypeIPv6) }), ErrEtherType, nil},
+		{"empty", nil, ErrShort, nil},
+		{"ethernet only", arpFrame()[:EtherLen], ErrARP, nil},
+		{"short arp", arpFrame()[:EtherLen+ARPLen-1], ErrARP, nil},
+		{"arp wrong hlen", edit(arpFrame(), func(f []byte) { f[EtherLen+4] = 8 }), ErrARP, nil},
+		{"short ip", icmpEcho()[:EtherLen+IPv4Len-1], ErrShort, nil},
+		{"ip version 6", fixIPChecksum(edit(icmpEcho(), func(f []byte) { f[EtherLen] = 0x65 })), ErrIPVersion, nil},
+		{"ihl below 5", fixIPChecksum(edit(icmpEcho(), func(f []byte) { f[EtherLen] = 0x44 })), ErrIHL, nil},
+		{"ihl past frame", edit(icmpEcho()[:EtherLen+IPv4Len+4], func(f []byte) { f[EtherLen] = 0x4f }), ErrIHL, nil},
+		{"total length past frame", fixIPChecksum(edit(icmpEcho(), func(f []byte) { binary.BigEndian.PutUint16(f[EtherLen+2:], 1500) })), ErrTotalLen, nil},
+		{"total length below header", fixIPChecksum(edit(icmpEcho(), func(f []byte) { binary.BigEndian.PutUint16(f[EtherLen+2:], 10) })), ErrTotalLen, nil},
+		{"bad ip checksum", edit(icmpEcho(), func(f []byte) { f[EtherLen+10] ^= 0xff }), ErrIPChecksum, nil},
+		{"fragment", fixIPChecksum(edit(icmpEcho(), func(f []byte) { f[EtherLen+6] = 0x20 })), ErrFragment, nil},
+		{"truncated icmp", fixIPChecksum(edit(icmpEcho()[:EtherLen+IPv4Len+4], func(f []byte) { binary.BigEndian.PutUint16(f[EtherLen+2:], IPv4Len+4) })), ErrL4Short, nil},
+		{"bad icmp checksum", edit(icmpEcho(), func(f []byte) { f[len(f)-1] ^= 1 }), ErrL4Checksum, nil},
+		{"udp length too big", edit(udpFrame("abc"), func(f []byte) { binary.BigEndian.PutUint16(f[EtherLen+IPv4Len+4:], 200) }), ErrUDPLength, nil},
+		{"udp length too small", edit(udpFrame("abc"), func(f []byte) { binary.BigEndian.PutUint16(f[EtherLen+IPv4Len+4:], 7) }), ErrUDPLength, nil},
+		{"bad udp checksum", edit(udpFrame("abc"), func(f []byte) { f[len(f)-1] ^= 1 }), ErrL4Checksum, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var p Parsed
+			err := p.Decode(tt.frame)
+			if !errors.Is(err, tt.err) {
+				t.Fatalf("Decode error = %v, want %v", err, tt.err)
+			}
+			if err == nil && tt.check != nil {
+				tt.check(t, &p)
+			}
+		})
+	}
+}
+
+// TestDecodeOptionsIHL checks that IPv4 options are skipped by IHL.
+func TestDecodeOptionsIHL(t *testing.T) {
+	f := icmpEcho()
+	// Insert 4 bytes of options (NOP NOP NOP EOL) after the base header.
+	opt := append(append(append([]byte{}, f[:EtherLen+IPv4Len]...), 1, 1, 1, 0), f[EtherLen+IPv4Len:]...)
+	opt[EtherLen] = 0x46
+	binary.BigEndian.PutUint16(opt[EtherLen+2:], uint16(len(opt)-EtherLen))
+	fixIPChecksum(opt)
+	var p Parsed
+	if err := p.Decode(opt); err != nil {
+		t.Fatal(err)
+	}
+	if p.ICMP.EchoID() != 0x1234 {
+		t.Fatalf("ICMP read at the wrong offset: id %#x", p.ICMP.EchoID())
+	}
+}
+
+func TestDecodeAllocs(t *testing.T) {
+	frames := [][]byte{arpFrame(), icmpEcho(), udpFrame("payload"), udpFrame("x")[:20]}
+	var p Parsed
+	for _, f := range frames {
+		if n := testing.AllocsPerRun(100, func() { _ = p.Decode(f) }); n != 0 {
+			t.Errorf("Decode of a %d-byte frame allocates %v times", len(f), n)
+		}
+	}
+}
+
+func TestMACString(t *testing.T) {
+	if s := (MAC{0x52, 0x55, 0x0a, 0, 2, 0xff}).String(); s != "52:55:0a:00:02:ff" {
+		t.Fatalf("MAC.String = %q", s)
+	}
+	if s := (IPv4Addr{10, 0, 2, 100}).String(); s != "10.0.2.100" {
+		t.Fatalf("IPv4Addr.String = %q", s)
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	for _, fr := range [][]byte{arpFrame(), icmpEcho(), udpFrame("seed")} {
+		f.Add(fr)
+	}
+	f.Fuzz(func(t *testing.T, frame []byte) {
+		var p Parsed
+		if err := p.Decode(frame); err != nil {
+			return
+		}
+		// Whatever decodes must be internally consistent and in bounds.
+		if p.IP != nil {
+			if p.IP.TotalLen() != len(p.IP) || p.IP.IHL() < IPv4Len || Checksum(p.IP[:p.IP.IHL()], 0) != 0 {
+				t.Fatalf("inconsistent IPv4 view: total %d len %d ihl %d", p.IP.TotalLen(), len(p.IP), p.IP.IHL())
+			}
+		}
+		if p.UDP != nil && p.UDP.Length() != len(p.UDP) {
+			t.Fatalf("UDP length %d but view %d", p.UDP.Length(), len(p.UDP))
+		}
+		if p.ARP != nil && len(p.ARP) != ARPLen {
+			t.Fatalf("ARP view of %d bytes", len(p.ARP))
+		}
+	})
+}
+
+func BenchmarkChecksum(b *testing.B) {
+	for _, size := range []int{64, 1500, 65535} {
+		buf := make([]byte, size)
+		rand.New(rand.NewSource(3)).Read(buf)
+		b.Run(strconv.Itoa(size), func(b *testing.B) {
+			b.SetBytes(int64(size))
+			for i := 0; i < b.N; i++ {
+				Checksum(buf, 0)
+			}
+		})
+	}
+}
+
+func BenchmarkDecode(b *testing.B) {
+	f := udpFrame(string(make([]byte, 1400)))
+	var p Parsed
+	b.SetBytes(int64(len(f)))
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		_ = p.Decode(f)
+	}
+}

@@ -1,0 +1,91 @@
+#!/usr/bin/env bats
+# The command line as rootlesskit, podman and people use it: help text that
+# tools probe, and one-line errors with a non-zero status for bad input.
+
+bats_require_minimum_version 1.5.0
+
+NSGATE="${NSGATE:-$BATS_TEST_DIRNAME/../nsgate}"
+
+@test "--help goes to stdout, exits 0 and lists every option tools probe" {
+	run --separate-stderr "$NSGATE" --help
+	[ "$status" -eq 0 ]
+	[ -z "$stderr" ]
+	for opt in --netns-type --userns-path --configure --mtu --cidr --disable-host-loopback \
+		--api-socket --enable-ipv6 --enable-sandbox --enable-seccomp --outbound-addr \
+		--outbound-addr6 --disable-dns --exit-fd --ready-fd --macaddress --netns --help --version; do
+		[[ "$output" == *"$opt"* ]] || { echo "missing $opt"; false; }
+	done
+	# Options not implemented yet say so.
+	[[ "$output" == *"--api-socket=PATH    specify API socket path (not implemented yet: refused)"* ]]
+	[[ "$output" == *"--enable-sandbox"*"(not implemented yet: refused)"* ]]
+}
+
+@test "-h is --help" {
+	run "$NSGATE" -h
+	[ "$status" -eq 0 ]
+	[[ "${lines[0]}" == "Usage: nsgate [OPTION]... PID|PATH [TAPNAME]" ]]
+}
+
+@test "--version prints slirp4netns's layout" {
+	run "$NSGATE" --version
+	[ "$status" -eq 0 ]
+	[[ "${lines[0]}" =~ ^nsgate\ version\ [0-9]+\.[0-9]+\.[0-9]+ ]]
+	[[ "${lines[1]}" =~ ^commit:\ [0-9a-f]{40}$|^commit:\ unknown$ ]]
+}
+
+@test "no target: usage on stderr, exit 2" {
+	run --separate-stderr "$NSGATE"
+	[ "$status" -eq 2 ]
+	[ -z "$output" ]
+	[[ "$stderr" == *"Usage: nsgate"* ]]
+	[[ "$stderr" == *"nsgate: missing target"* ]]
+}
+
+# error ARGS... : nsgate fails with status 1 and exactly one line on stderr.
+expect_error() {
+	local want="$1"; shift
+	run --separate-stderr "$NSGATE" "$@"
+	echo "status=$status stderr=$stderr"
+	[ "$status" -eq 1 ]
+	[ -z "$output" ]
+	[ "${#stderr_lines[@]}" -eq 1 ]
+	[ "$stderr" = "nsgate: $want" ]
+}
+
+@test "bad --mtu values are named" {
+	expect_error '--mtu "0": MTU must be a positive integer (< 65522)' --mtu 0 1
+	expect_error '--mtu "65522": MTU must be a positive integer (< 65522)' --mtu=65522 1
+	expect_error '--mtu "fast": MTU must be a positive integer (< 65522)' -m fast 1
+}
+
+@test "bad --cidr values get slirp4netns's messages and the value" {
+	expect_error '--cidr "foo": invalid CIDR' --cidr foo 1
+	expect_error '--cidr "10.0.2.0/26": prefix length needs to be 1-25' --cidr=10.0.2.0/26 1
+	expect_error '--cidr "10.0.2.100/24": CIDR needs to be a network address like 10.0.2.0/24, not like 10.0.2.100/24' --cidr=10.0.2.100/24 1
+}
+
+@test "a target that does not exist" {
+	expect_error 'target PID 2147483646: no such process' 2147483646 tap0
+	expect_error 'network namespace path "/nonexistent/netns": no such file or directory' --netns-type=path /nonexistent/netns tap0
+	expect_error '--netns "/nonexistent/netns": no such file or directory' --netns /nonexistent/netns
+	expect_error 'target "abc": PID must be a positive integer' --netns-type=pid abc
+}
+
+@test "other bad input" {
+	expect_error "unrecognized option '--frobnicate'" --frobnicate 1
+	expect_error '--macaddress needs --configure (-c)' --macaddress=02:00:00:00:00:01 1
+	expect_error '--exit-fd "x": exit-fd must be a non-negative integer' -e x 1
+	expect_error '--netns-type "foo": must be pid or path' --netns-type=foo 1
+	expect_error 'tap name "this-name-is-too-long": an interface name is 1-15 characters without '"'/'"', '"':'"' or spaces' 1 this-name-is-too-long
+}
+
+@test "options not implemented yet are refused, not silently ignored" {
+	expect_error '--api-socket is not implemented yet in this version of nsgate' --api-socket /tmp/x.sock 1
+	expect_error '--enable-sandbox is not implemented yet in this version of nsgate' --enable-sandbox 1
+	expect_error '--enable-seccomp is not implemented yet in this version of nsgate' --enable-seccomp 1
+	expect_error '--outbound-addr is not implemented yet in this version of nsgate' --outbound-addr=192.0.2.1 1
+}
+
+@test "spawn mode needs a command" {
+	expect_error 'no command after --' --
+}

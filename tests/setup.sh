@@ -1,0 +1,14 @@
+#!/bin/sh
+# Prepares a machine for nsgate's tests; make test runs it (as root).
+# - the unprivileged user the rootless tests run as;
+# - /dev/net/tun usable by unprivileged users (0666 is Debian's default; some
+#   sandboxes ship it 0600).
+set -eu
+if ! id nsgate-test >/dev/null 2>&1; then
+	useradd --system --no-create-home --shell /usr/sbin/nologin nsgate-test
+fi
+if [ ! -e /dev/net/tun ]; then
+	mkdir -p /dev/net
+	mknod -m 0666 /dev/net/tun c 10 200
+fi
+chmod 0666 /dev/net/tun
