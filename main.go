@@ -110,12 +110,25 @@ func runTarget(cfg *config.Config) int {
 		defer unix.Close(pidfd)
 		stops = append(stops, stopFD{pidfd, fmt.Sprintf("target PID %d exited", cfg.PID)})
 	}
+	if cfg.Configure && sameFile(cfg.NetnsPath, "/proc/self/ns/net") {
+		// Configuring would replace the default route of the namespace
+		// nsgate itself uses; that is never what a caller means.
+		logger.Printf("refusing --configure on nsgate's own network namespace (%s)", cfg.NetnsPath)
+		return 1
+	}
 	fd, err := nsenter.OpenTap(cfg.NetnsPath, cfg.UsernsPath, request(cfg))
 	if err != nil {
 		logger.Print(err)
 		return 1
 	}
 	return serve(cfg, fd, stops, nil)
+}
+
+// sameFile reports whether paths a and b name the same inode (namespaces
+// compare this way).
+func sameFile(a, b string) bool {
+	var sa, sb unix.Stat_t
+	return unix.Stat(a, &sa) == nil && unix.Stat(b, &sb) == nil && sa.Dev == sb.Dev && sa.Ino == sb.Ino
 }
 
 type stopFD struct {

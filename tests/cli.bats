@@ -89,3 +89,8 @@ expect_error() {
 @test "spawn mode needs a command" {
 	expect_error 'no command after --' --
 }
+
+@test "--configure on nsgate's own network namespace is refused" {
+	expect_error "refusing --configure on nsgate's own network namespace (/proc/$$/ns/net)" -c $$
+	expect_error "refusing --configure on nsgate's own network namespace (/proc/self/ns/net)" -c --netns /proc/self/ns/net
+}

@@ -232,8 +232,18 @@ func InNewNetns(fn func() error) error {
 	done := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread() // never unlocked on purpose
+		before, err := os.Readlink("/proc/thread-self/ns/net")
+		if err != nil {
+			done <- fmt.Errorf("read own network namespace: %w", err)
+			return
+		}
 		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
 			done <- fmt.Errorf("unshare(CLONE_NEWNET): %w", err)
+			return
+		}
+		// Belt and braces: never let fn configure the namespace it came from.
+		if after, err := os.Readlink("/proc/thread-self/ns/net"); err != nil || after == before {
+			done <- fmt.Errorf("still in %s after unshare (%v): refusing to run", before, err)
 			return
 		}
 		done <- fn()
