@@ -58,6 +58,18 @@ func run(args []string) int {
 		printVersion()
 		return 0
 	}
+	// Check the inherited fds before nsgate opens any file: a number that is
+	// not open now could be reused by the runtime for a descriptor of its own.
+	if cfg.ExitFD >= 0 && !claimFD(cfg.ExitFD) {
+		// slirp4netns exits when its exit fd is unusable: whoever passed it
+		// is gone, or passed garbage.
+		logger.Printf("exit fd %d is not usable (not open): exiting", cfg.ExitFD)
+		return 0
+	}
+	if cfg.ReadyFD >= 0 && !claimFD(cfg.ReadyFD) {
+		logger.Printf("ready fd %d is not open", cfg.ReadyFD)
+		return 1
+	}
 	if cfg.EnableIPv6 {
 		logger.Print("--enable-ipv6: IPv6 is not served by this version; running IPv4 only")
 	}
@@ -122,6 +134,16 @@ func runTarget(cfg *config.Config) int {
 		return 1
 	}
 	return serve(cfg, fd, stops, nil)
+}
+
+// claimFD reports whether fd is open, and makes it close-on-exec so that
+// neither the helper nor a spawned command holds the caller's pipes open.
+func claimFD(fd int) bool {
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err != nil {
+		return false
+	}
+	unix.CloseOnExec(fd)
+	return true
 }
 
 // sameFile reports whether paths a and b name the same inode (namespaces

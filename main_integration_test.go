@@ -534,3 +534,40 @@ func TestMalformedFrames(t *testing.T) {
 		}
 	})
 }
+
+// An exit fd that is not open means the caller is gone: exit 0 at once, as
+// slirp4netns does.
+func TestInvalidExitFD(t *testing.T) {
+	w := testnet.New(t)
+	tg := testnet.NewTarget(t, false)
+	g := startGate(t, w, false, nil, "-e", "7", strconv.Itoa(tg.PID))
+	if st := g.waitExit(10 * time.Second); st != 0 {
+		t.Fatalf("exit status %d, want 0", st)
+	}
+	if !strings.Contains(g.stderr.String(), "exit fd 7 is not usable") {
+		t.Fatalf("no message about the exit fd: %s", g.stderr)
+	}
+}
+
+// The ready fd is written and closed while the spawned command still runs:
+// the command must not inherit the caller's pipe.
+func TestSpawnReadyFD(t *testing.T) {
+	w := testnet.New(t)
+	r, wr, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := startGate(t, w, true, []*os.File{wr}, "-r", "3", "--", "sleep", "5")
+	wr.Close()
+	start := time.Now()
+	got, err := readAll(r, 4*time.Second)
+	if err != nil || got != "1" {
+		t.Fatalf("ready pipe gave %q, %v (EOF must come before the command ends)", got, err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("ready EOF after %v", d)
+	}
+	if st := g.waitExit(10 * time.Second); st != 0 {
+		t.Fatalf("exit status %d", st)
+	}
+}

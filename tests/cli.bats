@@ -94,3 +94,7 @@ expect_error() {
 	expect_error "refusing --configure on nsgate's own network namespace (/proc/$$/ns/net)" -c $$
 	expect_error "refusing --configure on nsgate's own network namespace (/proc/self/ns/net)" -c --netns /proc/self/ns/net
 }
+
+@test "a --ready-fd that is not open is an error" {
+	expect_error "ready fd 9 is not open" -r 9 $$
+}
