@@ -108,9 +108,6 @@ func request(cfg *config.Config) nsenter.Request {
 // runTarget serves an existing namespace: nsgate PID|PATH [TAPNAME].
 func runTarget(cfg *config.Config) int {
 	var stops []stopFD
-	if cfg.ExitFD >= 0 {
-		stops = append(stops, stopFD{cfg.ExitFD, fmt.Sprintf("exit fd %d closed", cfg.ExitFD)})
-	}
 	if cfg.PID > 0 {
 		// Open the pidfd before anything else, so that a target exiting
 		// during set-up is still noticed.
@@ -158,9 +155,12 @@ type stopFD struct {
 	reason string
 }
 
-// serve runs the engine on the tap fd until a stop descriptor fires, a
-// signal arrives, or (spawn mode) started() arranges a Stop.
+// serve runs the engine on the tap fd until the exit fd or one of stops
+// fires, a signal arrives, or (spawn mode) started() arranges a Stop.
 func serve(cfg *config.Config, tapfd int, stops []stopFD, started func(*engine.Engine)) int {
+	if cfg.ExitFD >= 0 {
+		stops = append(stops, stopFD{cfg.ExitFD, fmt.Sprintf("exit fd %d closed", cfg.ExitFD)})
+	}
 	tap, err := tapdev.NewDevice(tapfd, tapdev.VnetHdrLen)
 	if err != nil {
 		logger.Print(err)
@@ -180,9 +180,7 @@ func serve(cfg *config.Config, tapfd int, stops []stopFD, started func(*engine.E
 	defer e.Close()
 	for _, s := range stops {
 		if err := e.AddStopFD(s.fd, s.reason); err != nil {
-			if s.fd == cfg.ExitFD {
-				// slirp4netns exits when its exit fd is unusable: the
-				// caller that passed it is gone or passed garbage.
+			if s.fd == cfg.ExitFD { // open but not pollable, say a regular file
 				logger.Printf("exit fd %d is not usable (%v): exiting", s.fd, err)
 				return 0
 			}
@@ -316,12 +314,8 @@ func runSpawn(cfg *config.Config) int {
 		_ = cmd.Wait()
 		return 1
 	}
-	var stops []stopFD
-	if cfg.ExitFD >= 0 {
-		stops = append(stops, stopFD{cfg.ExitFD, fmt.Sprintf("exit fd %d closed", cfg.ExitFD)})
-	}
 	status := make(chan int, 1)
-	rc := serve(cfg, fd, stops, func(e *engine.Engine) {
+	rc := serve(cfg, fd, nil, func(e *engine.Engine) {
 		if err := conn.Send('G'); err != nil {
 			e.Stop(fmt.Sprintf("command did not start: %v", err))
 		}
