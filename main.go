@@ -172,6 +172,9 @@ func serve(cfg *config.Config, tapfd int, stops []stopFD, started func(*engine.E
 		MTU:        cfg.MTU,
 		DisableDNS: cfg.DisableDNS,
 		MAC:        engine.GatewayMAC(cfg.Net.Gateway),
+		// Until the UDP/ICMP issue, host loopback is reachable only by TCP.
+		DisableHostLoopback: cfg.DisableHostLoopback,
+		Logf:                logger.Printf,
 	})
 	if err != nil {
 		logger.Print(err)

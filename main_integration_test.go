@@ -29,6 +29,9 @@ import (
 var nsgateBin string
 
 func TestMain(m *testing.M) {
+	if h := os.Getenv(helperEnv); h != "" {
+		os.Exit(runHelper(strings.Split(h, "\x1f")))
+	}
 	dir, err := os.MkdirTemp("", "nsgate-it-")
 	if err != nil {
 		panic(err)

@@ -17,6 +17,7 @@ import (
 	"github.com/nsgate/nsgate/internal/icmp"
 	"github.com/nsgate/nsgate/internal/packet"
 	"github.com/nsgate/nsgate/internal/tapdev"
+	"github.com/nsgate/nsgate/internal/tcp"
 	"golang.org/x/sys/unix"
 )
 
@@ -27,7 +28,9 @@ type Tap interface {
 	Fd() int
 	Headroom() int
 	Read(buf []byte) (int, error)
-	Write(buf []byte) error
+	// Write writes a frame; csumStart > 0 marks a partial L4 checksum at
+	// csumStart+csumOffset (see tapdev.Device.Write).
+	Write(buf []byte, csumStart, csumOffset uint16) error
 }
 
 // Config is what the engine needs to know of the network.
@@ -36,6 +39,13 @@ type Config struct {
 	MTU        int
 	DisableDNS bool
 	MAC        packet.MAC // nsgate's MAC on the tap
+	// DisableHostLoopback refuses connections to the gateway address
+	// instead of mapping them to the host's 127.0.0.1.
+	DisableHostLoopback bool
+	// MaxFlows limits the TCP flow table (0: tcp.DefaultMaxFlows).
+	MaxFlows int
+	// Logf receives the few messages the loop prints (nil: none).
+	Logf func(format string, args ...any)
 }
 
 // GatewayMAC derives nsgate's MAC from the gateway address the way libslirp
@@ -53,12 +63,16 @@ type Stats struct {
 	TxErrors  uint64 // frames the tap refused (queue full)
 }
 
-// epoll tokens: what an event's descriptor is.
+// epoll tokens: what an event's descriptor is. The kind is in the top byte
+// of the event's Pad field, a flow generation in the rest; Fd holds an index.
 const (
 	tokenTap = iota
 	tokenWake
 	tokenStop
+	tokenTCP
 )
+
+func token(kind int, gen uint32) int32 { return int32(uint32(kind)<<24 | gen&0xffffff) }
 
 // batch bounds the frames read per wake-up, so that one busy descriptor
 // cannot starve the others.
@@ -74,6 +88,7 @@ type Engine struct {
 	parsed   packet.Parsed
 	arp      *arp.Responder
 	dhcp     *dhcp.Server
+	tcp      *tcp.Table
 	stops    []string // reason per stop descriptor, by index
 	stopping atomic.Pointer[string]
 	stats    Stats
@@ -116,6 +131,14 @@ func New(tap Tap, cfg Config) (*Engine, error) {
 			MTU:       cfg.MTU,
 		}),
 	}
+	e.tcp = tcp.New(tcp.Config{
+		GatewayMAC:          cfg.MAC,
+		Gateway:             cfg.Net.Gateway,
+		Network:             cfg.Net.Prefix,
+		MTU:                 cfg.MTU,
+		DisableHostLoopback: cfg.DisableHostLoopback,
+		MaxFlows:            cfg.MaxFlows,
+	}, (*env)(e))
 	if err := e.add(tap.Fd(), tokenTap, 0); err != nil {
 		e.Close()
 		return nil, fmt.Errorf("watch tap fd %d: %w", tap.Fd(), err)
@@ -127,8 +150,8 @@ func New(tap Tap, cfg Config) (*Engine, error) {
 	return e, nil
 }
 
-func (e *Engine) add(fd int, token, index int32) error {
-	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: index, Pad: token}
+func (e *Engine) add(fd int, kind, index int32) error {
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: index, Pad: token(int(kind), 0)}
 	return unix.EpollCtl(e.ep, unix.EPOLL_CTL_ADD, fd, &ev)
 }
 
@@ -167,12 +190,16 @@ var ErrTapGone = errors.New("tap device gone")
 // Run serves until a stop descriptor fires, Stop is called, or the tap fails.
 // It returns the reason for stopping.
 func (e *Engine) Run() (string, error) {
-	events := make([]unix.EpollEvent, 64)
+	events := make([]unix.EpollEvent, 128)
 	for {
 		if r := e.stopping.Load(); r != nil {
 			return *r, nil
 		}
-		n, err := unix.EpollWait(e.ep, events, -1)
+		timeout := -1
+		if next := e.tcp.NextTimer(); next != 0 {
+			timeout = max(int((next-monotime()+999_999)/1e6), 0)
+		}
+		n, err := unix.EpollWait(e.ep, events, timeout)
 		if err == unix.EINTR {
 			continue
 		}
@@ -180,17 +207,25 @@ func (e *Engine) Run() (string, error) {
 			return "", fmt.Errorf("epoll_wait: %w", err)
 		}
 		for _, ev := range events[:n] {
-			switch ev.Pad {
+			kind := uint32(ev.Pad) >> 24
+			switch kind {
 			case tokenTap:
 				if err := e.readTap(); err != nil {
 					return "", err
 				}
+			case tokenTCP:
+				e.tcp.HandleEvent(ev.Fd, uint32(ev.Pad)&0xffffff, ev.Events)
 			case tokenWake:
 				var b [8]byte
 				_, _ = unix.Read(e.wake, b[:])
 			case tokenStop:
 				return e.stops[ev.Fd], nil
 			}
+		}
+		e.tcp.Flush()
+		if next := e.tcp.NextTimer(); next != 0 && monotime() >= next {
+			e.tcp.Tick()
+			e.tcp.Flush()
 		}
 	}
 }
@@ -209,6 +244,7 @@ func (e *Engine) readTap() error {
 		e.stats.RxFrames++
 		e.HandleFrame(e.in[h : h+n])
 	}
+	e.tcp.Flush()
 	return nil
 }
 
@@ -237,6 +273,9 @@ func (e *Engine) HandleFrame(frame []byte) {
 		n = e.dhcp.Handle(p, out)
 	case p.Proto == packet.ProtoICMP && e.ownsIP(p.Dst) && p.DstMAC == e.cfg.MAC:
 		n = icmp.EchoReply(p, e.cfg.MAC, out)
+	case p.Proto == packet.ProtoTCP && p.DstMAC == e.cfg.MAC:
+		e.tcp.HandleFrame(p)
+		return
 	}
 	if n == 0 {
 		e.stats.Ignored++
@@ -251,10 +290,52 @@ func (e *Engine) ownsIP(ip packet.IPv4Addr) bool {
 
 // send writes the n-byte frame built in e.out after the headroom. A full tap
 // queue drops the frame, as a NIC would; the namespace's kernel retransmits.
-func (e *Engine) send(n int) {
-	if err := e.tap.Write(e.out[:e.tap.Headroom()+n]); err != nil {
+func (e *Engine) send(n int) { e.sendFrame(n, 0, 0) }
+
+func (e *Engine) sendFrame(n int, csumStart, csumOffset uint16) {
+	if err := e.tap.Write(e.out[:e.tap.Headroom()+n], csumStart, csumOffset); err != nil {
 		e.stats.TxErrors++
 		return
 	}
 	e.stats.TxFrames++
+}
+
+// TCPStats returns the TCP translator's counters.
+func (e *Engine) TCPStats() (open int, opened, refused, resets uint64) {
+	return e.tcp.Len(), e.tcp.Opened, e.tcp.Refused, e.tcp.Resets
+}
+
+// env is the engine as the protocol translators see it (tcp.Env).
+type env Engine
+
+func (v *env) Frame() []byte { return v.out[v.tap.Headroom():] }
+
+func (v *env) Send(n int, csumStart, csumOffset uint16) {
+	(*Engine)(v).sendFrame(n, csumStart, csumOffset)
+}
+
+func (v *env) Watch(fd int, events uint32, idx int32, gen uint32, add bool) error {
+	op := unix.EPOLL_CTL_MOD
+	if add {
+		op = unix.EPOLL_CTL_ADD
+	}
+	ev := unix.EpollEvent{Events: events, Fd: idx, Pad: token(tokenTCP, gen)}
+	return unix.EpollCtl(v.ep, op, fd, &ev)
+}
+
+func (v *env) Unwatch(fd int) { _ = unix.EpollCtl(v.ep, unix.EPOLL_CTL_DEL, fd, nil) }
+
+func (v *env) Now() int64 { return monotime() }
+
+func (v *env) Logf(format string, args ...any) {
+	if v.cfg.Logf != nil {
+		v.cfg.Logf(format, args...)
+	}
+}
+
+// monotime returns monotonic nanoseconds (CLOCK_MONOTONIC, no allocation).
+func monotime() int64 {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return ts.Nano()
 }

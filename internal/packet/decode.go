@@ -15,6 +15,7 @@ var (
 	ErrFragment    = errors.New("IPv4 fragment")
 	ErrL4Short     = errors.New("transport header truncated")
 	ErrUDPLength   = errors.New("UDP length out of range")
+	ErrTCPOffset   = errors.New("TCP data offset out of range")
 	ErrL4Checksum  = errors.New("transport checksum mismatch")
 	ErrUnsupported = errors.New("unsupported IP protocol")
 )
@@ -34,8 +35,9 @@ type Parsed struct {
 	Proto   uint8
 	L4      []byte // transport header and payload, trimmed
 	UDP     UDP    // set when Proto == ProtoUDP
+	TCP     TCP    // set when Proto == ProtoTCP: header and payload
 	ICMP    ICMP   // set when Proto == ProtoICMP
-	Payload []byte // UDP payload
+	Payload []byte // UDP or TCP payload
 }
 
 // Decode parses frame into p, checking every length and the checksums that
@@ -106,6 +108,19 @@ func (p *Parsed) decodeIPv4(b []byte) error {
 			return ErrL4Checksum
 		}
 		p.UDP, p.Payload = u, u[UDPLen:]
+	case ProtoTCP:
+		// The TCP checksum is not verified: the tap is a memory channel
+		// with no wire to corrupt frames, a hostile namespace can compute a
+		// valid checksum as easily as an invalid one, and with checksum
+		// offload the namespace does not fill it in at all.
+		if len(p.L4) < TCPLen {
+			return ErrL4Short
+		}
+		t := TCP(p.L4)
+		if off := t.HeaderLen(); off < TCPLen || off > len(t) {
+			return ErrTCPOffset
+		}
+		p.TCP, p.Payload = t, t[t.HeaderLen():]
 	case ProtoICMP:
 		if len(p.L4) < ICMPEchoLen {
 			return ErrL4Short

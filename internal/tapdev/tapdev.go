@@ -9,6 +9,7 @@
 package tapdev
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -112,10 +113,21 @@ func (d *Device) Read(buf []byte) (int, error) {
 	}
 }
 
+// VIRTIO_NET_HDR_F_NEEDS_CSUM: the checksum is partial.
+const hdrFNeedsCsum = 1
+
 // Write writes buf, whose first Headroom() bytes are the header, which Write
-// zeroes: no offload is requested for the frame.
-func (d *Device) Write(buf []byte) error {
+// fills in. With csumStart > 0 the frame carries a partial checksum, as a
+// virtio guest sends it: the field at csumStart+csumOffset holds only the
+// pseudo-header sum, and the kernel completes it if the frame ever needs one
+// (never, for local delivery). csumStart counts from the Ethernet header.
+func (d *Device) Write(buf []byte, csumStart, csumOffset uint16) error {
 	clear(buf[:d.headroom])
+	if csumStart > 0 && d.headroom > 0 {
+		buf[0] = hdrFNeedsCsum
+		binary.LittleEndian.PutUint16(buf[6:8], csumStart)
+		binary.LittleEndian.PutUint16(buf[8:10], csumOffset)
+	}
 	for {
 		_, err := unix.Write(d.fd, buf)
 		if err == unix.EINTR {

@@ -91,7 +91,7 @@ func TestKernelFrames(t *testing.T) {
 		copy(f[packet.EtherLen+packet.IPv4Len:], m)
 		packet.IPv4(f[packet.EtherLen:]).SetHeader(packet.IPv4Len+len(m), 1, 64, packet.ProtoICMP,
 			packet.IPv4Addr{10, 9, 0, 2}, packet.IPv4Addr{10, 9, 0, 1})
-		if err := dev.Write(out); err != nil {
+		if err := dev.Write(out, 0, 0); err != nil {
 			return err
 		}
 		for {

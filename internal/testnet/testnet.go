@@ -250,3 +250,13 @@ func InNewNetns(fn func() error) error {
 	}()
 	return <-done
 }
+
+// RemoteCommand returns a command run as root in the remote namespace.
+func (w *World) RemoteCommand(name string, args ...string) *exec.Cmd {
+	return exec.Command("ip", append([]string{"netns", "exec", w.Remote, name}, args...)...)
+}
+
+// Command returns a command run in the target's network namespace.
+func (tg *Target) Command(name string, args ...string) *exec.Cmd {
+	return exec.Command("nsenter", append([]string{"-t", strconv.Itoa(tg.PID), "-n", name}, args...)...)
+}

@@ -1,0 +1,317 @@
+//go:build integration
+
+package main
+
+// Test helpers that run inside the test's namespaces: the test binary
+// re-executes itself (NSGATE_TEST_HELPER) as a TCP client or server there.
+// Both ends are real kernel TCP stacks; the helpers only move bytes and check
+// them.
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+const helperEnv = "NSGATE_TEST_HELPER"
+
+// stream is a fast deterministic byte source.
+type stream struct{ r *rand.ChaCha8 }
+
+func newStream(seed byte) *stream {
+	var s [32]byte
+	s[0] = seed
+	return &stream{rand.NewChaCha8(s)}
+}
+
+func (s *stream) Read(p []byte) (int, error) { return s.r.Read(p) }
+
+// sendN writes n bytes from a stream to w and returns their sha256.
+func sendN(w io.Writer, n int64, seed byte) (string, error) {
+	h := sha256.New()
+	_, err := io.CopyN(io.MultiWriter(w, h), newStream(seed), n)
+	return hex.EncodeToString(h.Sum(nil)), err
+}
+
+// recvAll reads r to EOF and returns the count and sha256.
+func recvAll(r io.Reader) (int64, string, error) {
+	h := sha256.New()
+	n, err := io.Copy(h, r)
+	return n, hex.EncodeToString(h.Sum(nil)), err
+}
+
+func listen(addr string) net.Listener {
+	l, err := net.Listen("tcp4", addr)
+	if err != nil {
+		fmt.Println("error", err)
+		os.Exit(1)
+	}
+	fmt.Println("ready")
+	return l
+}
+
+// runHelper is the helper's main; it prints its result on stdout.
+func runHelper(args []string) int {
+	fail := func(err error) int { fmt.Println("error", err); return 1 }
+	switch args[0] {
+	case "sink": // sink LISTEN: receive one connection to EOF
+		c, err := listen(args[1]).Accept()
+		if err != nil {
+			return fail(err)
+		}
+		n, sum, err := recvAll(c)
+		if err != nil {
+			return fail(err)
+		}
+		fmt.Println(n, sum)
+	case "source": // source LISTEN N: send N bytes to one connection
+		c, err := listen(args[1]).Accept()
+		if err != nil {
+			return fail(err)
+		}
+		n, _ := strconv.ParseInt(args[2], 10, 64)
+		sum, err := sendN(c, n, 2)
+		if err != nil {
+			return fail(err)
+		}
+		c.Close()
+		fmt.Println(n, sum)
+	case "send": // send ADDR N
+		c, err := net.DialTimeout("tcp4", args[1], 10*time.Second)
+		if err != nil {
+			return fail(err)
+		}
+		n, _ := strconv.ParseInt(args[2], 10, 64)
+		sum, err := sendN(c, n, 1)
+		if err != nil {
+			return fail(err)
+		}
+		c.Close()
+		fmt.Println(n, sum)
+	case "recv": // recv ADDR
+		c, err := net.DialTimeout("tcp4", args[1], 10*time.Second)
+		if err != nil {
+			return fail(err)
+		}
+		n, sum, err := recvAll(c)
+		if err != nil {
+			return fail(err)
+		}
+		fmt.Println(n, sum)
+	case "echo": // echo LISTEN: echo every connection until EOF
+		l := listen(args[1])
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return fail(err)
+			}
+			go func() {
+				io.Copy(c, c)
+				c.Close()
+			}()
+		}
+	case "many": // many ADDR CONNS BYTES: concurrent echo round trips
+		conns, _ := strconv.Atoi(args[2])
+		size, _ := strconv.Atoi(args[3])
+		var wg sync.WaitGroup
+		errs := make(chan error, conns)
+		open := make([]net.Conn, conns)
+		for i := range open { // all open at once before any data moves
+			c, err := net.DialTimeout("tcp4", args[1], 20*time.Second)
+			if err != nil {
+				return fail(fmt.Errorf("connection %d: %w", i, err))
+			}
+			open[i] = c
+		}
+		for i, c := range open {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				want := make([]byte, size)
+				newStream(byte(i)).Read(want)
+				go c.Write(want)
+				got := make([]byte, size)
+				c.SetReadDeadline(time.Now().Add(60 * time.Second))
+				if _, err := io.ReadFull(c, got); err != nil {
+					errs <- fmt.Errorf("connection %d: %w", i, err)
+					return
+				}
+				if string(got) != string(want) {
+					errs <- fmt.Errorf("connection %d: echoed bytes differ", i)
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		if err := <-errs; err != nil {
+			return fail(err)
+		}
+		fmt.Println("ok", conns)
+	case "dial": // dial ADDR: report how connecting ends
+		start := time.Now()
+		c, err := net.DialTimeout("tcp4", args[1], 10*time.Second)
+		if err == nil {
+			c.Close()
+		}
+		fmt.Println(errName(err), time.Since(start).Milliseconds())
+	case "rstserver": // rstserver LISTEN: accept, read 1 MiB, reset
+		c, err := listen(args[1]).Accept()
+		if err != nil {
+			return fail(err)
+		}
+		io.CopyN(io.Discard, c, 1<<20)
+		c.(*net.TCPConn).SetLinger(0)
+		c.Close()
+		fmt.Println("reset")
+	case "expectreset": // expectreset ADDR: write until the connection fails
+		c, err := net.DialTimeout("tcp4", args[1], 10*time.Second)
+		if err != nil {
+			return fail(err)
+		}
+		c.SetDeadline(time.Now().Add(20 * time.Second))
+		buf := make([]byte, 64<<10)
+		for {
+			if _, err = c.Write(buf); err != nil {
+				break
+			}
+		}
+		fmt.Println(errName(err))
+	case "shaserver": // shaserver LISTEN: read to EOF, answer with the sha256
+		c, err := listen(args[1]).Accept()
+		if err != nil {
+			return fail(err)
+		}
+		n, sum, err := recvAll(c)
+		if err != nil {
+			return fail(err)
+		}
+		fmt.Fprintf(c, "%d %s\n", n, sum)
+		c.Close()
+		fmt.Println(n, sum)
+	case "halfclose": // halfclose ADDR N: send, shut down writing, read the answer
+		c, err := net.DialTimeout("tcp4", args[1], 10*time.Second)
+		if err != nil {
+			return fail(err)
+		}
+		n, _ := strconv.ParseInt(args[2], 10, 64)
+		sum, err := sendN(c, n, 3)
+		if err != nil {
+			return fail(err)
+		}
+		c.(*net.TCPConn).CloseWrite()
+		c.SetReadDeadline(time.Now().Add(30 * time.Second))
+		answer, err := io.ReadAll(c)
+		if err != nil {
+			return fail(err)
+		}
+		if want := fmt.Sprintf("%d %s\n", n, sum); string(answer) != want {
+			return fail(fmt.Errorf("answer %q, want %q", answer, want))
+		}
+		fmt.Println("ok")
+	default:
+		return fail(fmt.Errorf("unknown helper %q", args[0]))
+	}
+	return 0
+}
+
+func errName(err error) string {
+	switch {
+	case err == nil:
+		return "connected"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "refused"
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+		return "reset"
+	case errors.Is(err, syscall.ETIMEDOUT), errors.Is(err, os.ErrDeadlineExceeded):
+		return "timeout"
+	}
+	return "error:" + err.Error()
+}
+
+// helper prepares the test binary as a helper under prefix (a namespace
+// entering command such as nsenter -t PID -n).
+func helper(prefix *exec.Cmd, args ...string) *exec.Cmd {
+	argv := append(prefix.Args[1:], os.Args[0])
+	cmd := exec.Command(prefix.Args[0], argv...)
+	cmd.Env = append(os.Environ(), helperEnv+"="+strings.Join(args, "\x1f"))
+	return cmd
+}
+
+// server is a running helper server.
+type server struct {
+	cmd *exec.Cmd
+	out *bufio.Reader
+}
+
+// startServer starts a helper server and waits until it listens.
+func startServer(t *testing.T, prefix *exec.Cmd, args ...string) *server {
+	t.Helper()
+	cmd := helper(prefix, args...)
+	cmd.Stderr = os.Stderr
+	pipe, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	s := &server{cmd: cmd, out: bufio.NewReader(pipe)}
+	t.Cleanup(func() { s.cmd.Process.Kill(); s.cmd.Wait() })
+	line, err := s.out.ReadString('\n')
+	if strings.TrimSpace(line) != "ready" {
+		t.Fatalf("server %v: %q %v", args, line, err)
+	}
+	return s
+}
+
+// result waits for the server's result line.
+func (s *server) result(t *testing.T, timeout time.Duration) string {
+	t.Helper()
+	done := make(chan string, 1)
+	go func() {
+		line, _ := s.out.ReadString('\n')
+		done <- strings.TrimSpace(line)
+	}()
+	select {
+	case r := <-done:
+		return r
+	case <-time.After(timeout):
+		t.Fatalf("server gave no result within %v", timeout)
+		return ""
+	}
+}
+
+// runClient runs a helper client to completion and returns its result line.
+func runClient(t *testing.T, timeout time.Duration, prefix *exec.Cmd, args ...string) string {
+	t.Helper()
+	cmd := helper(prefix, args...)
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(timeout):
+		cmd.Process.Kill()
+		<-done
+		t.Fatalf("client %v did not finish within %v: %s", args, timeout, out.String())
+	}
+	return strings.TrimSpace(out.String())
+}

@@ -1,0 +1,909 @@
+// Package tcp reflects the namespace's TCP connections onto host sockets.
+//
+// Each connection the namespace opens is carried by one ordinary host
+// SOCK_STREAM socket, and nsgate re-implements no TCP stack: the host kernel
+// does congestion control and retransmission on the host leg, the
+// namespace's kernel on the tap leg, and nsgate keeps their sequence spaces
+// in step:
+//
+//   - namespace → host: a segment's payload is written to the socket, and
+//     only what the socket accepted is acknowledged; the window advertised is
+//     the socket's free send space, and when the socket was full, the window
+//     update goes out as soon as epoll reports it writable.
+//   - host → namespace: data is read with MSG_PEEK at SO_PEEK_OFF, so the
+//     socket's receive queue is the retransmission buffer; bytes are
+//     discarded (MSG_TRUNC) only when the namespace acknowledges them, and a
+//     retransmission rewinds the peek offset.
+//
+// The Table is owned by the engine's event loop: no locks, no goroutines,
+// and no allocation per segment once a connection is set up.
+package tcp
+
+import (
+	"encoding/binary"
+	"math/rand/v2"
+	"net/netip"
+
+	"github.com/nsgate/nsgate/internal/packet"
+	"golang.org/x/sys/unix"
+)
+
+// Env is what the engine lends the TCP translator.
+type Env interface {
+	// Frame returns the buffer for the next frame to the namespace.
+	Frame() []byte
+	// Send writes Frame()[:n] to the tap. csumStart > 0 marks a partial
+	// checksum: the field at csumStart+csumOffset holds the pseudo-header
+	// sum only, and the namespace's kernel treats the segment as a virtio
+	// guest's (CHECKSUM_PARTIAL), computing nothing for local delivery.
+	Send(n int, csumStart, csumOffset uint16)
+	// Watch adds (add) or modifies fd in the event loop for events,
+	// reporting them for flow (idx, gen).
+	Watch(fd int, events uint32, idx int32, gen uint32, add bool) error
+	// Unwatch removes fd from the event loop.
+	Unwatch(fd int)
+	// Now returns monotonic nanoseconds.
+	Now() int64
+	// Logf logs a message.
+	Logf(format string, args ...any)
+}
+
+// Config is what the translator needs to know of the network.
+type Config struct {
+	GatewayMAC          packet.MAC
+	Gateway             packet.IPv4Addr
+	Network             netip.Prefix
+	MTU                 int
+	DisableHostLoopback bool
+	MaxFlows            int   // 0: DefaultMaxFlows
+	IdleTimeout         int64 // ns; 0: DefaultIdleTimeout
+}
+
+// Defaults.
+const (
+	DefaultMaxFlows    = 65536
+	DefaultIdleTimeout = 2 * 3600 * 1e9 // established, no traffic either way
+	closingTimeout     = 60 * 1e9       // handshakes and closes that stall
+	rtoMin             = 200 * 1e6
+	rtoMax             = 60 * 1e9
+	maxRetries         = 12
+	ourWScale          = 7 // windows up to 8 MiB: above tcp_wmem's 4 MiB
+)
+
+type state uint8
+
+const (
+	stConnecting  state = iota + 1 // SYN received, host connect() under way
+	stSynAckSent                   // SYN-ACK sent, waiting for the namespace's ACK
+	stEstablished                  // both ways open, or half-closed
+)
+
+// key identifies a connection: namespace address and port, destination
+// address and port. It is pointer-free, so map lookups do not allocate.
+type key struct {
+	nsIP, dstIP     packet.IPv4Addr
+	nsPort, dstPort uint16
+}
+
+type flow struct {
+	key     key
+	gen     uint32
+	fd      int
+	state   state
+	nsMAC   packet.MAC
+	events  uint32 // epoll interest now
+	watched bool   // registered with epoll
+
+	// Namespace → host.
+	rcvNxt      uint32 // next sequence number expected from the namespace
+	nsFin       bool   // the namespace's FIN was passed on (shutdown(SHUT_WR))
+	sendBlocked bool   // the socket refused bytes: waiting for EPOLLOUT
+	wndLow      bool   // a small window was advertised: update on EPOLLOUT
+	wndRecheck  bool   // EPOLLOUT came but the window stayed shut: the timer rechecks
+	maxAdv      int    // largest window advertised, in bytes
+	dropped     bool   // bytes were refused and must be retransmitted by the namespace
+	ackPending  bool
+	inAckList   bool
+
+	// Host → namespace.
+	iss      uint32
+	sndUna   uint32 // oldest byte the namespace has not acknowledged
+	sndNxt   uint32 // next byte to send
+	sndWnd   uint32 // the namespace's window, in bytes
+	nsWScale uint8
+	wscale   bool // window scaling agreed
+	mss      int  // largest payload to send to the namespace
+	hostEOF  bool // the host closed its side: FIN follows the data
+	rdhup    bool // epoll reported the host's FIN (stop asking: it is level-triggered)
+	hup      bool // epoll reported both sides shut: the socket only drains now
+	finSent  bool // FIN sent (sndNxt counts it)
+	dupAcks  int
+	retries  int
+	rto      int64
+	rtoAt    int64 // 0: no retransmission timer
+	lastSeen int64
+}
+
+// Table is the TCP flow table.
+type Table struct {
+	cfg      Config
+	env      Env
+	flows    []flow
+	free     []int32
+	index    map[key]int32
+	acks     []int32 // flows owing an ACK, sent by Flush
+	rtos     int     // flows with a retransmission timer
+	rechecks int     // flows whose window the timer rechecks
+	lastTick int64
+	ipID     uint16
+	warned   bool
+	nextScan int64
+	// Stats.
+	Opened, Refused, Resets uint64
+}
+
+// New returns an empty table.
+func New(cfg Config, env Env) *Table {
+	if cfg.MaxFlows <= 0 {
+		cfg.MaxFlows = DefaultMaxFlows
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
+	}
+	return &Table{cfg: cfg, env: env, index: make(map[key]int32)}
+}
+
+// Len returns the number of open flows.
+func (t *Table) Len() int { return len(t.index) }
+
+func seqLT(a, b uint32) bool  { return int32(a-b) < 0 }
+func seqLEQ(a, b uint32) bool { return int32(a-b) <= 0 }
+
+const hdrLen = packet.EtherLen + packet.IPv4Len + packet.TCPLen
+
+// frame writes Ethernet, IPv4 and TCP headers for a segment of f to the
+// namespace into buf, around a payload of n bytes already at buf[hdrLen(+opts):].
+// It returns the frame length.
+func (t *Table) frame(f *flow, buf []byte, flags uint8, seq uint32, opts bool, payload int, wnd uint16) int {
+	th := packet.TCPLen
+	if opts {
+		th += packet.TCPSynOptLen
+	}
+	l4 := th + payload
+	packet.Ether(buf).SetHeader(f.nsMAC, t.cfg.GatewayMAC, packet.EtherTypeIPv4)
+	t.ipID++
+	packet.IPv4(buf[packet.EtherLen:]).SetHeader(packet.IPv4Len+l4, t.ipID, 64, packet.ProtoTCP, f.key.dstIP, f.key.nsIP)
+	seg := packet.TCP(buf[packet.EtherLen+packet.IPv4Len : packet.EtherLen+packet.IPv4Len+l4])
+	if opts {
+		ws := -1
+		if f.wscale {
+			ws = ourWScale
+		}
+		mss := t.cfg.MTU - packet.IPv4Len - packet.TCPLen
+		if mss > 65535 {
+			mss = 65535
+		}
+		seg.SetSynOptions(uint16(mss), ws)
+	}
+	seg.SetHeader(f.key.dstPort, f.key.nsPort, seq, f.rcvNxt, flags, wnd, th)
+	return packet.EtherLen + packet.IPv4Len + l4
+}
+
+// window returns the window to advertise: the host socket's free send
+// space, so that everything the namespace sends is accepted whole.
+//
+// It also decides whether the flow waits for EPOLLOUT (wndLow): when less
+// than a quarter of the send buffer is free. epoll reports a TCP socket
+// writable once the free space is half the queued memory (a third of the
+// buffer), so the update goes out as soon as the socket drains, without the
+// namespace having to probe, and epoll never reports writable a socket whose
+// window nsgate still considers shut. Asking
+// for EPOLLOUT on a full socket is also what lets the kernel grow the send
+// buffer (SOCK_NOSPACE): nsgate never overfills it, so nothing else would.
+func (t *Table) window(f *flow, syn bool) uint16 {
+	free := 65535
+	if f.fd >= 0 && f.state != stConnecting {
+		// The kernel accepts a write while sk_wmem_queued < sk_sndbuf,
+		// checked before each skb it fills, so this much always fits.
+		if sndbuf, queued, e := sendSpace(f.fd); e == 0 {
+			free = max(sndbuf-queued, 0)
+			// The namespace will not send into a window smaller than a
+			// segment or half the largest it has seen (sender-side silly
+			// window avoidance) until its persist timer fires: watch for
+			// the socket to drain below that too.
+			usable := min(f.mss, f.maxAdv/2)
+			f.wndLow = f.state == stEstablished && free < max(sndbuf/4, usable)
+		}
+	}
+	if f.sendBlocked {
+		free = 0
+	}
+	if !syn {
+		f.maxAdv = max(f.maxAdv, min(free, 65535<<ourWScale))
+	}
+	if f.wscale && !syn { // the window of a SYN is never scaled
+		free >>= ourWScale
+	}
+	if free > 65535 {
+		free = 65535
+	}
+	return uint16(free)
+}
+
+// reset sends RST to the namespace for a segment that has no flow.
+func (t *Table) resetFor(p *packet.Parsed) {
+	seg := p.TCP
+	if seg.Flags()&packet.TCPRst != 0 {
+		return
+	}
+	f := flow{key: key{nsIP: p.Src, dstIP: p.Dst, nsPort: seg.SrcPort(), dstPort: seg.DstPort()}, nsMAC: p.SrcMAC, fd: -1}
+	var seq uint32
+	flags := uint8(packet.TCPRst)
+	if seg.Flags()&packet.TCPAck != 0 {
+		seq = seg.Ack()
+	} else {
+		flags |= packet.TCPAck
+		f.rcvNxt = seg.Seq() + uint32(len(p.Payload))
+		if seg.Flags()&packet.TCPSyn != 0 {
+			f.rcvNxt++
+		}
+		if seg.Flags()&packet.TCPFin != 0 {
+			f.rcvNxt++
+		}
+	}
+	buf := t.env.Frame()
+	n := t.frame(&f, buf, flags, seq, false, 0, 0)
+	t.checksum(buf, n)
+	t.env.Send(n, 0, 0)
+}
+
+// checksum fills in the TCP checksum of the frame buf[:n]: RSTs and
+// handshake segments are rare and worth being exact.
+func (t *Table) checksum(buf []byte, n int) {
+	ip := packet.IPv4(buf[packet.EtherLen:n])
+	packet.TCP(ip[packet.IPv4Len:]).SetChecksum(ip.Src(), ip.Dst())
+}
+
+// sendCtl sends a segment without payload (SYN-ACK, ACK, FIN, RST) with
+// the current window.
+func (t *Table) sendCtl(f *flow, flags uint8, seq uint32) {
+	t.sendCtlWnd(f, flags, seq, t.window(f, flags&packet.TCPSyn != 0))
+}
+
+// sendCtlWnd sends a segment without payload with window wnd.
+func (t *Table) sendCtlWnd(f *flow, flags uint8, seq uint32, wnd uint16) {
+	buf := t.env.Frame()
+	n := t.frame(f, buf, flags, seq, flags&packet.TCPSyn != 0, 0, wnd)
+	t.checksum(buf, n)
+	t.env.Send(n, 0, 0)
+	if flags&packet.TCPAck != 0 {
+		f.ackPending = false
+	}
+}
+
+// HandleFrame processes a TCP segment from the namespace.
+func (t *Table) HandleFrame(p *packet.Parsed) {
+	seg := p.TCP
+	k := key{nsIP: p.Src, dstIP: p.Dst, nsPort: seg.SrcPort(), dstPort: seg.DstPort()}
+	idx, ok := t.index[k]
+	flags := seg.Flags()
+	if !ok {
+		if flags&(packet.TCPSyn|packet.TCPAck|packet.TCPRst) == packet.TCPSyn {
+			t.open(p, k)
+			return
+		}
+		t.resetFor(p)
+		return
+	}
+	f := &t.flows[idx]
+	f.lastSeen = t.env.Now()
+	if flags&packet.TCPRst != 0 {
+		// Accept a reset in the window only (RFC 5961's simple form).
+		if d := seg.Seq() - f.rcvNxt; d < 1<<30 || f.state == stSynAckSent {
+			t.abort(idx, false)
+		}
+		return
+	}
+	if flags&packet.TCPSyn != 0 {
+		// A retransmitted SYN: our SYN-ACK was lost, or connect() is still
+		// under way (then the SYN-ACK goes out when it completes).
+		if f.state == stSynAckSent && seg.Seq()+1 == f.rcvNxt {
+			t.sendCtl(f, packet.TCPSyn|packet.TCPAck, f.iss)
+		}
+		return
+	}
+	if flags&packet.TCPAck == 0 || f.state == stConnecting {
+		return
+	}
+	if f.state == stSynAckSent {
+		if seg.Ack() != f.iss+1 {
+			t.resetFor(p)
+			return
+		}
+		f.state = stEstablished
+		f.sndUna = f.iss + 1
+		t.stopTimer(f)
+		f.rto = rtoMin
+	}
+	t.ack(f, seg, len(p.Payload) == 0 && flags&packet.TCPFin == 0)
+	if t.data(idx, f, seg.Seq(), p.Payload, flags&packet.TCPFin != 0) {
+		return // flow gone
+	}
+	if t.done(idx) {
+		return
+	}
+	t.push(idx)
+	t.update(idx)
+}
+
+// ack processes the acknowledgment and window of a segment.
+func (t *Table) ack(f *flow, seg packet.TCP, pure bool) {
+	a := seg.Ack()
+	wnd := uint32(seg.Window())
+	if f.wscale {
+		wnd <<= f.nsWScale
+	}
+	windowChanged := wnd != f.sndWnd
+	f.sndWnd = wnd
+	switch {
+	case seqLT(f.sndUna, a) && seqLEQ(a, f.sndNxt):
+		n := int(a - f.sndUna)
+		if f.finSent && a == f.sndNxt {
+			n-- // the FIN's sequence number is not a byte in the socket
+		}
+		if n > 0 {
+			if _, e := discard(f.fd, n); e != 0 {
+				t.env.Logf("tcp %v: discard %d acknowledged bytes: %v", f.key, n, e)
+			}
+		}
+		f.sndUna = a
+		f.dupAcks = 0
+		f.retries = 0
+		f.rto = rtoMin
+		if f.sndUna == f.sndNxt {
+			t.stopTimer(f)
+		} else {
+			t.startTimer(f)
+		}
+	case a == f.sndUna && pure && !windowChanged && f.sndNxt != f.sndUna:
+		f.dupAcks++
+		if f.dupAcks == 3 {
+			t.rewind(f) // fast retransmit
+		}
+	}
+}
+
+// data passes the namespace's payload (and FIN) to the host socket. It
+// returns true if the flow was torn down.
+func (t *Table) data(idx int32, f *flow, seq uint32, payload []byte, fin bool) bool {
+	if len(payload) == 0 && !fin {
+		if seq != f.rcvNxt {
+			t.queueAck(idx, f) // a zero-window or keep-alive probe
+		}
+		return false
+	}
+	if f.nsFin {
+		f.ackPending = true // a retransmitted FIN: ACK it again
+		t.queueAck(idx, f)
+		return false
+	}
+	off := seq - f.rcvNxt
+	if int32(off) > 0 {
+		// A gap (loss or reordering on the namespace side): a duplicate ACK
+		// makes the namespace retransmit from rcvNxt.
+		t.queueAck(idx, f)
+		return false
+	}
+	skip := int(f.rcvNxt - seq)
+	if skip > len(payload) {
+		t.queueAck(idx, f) // wholly old: keep-alive probe or retransmission
+		return false
+	}
+	payload = payload[skip:]
+	if len(payload) > 0 {
+		if f.sendBlocked {
+			f.dropped = true
+			t.queueAck(idx, f)
+			return false
+		}
+		n, e := send(f.fd, payload)
+		switch e {
+		case 0:
+		case unix.EAGAIN:
+			n = 0
+		default:
+			t.abort(idx, true) // EPIPE, ECONNRESET: the host side is gone
+			return true
+		}
+		f.rcvNxt += uint32(n)
+		if n < len(payload) {
+			f.sendBlocked, f.dropped = true, true
+			fin = false // the FIN comes after bytes not taken yet
+		}
+		t.queueAck(idx, f)
+	}
+	if fin {
+		unix.Shutdown(f.fd, unix.SHUT_WR)
+		f.rcvNxt++
+		f.nsFin = true
+		t.queueAck(idx, f)
+	}
+	return false
+}
+
+func (t *Table) queueAck(idx int32, f *flow) {
+	f.ackPending = true
+	if !f.inAckList {
+		f.inAckList = true
+		t.acks = append(t.acks, idx)
+	}
+}
+
+// Flush sends the ACKs owed after a batch of frames: one per flow, however
+// many segments it received.
+func (t *Table) Flush() {
+	for _, idx := range t.acks {
+		f := &t.flows[idx]
+		f.inAckList = false
+		if f.ackPending && f.fd >= 0 && f.state == stEstablished {
+			t.sendCtl(f, packet.TCPAck, f.sndNxt)
+		}
+	}
+	t.acks = t.acks[:0]
+}
+
+// push sends host data to the namespace while its window allows.
+func (t *Table) push(idx int32) {
+	f := &t.flows[idx]
+	if f.state != stEstablished || f.finSent {
+		return
+	}
+	wnd := t.window(f, false) // once per burst: a syscall per segment would cost more than it tells
+	for {
+		inflight := f.sndNxt - f.sndUna
+		if inflight >= f.sndWnd {
+			return // window full: the namespace's ACK resumes us
+		}
+		room := int(f.sndWnd - inflight)
+		if room > f.mss {
+			room = f.mss
+		}
+		buf := t.env.Frame()
+		off := hdrLen
+		n, e := recvFlags(f.fd, buf[off:off+room], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		switch {
+		case e == unix.EAGAIN:
+			return
+		case e != 0:
+			t.abort(idx, true)
+			return
+		case n == 0: // EOF after everything queued: FIN
+			f.hostEOF = true
+			t.sendCtl(f, packet.TCPFin|packet.TCPAck, f.sndNxt)
+			f.sndNxt++
+			f.finSent = true
+			t.startTimer(f)
+			return
+		}
+		flags := uint8(packet.TCPAck)
+		if n < room {
+			flags |= packet.TCPPsh // the socket is drained for now
+		}
+		fl := t.frame(f, buf, flags, f.sndNxt, false, n, wnd)
+		// Only the pseudo-header sum: the payload is never summed by
+		// anyone on the way into the namespace.
+		seg := buf[packet.EtherLen+packet.IPv4Len : fl]
+		binary.BigEndian.PutUint16(seg[16:18], packet.Fold(packet.PseudoHeaderSum(f.key.dstIP, f.key.nsIP, packet.ProtoTCP, len(seg))))
+		t.env.Send(fl, packet.EtherLen+packet.IPv4Len, 16)
+		f.ackPending = false
+		f.sndNxt += uint32(n)
+		if f.rtoAt == 0 {
+			t.startTimer(f)
+		}
+		if n < room {
+			return
+		}
+	}
+}
+
+// rewind retransmits from the oldest unacknowledged byte: the bytes are
+// still in the socket's receive queue, at peek offset 0.
+func (t *Table) rewind(f *flow) {
+	if setInt(f.fd, unix.SOL_SOCKET, unix.SO_PEEK_OFF, 0) != 0 {
+		return
+	}
+	f.sndNxt = f.sndUna
+	f.finSent = false
+}
+
+// setRecheck marks a flow whose window the timer re-examines.
+func (t *Table) setRecheck(f *flow, on bool) {
+	if on != f.wndRecheck {
+		f.wndRecheck = on
+		if on {
+			t.rechecks++
+		} else {
+			t.rechecks--
+		}
+	}
+}
+
+func (t *Table) startTimer(f *flow) {
+	if f.rtoAt == 0 {
+		t.rtos++
+	}
+	f.rtoAt = t.env.Now() + f.rto
+}
+
+func (t *Table) stopTimer(f *flow) {
+	if f.rtoAt != 0 {
+		t.rtos--
+		f.rtoAt = 0
+	}
+}
+
+// done removes a flow closed both ways and acknowledged; it reports whether
+// it did.
+func (t *Table) done(idx int32) bool {
+	f := &t.flows[idx]
+	if f.nsFin && f.finSent && f.sndUna == f.sndNxt {
+		t.Flush() // the ACK of the namespace's FIN
+		t.remove(idx, false)
+		return true
+	}
+	return false
+}
+
+// update sets the flow's epoll interest to what it waits for. Once the
+// host's FIN (RDHUP) or a full shutdown (HUP) has been seen, they are not
+// asked for again: epoll is level-triggered, and while the namespace's window
+// is closed they would fire without end. After HUP the socket is removed
+// from epoll altogether; the namespace's ACKs and the timers drive the rest.
+func (t *Table) update(idx int32) {
+	f := &t.flows[idx]
+	var ev uint32
+	switch {
+	case f.state == stConnecting:
+		ev = unix.EPOLLOUT
+	case f.hup:
+		ev = 0
+	default:
+		if !f.rdhup {
+			ev |= unix.EPOLLRDHUP
+		}
+		if f.state == stEstablished && !f.hostEOF && !f.finSent && f.sndNxt-f.sndUna < f.sndWnd {
+			ev |= unix.EPOLLIN
+		}
+		if f.sendBlocked || f.wndLow {
+			ev |= unix.EPOLLOUT
+		}
+	}
+	if f.hup {
+		if f.watched {
+			t.env.Unwatch(f.fd)
+			f.watched = false
+		}
+		return
+	}
+	if ev != f.events || !f.watched {
+		if err := t.env.Watch(f.fd, ev, idx, f.gen, !f.watched); err != nil {
+			t.env.Logf("tcp %v: epoll: %v", f.key, err)
+			return
+		}
+		f.events, f.watched = ev, true
+	}
+}
+
+// HandleEvent processes readiness of flow idx's host socket.
+func (t *Table) HandleEvent(idx int32, gen uint32, events uint32) {
+	if int(idx) >= len(t.flows) || t.flows[idx].gen != gen || t.flows[idx].fd < 0 {
+		return // the flow went away earlier in this batch
+	}
+	f := &t.flows[idx]
+	f.lastSeen = t.env.Now()
+	if f.state == stConnecting {
+		t.connected(idx)
+		return
+	}
+	if events&unix.EPOLLERR != 0 {
+		if soErr, _ := getInt(f.fd, unix.SOL_SOCKET, unix.SO_ERROR); soErr != 0 {
+			t.abort(idx, true)
+			return
+		}
+	}
+	if events&unix.EPOLLOUT != 0 && (f.sendBlocked || f.wndLow) {
+		// The socket drained: tell the namespace at once, and if bytes were
+		// refused, make it resend them now rather than after its RTO.
+		f.sendBlocked = false
+		t.sendCtl(f, packet.TCPAck, f.sndNxt)
+		if f.wndLow {
+			// Writable, yet the window is still shut (skb overhead): stop
+			// asking epoll, which would report it again at once, and let
+			// the timer look again.
+			f.wndLow = false
+			t.setRecheck(f, true)
+		}
+		if f.dropped {
+			f.dropped = false
+			for i := 0; i < 3; i++ {
+				t.sendCtl(f, packet.TCPAck, f.sndNxt)
+			}
+		}
+	}
+	if events&unix.EPOLLRDHUP != 0 {
+		f.rdhup = true
+	}
+	if events&unix.EPOLLHUP != 0 {
+		f.hup = true
+	}
+	if events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP) != 0 {
+		t.push(idx)
+		if t.flows[idx].fd < 0 {
+			return
+		}
+	}
+	if t.done(idx) {
+		return
+	}
+	t.update(idx)
+}
+
+// connected completes the handshake once the host's connect() finishes.
+func (t *Table) connected(idx int32) {
+	f := &t.flows[idx]
+	soErr, e := getInt(f.fd, unix.SOL_SOCKET, unix.SO_ERROR)
+	if e != 0 || soErr != 0 {
+		t.Refused++
+		t.abort(idx, true)
+		return
+	}
+	f.state = stSynAckSent
+	f.sndUna = f.iss
+	f.sndNxt = f.iss + 1
+	t.sendCtl(f, packet.TCPSyn|packet.TCPAck, f.iss)
+	t.startTimer(f)
+	t.update(idx) // host data waits until the namespace completes the handshake
+}
+
+// open handles a SYN for a new connection.
+func (t *Table) open(p *packet.Parsed, k key) {
+	if len(t.index) >= t.cfg.MaxFlows {
+		if !t.warned {
+			t.warned = true
+			t.env.Logf("tcp: flow table full (%d flows): refusing new connections", t.cfg.MaxFlows)
+		}
+		t.resetFor(p)
+		return
+	}
+	dst, ok := t.hostAddr(k.dstIP)
+	if !ok {
+		t.resetFor(p)
+		return
+	}
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.env.Logf("tcp: socket: %v", err)
+		t.resetFor(p)
+		return
+	}
+	setInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1) // the namespace's kernel already did its Nagle
+	setInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1)
+	if e := setInt(fd, unix.SOL_SOCKET, unix.SO_PEEK_OFF, 0); e != 0 {
+		t.env.Logf("tcp: SO_PEEK_OFF: %v (TCP needs Linux 6.9 or later)", e)
+		unix.Close(fd)
+		t.resetFor(p)
+		return
+	}
+	err = unix.Connect(fd, &unix.SockaddrInet4{Port: int(k.dstPort), Addr: dst})
+	if err != nil && err != unix.EINPROGRESS {
+		unix.Close(fd)
+		t.Refused++
+		t.resetFor(p)
+		return
+	}
+	var idx int32
+	if n := len(t.free); n > 0 {
+		idx = t.free[n-1]
+		t.free = t.free[:n-1]
+	} else {
+		t.flows = append(t.flows, flow{})
+		idx = int32(len(t.flows) - 1)
+	}
+	f := &t.flows[idx]
+	gen := f.gen + 1
+	seg := p.TCP
+	mss, hasMSS, ws, hasWS := seg.SynOptions()
+	if !hasMSS {
+		mss = 536
+	}
+	maxMSS := t.cfg.MTU - packet.IPv4Len - packet.TCPLen
+	*f = flow{
+		key:      k,
+		gen:      gen,
+		fd:       fd,
+		state:    stConnecting,
+		nsMAC:    p.SrcMAC,
+		rcvNxt:   seg.Seq() + 1,
+		iss:      rand.Uint32(),
+		sndWnd:   uint32(seg.Window()),
+		nsWScale: ws,
+		wscale:   hasWS,
+		mss:      min(int(mss), maxMSS),
+		rto:      rtoMin,
+		lastSeen: t.env.Now(),
+	}
+	if f.mss < 64 {
+		f.mss = 64
+	}
+	t.index[k] = idx
+	t.Opened++
+	if err == nil || writable(fd) {
+		// Loopback connects complete inside connect(): answer now rather
+		// than after another trip through epoll.
+		t.connected(idx)
+		return
+	}
+	t.update(idx) // EPOLLOUT: connect() completes
+	if !f.watched {
+		t.remove(idx, true)
+		t.resetFor(p)
+	}
+}
+
+// writable polls fd for POLLOUT without waiting.
+func writable(fd int) bool {
+	pfd := [1]unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
+	n, err := unix.Poll(pfd[:], 0)
+	return err == nil && n == 1
+}
+
+// hostAddr maps a destination in the namespace's view to a host address.
+func (t *Table) hostAddr(dst packet.IPv4Addr) ([4]byte, bool) {
+	if dst == t.cfg.Gateway {
+		if t.cfg.DisableHostLoopback {
+			return [4]byte{}, false
+		}
+		return [4]byte{127, 0, 0, 1}, true
+	}
+	a := dst.Netip()
+	if t.cfg.Network.Contains(a) || !a.IsGlobalUnicast() && !a.IsPrivate() || a.IsLoopback() {
+		// Other addresses of the virtual network (nothing is there),
+		// multicast, broadcast, 0.0.0.0 and the namespace's own loopback.
+		return [4]byte{}, false
+	}
+	return dst, true
+}
+
+// abort resets the connection both ways. toNS sends a RST to the namespace;
+// the host side always gets one (SO_LINGER 0).
+func (t *Table) abort(idx int32, toNS bool) {
+	f := &t.flows[idx]
+	if toNS {
+		seq := f.sndNxt
+		if f.state == stConnecting {
+			seq = 0 // refusing the SYN: the RST acknowledges it
+		}
+		t.sendCtl(f, packet.TCPRst|packet.TCPAck, seq)
+	}
+	t.Resets++
+	t.remove(idx, true)
+}
+
+// remove closes the flow's socket and frees its slot. rst makes the close
+// abortive, so that the host peer sees a reset, not an orderly end.
+func (t *Table) remove(idx int32, rst bool) {
+	f := &t.flows[idx]
+	if f.fd < 0 {
+		return
+	}
+	if f.watched {
+		t.env.Unwatch(f.fd)
+	}
+	if rst {
+		unix.SetsockoptLinger(f.fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+	}
+	unix.Close(f.fd)
+	t.stopTimer(f)
+	t.setRecheck(f, false)
+	delete(t.index, f.key)
+	gen := f.gen
+	*f = flow{fd: -1, gen: gen}
+	t.free = append(t.free, idx)
+}
+
+// Timer periods: window rechecks are cheap and a namespace sender may be
+// waiting on them; retransmission timers have 200 ms granularity anyway.
+const (
+	recheckPeriod = 1e6
+	rtoPeriod     = 20e6
+	scanPeriod    = 5e9
+)
+
+// NextTimer returns the monotonic time at which Tick should run next, or 0
+// if nothing is timed.
+func (t *Table) NextTimer() int64 {
+	var next int64
+	at := func(when int64) {
+		if next == 0 || when < next {
+			next = when
+		}
+	}
+	if t.rechecks > 0 {
+		at(t.lastTick + recheckPeriod)
+	}
+	if t.rtos > 0 {
+		at(t.lastTick + rtoPeriod)
+	}
+	if len(t.index) > 0 {
+		if t.nextScan == 0 {
+			t.nextScan = t.env.Now() + scanPeriod
+		}
+		at(t.nextScan)
+	}
+	return next
+}
+
+// Tick runs window rechecks, expired retransmission timers and, every few
+// seconds, the idle scan.
+func (t *Table) Tick() {
+	now := t.env.Now()
+	t.lastTick = now
+	scan := t.nextScan != 0 && now >= t.nextScan
+	if scan {
+		t.nextScan = now + scanPeriod
+	}
+	if t.rtos == 0 && t.rechecks == 0 && !scan {
+		return
+	}
+	for i := range t.flows {
+		idx := int32(i)
+		f := &t.flows[idx]
+		if f.fd < 0 {
+			continue
+		}
+		if scan {
+			limit := t.cfg.IdleTimeout
+			if f.state != stEstablished || f.nsFin || f.finSent {
+				limit = closingTimeout
+			}
+			if now-f.lastSeen > limit {
+				t.abort(idx, true)
+				continue
+			}
+		}
+		if f.wndRecheck {
+			wnd := t.window(f, false)
+			if !f.wndLow {
+				t.setRecheck(f, false)
+				t.sendCtlWnd(f, packet.TCPAck, f.sndNxt, wnd)
+			}
+			f.wndLow = false // the timer, not EPOLLOUT, keeps watching
+		}
+		if f.rtoAt == 0 || now < f.rtoAt {
+			continue
+		}
+		f.retries++
+		if f.retries > maxRetries {
+			t.abort(idx, true)
+			continue
+		}
+		f.rto = min(f.rto*2, rtoMax)
+		t.stopTimer(f)
+		if f.state == stSynAckSent {
+			t.sendCtl(f, packet.TCPSyn|packet.TCPAck, f.iss)
+			t.startTimer(f)
+			continue
+		}
+		t.rewind(f)
+		if f.sndWnd == 0 {
+			f.sndWnd = 1 // probe a zero window with one byte
+		}
+		t.push(idx)
+		if t.flows[idx].fd >= 0 {
+			if f.rtoAt == 0 && f.sndNxt != f.sndUna {
+				t.startTimer(f)
+			}
+			t.update(idx)
+		}
+	}
+}

@@ -1,0 +1,148 @@
+//go:build integration
+
+package main
+
+import (
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nsgate/nsgate/internal/testnet"
+)
+
+// bigSize is the bulk transfer size: 1 GiB, or NSGATE_TEST_BIG bytes.
+func bigSize() int64 {
+	if s := os.Getenv("NSGATE_TEST_BIG"); s != "" {
+		n, _ := strconv.ParseInt(s, 10, 64)
+		return n
+	}
+	return 1 << 30
+}
+
+// tcpWorld is a world with a target served by nsgate -c -m 65520 (the MTU
+// rootlesskit and podman use) and extra args.
+func tcpWorld(t *testing.T, rootless bool, args ...string) (*testnet.World, *testnet.Target, *gate) {
+	t.Helper()
+	w := testnet.New(t)
+	tg := testnet.NewTarget(t, rootless)
+	args = append(append([]string{"-c", "-m", "65520"}, args...), strconv.Itoa(tg.PID), "tap0")
+	return w, tg, startReady(t, w, rootless, args...)
+}
+
+// destination is where a namespace client connects: a server listening on
+// listen in some namespace, reached from the target as dial.
+type destination struct {
+	name, listen, dial string
+	where              func() *exec.Cmd // prefix that enters the server's namespace
+}
+
+func destinations(w *testnet.World) []destination {
+	return []destination{
+		{"host-loopback", "127.0.0.1:5001", "10.0.2.2:5001", func() *exec.Cmd { return w.HostCommand(false, "env") }},
+		{"remote", testnet.RemoteAddr + ":5001", testnet.RemoteAddr + ":5001", func() *exec.Cmd { return w.RemoteCommand("env") }},
+	}
+}
+
+// TestTCPBulk moves bigSize bytes each way between the namespace and a
+// server on the host's loopback (through 10.0.2.2), and a server in the
+// remote namespace, and compares sha256 at both ends.
+func TestTCPBulk(t *testing.T) {
+	n := strconv.FormatInt(bigSize(), 10)
+	modes(t, func(t *testing.T, rootless bool) {
+		w, tg, _ := tcpWorld(t, rootless)
+		for _, d := range destinations(w) {
+			t.Run(d.name+"/ns-to-host", func(t *testing.T) {
+				srv := startServer(t, d.where(), "sink", d.listen)
+				start := time.Now()
+				sent := runClient(t, 5*time.Minute, tg.Command("env"), "send", d.dial, n)
+				got := srv.result(t, time.Minute)
+				if !strings.HasPrefix(sent, n+" ") || got != sent {
+					t.Fatalf("namespace sent %q, server received %q", sent, got)
+				}
+				t.Logf("%s bytes in %v", n, time.Since(start).Round(time.Millisecond))
+			})
+			t.Run(d.name+"/host-to-ns", func(t *testing.T) {
+				srv := startServer(t, d.where(), "source", d.listen, n)
+				start := time.Now()
+				got := runClient(t, 5*time.Minute, tg.Command("env"), "recv", d.dial)
+				sent := srv.result(t, time.Minute)
+				if !strings.HasPrefix(sent, n+" ") || got != sent {
+					t.Fatalf("server sent %q, namespace received %q", sent, got)
+				}
+				t.Logf("%s bytes in %v", n, time.Since(start).Round(time.Millisecond))
+			})
+		}
+	})
+}
+
+// TestTCPConcurrent opens 2,000 connections at once, then echoes 64 KiB on
+// each, through the host's loopback and to the remote namespace.
+func TestTCPConcurrent(t *testing.T) {
+	w, tg, g := tcpWorld(t, false)
+	for _, d := range destinations(w) {
+		t.Run(d.name, func(t *testing.T) {
+			startServer(t, d.where(), "echo", d.listen)
+			if r := runClient(t, 3*time.Minute, tg.Command("env"), "many", d.dial, "2000", "65536"); r != "ok 2000" {
+				t.Fatalf("concurrent echo: %s", r)
+			}
+		})
+	}
+	if !g.running() {
+		t.Fatalf("nsgate exited: %s", g.stderr)
+	}
+}
+
+// TestTCPErrors: refused and reset connections reach the client as such,
+// at once; half-close works. 10.0.2.3 answers ARP but serves no TCP (the DNS
+// relay is UDP only for now): refused, not left hanging.
+func TestTCPErrors(t *testing.T) {
+	w, tg, _ := tcpWorld(t, false)
+	ns := func() *exec.Cmd { return tg.Command("env") }
+	for _, dial := range []string{"10.0.2.2:5999", testnet.RemoteAddr + ":5999", "10.0.2.3:80"} {
+		t.Run("refused "+dial, func(t *testing.T) {
+			r := strings.Fields(runClient(t, 20*time.Second, ns(), "dial", dial))
+			if len(r) != 2 || r[0] != "refused" {
+				t.Fatalf("dial %s: %v, want refused", dial, r)
+			}
+			if ms, _ := strconv.Atoi(r[1]); ms > 1000 {
+				t.Fatalf("refusal took %d ms", ms)
+			}
+		})
+	}
+	t.Run("server reset mid-transfer", func(t *testing.T) {
+		srv := startServer(t, w.RemoteCommand("env"), "rstserver", testnet.RemoteAddr+":5002")
+		if r := runClient(t, 30*time.Second, ns(), "expectreset", testnet.RemoteAddr+":5002"); r != "reset" {
+			t.Fatalf("client saw %q, want reset (ECONNRESET)", r)
+		}
+		srv.result(t, 10*time.Second)
+	})
+	t.Run("half-close", func(t *testing.T) {
+		for _, d := range destinations(w) {
+			srv := startServer(t, d.where(), "shaserver", d.listen)
+			if r := runClient(t, time.Minute, ns(), "halfclose", d.dial, "10000000"); r != "ok" {
+				t.Fatalf("%s: %s", d.name, r)
+			}
+			srv.result(t, 10*time.Second)
+		}
+	})
+}
+
+// TestTCPDisableHostLoopback: 10.0.2.2 is refused at once even with a server
+// on the host's loopback, while other hosts stay reachable.
+func TestTCPDisableHostLoopback(t *testing.T) {
+	modes(t, func(t *testing.T, rootless bool) {
+		w, tg, _ := tcpWorld(t, rootless, "--disable-host-loopback")
+		startServer(t, w.HostCommand(false, "env"), "echo", "127.0.0.1:5003")
+		r := strings.Fields(runClient(t, 20*time.Second, tg.Command("env"), "dial", "10.0.2.2:5003"))
+		if len(r) != 2 || r[0] != "refused" {
+			t.Fatalf("10.0.2.2 with --disable-host-loopback: %v, want refused", r)
+		}
+		startServer(t, w.RemoteCommand("env"), "echo", testnet.RemoteAddr+":5003")
+		if r := runClient(t, time.Minute, tg.Command("env"), "many", testnet.RemoteAddr+":5003", "10", "100000"); r != "ok 10" {
+			t.Fatalf("remote host with --disable-host-loopback: %s", r)
+		}
+	})
+}
