@@ -167,7 +167,7 @@ func serve(cfg *config.Config, tapfd int, stops []stopFD, started func(*engine.E
 		return 1
 	}
 	defer tap.Close()
-	e, err := engine.New(tap, engine.Config{
+	ecfg := engine.Config{
 		Net:        cfg.Net,
 		MTU:        cfg.MTU,
 		DisableDNS: cfg.DisableDNS,
@@ -175,7 +175,19 @@ func serve(cfg *config.Config, tapfd int, stops []stopFD, started func(*engine.E
 		// Until the UDP/ICMP issue, host loopback is reachable only by TCP.
 		DisableHostLoopback: cfg.DisableHostLoopback,
 		Logf:                logger.Printf,
-	})
+	}
+	if s := os.Getenv("NSGATE_TEST_IMPAIR"); s != "" {
+		// Loss and reordering on the tap, for tests: the test kernel has no
+		// sch_netem. Deliberately not a command-line option.
+		im, err := engine.ParseImpairment(s)
+		if err != nil {
+			logger.Print(err)
+			return 1
+		}
+		logger.Printf("NSGATE_TEST_IMPAIR: dropping %.2f%% and reordering %.2f%% of frames", im.Loss*100, im.Reorder*100)
+		ecfg.Impair = &im
+	}
+	e, err := engine.New(tap, ecfg)
 	if err != nil {
 		logger.Print(err)
 		return 1

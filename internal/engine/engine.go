@@ -46,6 +46,8 @@ type Config struct {
 	MaxFlows int
 	// Logf receives the few messages the loop prints (nil: none).
 	Logf func(format string, args ...any)
+	// Impair, if set, drops and reorders frames on the tap (tests only).
+	Impair *Impairment
 }
 
 // GatewayMAC derives nsgate's MAC from the gateway address the way libslirp
@@ -111,6 +113,9 @@ func New(tap Tap, cfg Config) (*Engine, error) {
 		dns = packet.IPv4Addr{}
 	} else {
 		owned = append(owned, dns)
+	}
+	if cfg.Impair != nil {
+		tap = newImpairedTap(tap, *cfg.Impair)
 	}
 	h := tap.Headroom()
 	e := &Engine{

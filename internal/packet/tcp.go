@@ -16,10 +16,12 @@ const (
 
 // TCP option kinds nsgate reads or writes.
 const (
-	tcpOptEnd    = 0
-	tcpOptNop    = 1
-	tcpOptMSS    = 2
-	tcpOptWScale = 3
+	tcpOptEnd      = 0
+	tcpOptNop      = 1
+	tcpOptMSS      = 2
+	tcpOptWScale   = 3
+	tcpOptSACKPerm = 4
+	tcpOptSACK     = 5
 )
 
 // TCP is a view of a TCP header and payload. Decode checks the data offset.
@@ -46,11 +48,11 @@ func (t TCP) Flags() uint8 { return t[13] }
 // Window returns the raw (unscaled) window field.
 func (t TCP) Window() uint16 { return binary.BigEndian.Uint16(t[14:16]) }
 
-// SynOptions returns the MSS and window scale options of a SYN, with ok
-// flags. Options are parsed defensively: a length that runs past the header,
-// or a malformed known option, ends parsing (RFC 9293 3.1 says to ignore
-// what one cannot parse, not to trust it).
-func (t TCP) SynOptions() (mss uint16, hasMSS bool, wscale uint8, hasWScale bool) {
+// SynOptions returns the MSS, window scale and SACK-permitted options of a
+// SYN, with ok flags. Options are parsed defensively: a length that runs past
+// the header, or a malformed known option, ends parsing (RFC 9293 3.1 says to
+// ignore what one cannot parse, not to trust it).
+func (t TCP) SynOptions() (mss uint16, hasMSS bool, wscale uint8, hasWScale bool, sackPerm bool) {
 	opts := t[TCPLen:t.HeaderLen()]
 	for len(opts) > 0 {
 		kind := opts[0]
@@ -73,6 +75,8 @@ func (t TCP) SynOptions() (mss uint16, hasMSS bool, wscale uint8, hasWScale bool
 			if wscale > 14 { // RFC 7323 2.3
 				wscale = 14
 			}
+		case kind == tcpOptSACKPerm && n == 2:
+			sackPerm = true
 		}
 		opts = opts[n:]
 	}
@@ -80,20 +84,41 @@ func (t TCP) SynOptions() (mss uint16, hasMSS bool, wscale uint8, hasWScale bool
 }
 
 // TCPSynOptLen is the length of the options SetSynOptions writes.
-const TCPSynOptLen = 8
+const TCPSynOptLen = 12
 
-// SetSynOptions writes MSS and (if wscale >= 0) window scale options into
-// t[20:28]: MSS(4) NOP(1) WS(3), or MSS(4) and four NOPs... the caller sets
-// the data offset to TCPLen+TCPSynOptLen either way.
-func (t TCP) SetSynOptions(mss uint16, wscale int) {
+// SetSynOptions writes into t[20:32] the options of a SYN-ACK: MSS(4),
+// NOP WS(3) if wscale >= 0, NOP NOP SACK-permitted(2) if sackPerm, padded
+// with NOPs to TCPSynOptLen.
+func (t TCP) SetSynOptions(mss uint16, wscale int, sackPerm bool) {
 	o := t[TCPLen : TCPLen+TCPSynOptLen]
 	o[0], o[1] = tcpOptMSS, 4
 	binary.BigEndian.PutUint16(o[2:4], mss)
-	if wscale < 0 {
-		o[4], o[5], o[6], o[7] = tcpOptNop, tcpOptNop, tcpOptNop, tcpOptNop
-		return
+	for i := 4; i < len(o); i++ {
+		o[i] = tcpOptNop
 	}
-	o[4], o[5], o[6], o[7] = tcpOptNop, tcpOptWScale, 3, byte(wscale)
+	if wscale >= 0 {
+		o[5], o[6], o[7] = tcpOptWScale, 3, byte(wscale)
+	}
+	if sackPerm {
+		o[10], o[11] = tcpOptSACKPerm, 2
+	}
+}
+
+// SACKBlock is a range of sequence numbers received beyond a gap.
+type SACKBlock struct{ Left, Right uint32 }
+
+// SACKOptLen returns the option bytes for n SACK blocks (with two NOPs to
+// keep the blocks aligned).
+func SACKOptLen(n int) int { return 4 + 8*n }
+
+// SetSACK writes NOP NOP SACK(blocks) at t[20:], up to 4 blocks.
+func (t TCP) SetSACK(blocks []SACKBlock) {
+	o := t[TCPLen : TCPLen+SACKOptLen(len(blocks))]
+	o[0], o[1], o[2], o[3] = tcpOptNop, tcpOptNop, tcpOptSACK, byte(2+8*len(blocks))
+	for i, b := range blocks {
+		binary.BigEndian.PutUint32(o[4+8*i:], b.Left)
+		binary.BigEndian.PutUint32(o[8+8*i:], b.Right)
+	}
 }
 
 // SetHeader writes the fixed header with data offset hdrLen (options, if

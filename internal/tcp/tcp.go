@@ -85,6 +85,17 @@ type key struct {
 	nsPort, dstPort uint16
 }
 
+// oooSeg is a segment that arrived beyond a gap, kept until the gap fills:
+// without it, everything the namespace sent after a lost segment would be
+// lost too, and a sender without SACK waits for its retransmission timer.
+type oooSeg struct {
+	seq  uint32
+	data []byte
+}
+
+// maxOOOBytes bounds the out-of-order data kept per flow.
+const maxOOOBytes = 4 << 20
+
 type flow struct {
 	key     key
 	gen     uint32
@@ -101,6 +112,11 @@ type flow struct {
 	wndLow      bool   // a small window was advertised: update on EPOLLOUT
 	wndRecheck  bool   // EPOLLOUT came but the window stayed shut: the timer rechecks
 	maxAdv      int    // largest window advertised, in bytes
+	lastAdv     uint16 // the window field of the last segment sent
+	ooo         []oooSeg
+	oooBytes    int
+	oooLast     uint32 // sequence number of the latest segment kept
+	sack        bool   // the namespace offered SACK: blocks describe ooo
 	dropped     bool   // bytes were refused and must be retransmitted by the namespace
 	ackPending  bool
 	inAckList   bool
@@ -137,6 +153,7 @@ type Table struct {
 	lastTick int64
 	ipID     uint16
 	warned   bool
+	sackBuf  [4]packet.SACKBlock
 	nextScan int64
 	// Stats.
 	Opened, Refused, Resets uint64
@@ -166,8 +183,12 @@ const hdrLen = packet.EtherLen + packet.IPv4Len + packet.TCPLen
 // It returns the frame length.
 func (t *Table) frame(f *flow, buf []byte, flags uint8, seq uint32, opts bool, payload int, wnd uint16) int {
 	th := packet.TCPLen
+	var blocks []packet.SACKBlock
 	if opts {
 		th += packet.TCPSynOptLen
+	} else if payload == 0 && f.sack && len(f.ooo) > 0 {
+		blocks = t.sackBlocks(f)
+		th += packet.SACKOptLen(len(blocks))
 	}
 	l4 := th + payload
 	packet.Ether(buf).SetHeader(f.nsMAC, t.cfg.GatewayMAC, packet.EtherTypeIPv4)
@@ -183,10 +204,46 @@ func (t *Table) frame(f *flow, buf []byte, flags uint8, seq uint32, opts bool, p
 		if mss > 65535 {
 			mss = 65535
 		}
-		seg.SetSynOptions(uint16(mss), ws)
+		seg.SetSynOptions(uint16(mss), ws, f.sack)
+	} else if blocks != nil {
+		seg.SetSACK(blocks)
 	}
 	seg.SetHeader(f.key.dstPort, f.key.nsPort, seq, f.rcvNxt, flags, wnd, th)
+	f.lastAdv = wnd
 	return packet.EtherLen + packet.IPv4Len + l4
+}
+
+// sackBlocks describes the out-of-order data kept: contiguous segments
+// merged into ranges, the range holding the latest arrival first (RFC 2018),
+// then the others in order, at most four.
+func (t *Table) sackBlocks(f *flow) []packet.SACKBlock {
+	var first packet.SACKBlock
+	out := t.sackBuf[:1]
+	cur := packet.SACKBlock{Left: f.ooo[0].seq, Right: f.ooo[0].seq + uint32(len(f.ooo[0].data))}
+	flush := func(b packet.SACKBlock) {
+		if seqLEQ(b.Left, f.oooLast) && seqLT(f.oooLast, b.Right) {
+			first = b
+		} else if len(out) < cap(out) {
+			out = append(out, b)
+		}
+	}
+	for _, o := range f.ooo[1:] {
+		end := o.seq + uint32(len(o.data))
+		if seqLEQ(o.seq, cur.Right) {
+			if seqLT(cur.Right, end) {
+				cur.Right = end
+			}
+			continue
+		}
+		flush(cur)
+		cur = packet.SACKBlock{Left: o.seq, Right: end}
+	}
+	flush(cur)
+	if first.Right == 0 && first.Left == 0 {
+		return out[1:]
+	}
+	out[0] = first
+	return out
 }
 
 // window returns the window to advertise: the host socket's free send
@@ -389,14 +446,24 @@ func (t *Table) data(idx int32, f *flow, seq uint32, payload []byte, fin bool) b
 	}
 	off := seq - f.rcvNxt
 	if int32(off) > 0 {
-		// A gap (loss or reordering on the namespace side): a duplicate ACK
-		// makes the namespace retransmit from rcvNxt.
-		t.queueAck(idx, f)
+		// A gap (loss or reordering on the namespace side). nsgate keeps no
+		// out-of-order data: one duplicate ACK per such segment, at once and
+		// not coalesced, so that the third triggers the namespace's fast
+		// retransmit. The window must not grow, or Linux does not count it
+		// as a duplicate.
+		if len(payload) > 0 && off < 1<<30 {
+			f.keep(seq, payload)
+		}
+		if f.state == stEstablished {
+			t.sendCtlWnd(f, packet.TCPAck, f.sndNxt, min(f.lastAdv, t.window(f, false)))
+		}
 		return false
 	}
 	skip := int(f.rcvNxt - seq)
-	if skip > len(payload) {
-		t.queueAck(idx, f) // wholly old: keep-alive probe or retransmission
+	if skip > len(payload) || skip == len(payload) && !fin {
+		// Wholly old: a keep-alive probe, or a retransmission because our
+		// ACK was lost. Acknowledge again, or the namespace retries forever.
+		t.queueAck(idx, f)
 		return false
 	}
 	payload = payload[skip:]
@@ -419,6 +486,12 @@ func (t *Table) data(idx int32, f *flow, seq uint32, payload []byte, fin bool) b
 		if n < len(payload) {
 			f.sendBlocked, f.dropped = true, true
 			fin = false // the FIN comes after bytes not taken yet
+		} else if len(f.ooo) > 0 {
+			if !t.drainOOO(f) {
+				t.abort(idx, true)
+				return true
+			}
+			fin = fin && len(f.ooo) == 0 && !f.sendBlocked
 		}
 		t.queueAck(idx, f)
 	}
@@ -429,6 +502,61 @@ func (t *Table) data(idx int32, f *flow, seq uint32, payload []byte, fin bool) b
 		t.queueAck(idx, f)
 	}
 	return false
+}
+
+// keep stores a copy of an out-of-order segment, in sequence order.
+func (f *flow) keep(seq uint32, payload []byte) {
+	if f.oooBytes+len(payload) > maxOOOBytes {
+		return
+	}
+	i := len(f.ooo)
+	for i > 0 && seqLT(seq, f.ooo[i-1].seq) {
+		i--
+	}
+	if i > 0 && f.ooo[i-1].seq == seq || i < len(f.ooo) && f.ooo[i].seq == seq {
+		return // a duplicate
+	}
+	f.ooo = append(f.ooo, oooSeg{})
+	copy(f.ooo[i+1:], f.ooo[i:])
+	f.ooo[i] = oooSeg{seq: seq, data: append([]byte(nil), payload...)}
+	f.oooBytes += len(payload)
+	f.oooLast = seq
+}
+
+// drainOOO writes the kept segments that the gap's filling made
+// contiguous. It returns false if the socket failed.
+func (t *Table) drainOOO(f *flow) bool {
+	i := 0
+	for ; i < len(f.ooo); i++ {
+		o := f.ooo[i]
+		if seqLT(f.rcvNxt, o.seq) {
+			break // another gap
+		}
+		skip := int(f.rcvNxt - o.seq)
+		if skip >= len(o.data) {
+			f.oooBytes -= len(o.data)
+			continue
+		}
+		n, e := send(f.fd, o.data[skip:])
+		switch e {
+		case 0:
+		case unix.EAGAIN:
+			n = 0
+		default:
+			return false
+		}
+		f.rcvNxt += uint32(n)
+		if skip+n < len(o.data) {
+			f.sendBlocked, f.dropped = true, true
+			break
+		}
+		f.oooBytes -= len(o.data)
+	}
+	f.ooo = append(f.ooo[:0], f.ooo[i:]...)
+	if len(f.ooo) == 0 {
+		f.ooo, f.oooBytes = nil, 0
+	}
+	return true
 }
 
 func (t *Table) queueAck(idx int32, f *flow) {
@@ -712,7 +840,7 @@ func (t *Table) open(p *packet.Parsed, k key) {
 	f := &t.flows[idx]
 	gen := f.gen + 1
 	seg := p.TCP
-	mss, hasMSS, ws, hasWS := seg.SynOptions()
+	mss, hasMSS, ws, hasWS, sackPerm := seg.SynOptions()
 	if !hasMSS {
 		mss = 536
 	}
@@ -728,6 +856,7 @@ func (t *Table) open(p *packet.Parsed, k key) {
 		sndWnd:   uint32(seg.Window()),
 		nsWScale: ws,
 		wscale:   hasWS,
+		sack:     sackPerm,
 		mss:      min(int(mss), maxMSS),
 		rto:      rtoMin,
 		lastSeen: t.env.Now(),

@@ -1,0 +1,344 @@
+package tcp
+
+import (
+	"bytes"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/nsgate/nsgate/internal/packet"
+	"golang.org/x/sys/unix"
+)
+
+// fakeEnv stands in for the engine: frames go to a fixed buffer, and the
+// last one is kept (copied into preallocated memory, so that the fake itself
+// does not allocate).
+type fakeEnv struct {
+	buf      []byte
+	last     []byte
+	lastN    int
+	sent     int
+	csumUsed bool
+	fd       int
+	idx      int32
+	gen      uint32
+	events   uint32
+}
+
+func newFakeEnv() *fakeEnv {
+	return &fakeEnv{buf: make([]byte, 70000), last: make([]byte, 70000)}
+}
+
+func (e *fakeEnv) Frame() []byte { return e.buf }
+func (e *fakeEnv) Send(n int, csumStart, csumOffset uint16) {
+	e.lastN = copy(e.last, e.buf[:n])
+	e.sent++
+	e.csumUsed = csumStart != 0
+}
+func (e *fakeEnv) Watch(fd int, events uint32, idx int32, gen uint32, add bool) error {
+	e.fd, e.events, e.idx, e.gen = fd, events, idx, gen
+	return nil
+}
+func (e *fakeEnv) Unwatch(fd int)                  {}
+func (e *fakeEnv) Now() int64                      { return time.Now().UnixNano() }
+func (e *fakeEnv) Logf(format string, args ...any) {}
+
+var (
+	nsMAC = packet.MAC{2, 0, 0, 0, 0, 0x64}
+	gwMAC = packet.MAC{0x52, 0x55, 10, 0, 2, 2}
+	nsIP  = packet.IPv4Addr{10, 0, 2, 100}
+	gwIP  = packet.IPv4Addr{10, 0, 2, 2}
+)
+
+// segment builds a frame from the namespace and decodes it.
+func segment(p *packet.Parsed, buf []byte, dstPort uint16, seq, ack uint32, flags uint8, payload []byte) {
+	th := packet.TCPLen
+	if flags&packet.TCPSyn != 0 {
+		th += packet.TCPSynOptLen
+	}
+	n := packet.EtherLen + packet.IPv4Len + th + len(payload)
+	f := buf[:n]
+	packet.Ether(f).SetHeader(gwMAC, nsMAC, packet.EtherTypeIPv4)
+	packet.IPv4(f[packet.EtherLen:]).SetHeader(packet.IPv4Len+th+len(payload), 1, 64, packet.ProtoTCP, nsIP, gwIP)
+	seg := packet.TCP(f[packet.EtherLen+packet.IPv4Len:])
+	if flags&packet.TCPSyn != 0 {
+		seg.SetSynOptions(1460, 7, true)
+	}
+	copy(seg[th:], payload)
+	seg.SetHeader(40000, dstPort, seq, ack, flags, 1024, th)
+	if err := p.Decode(f); err != nil {
+		panic(err)
+	}
+}
+
+// loopbackServer listens on 127.0.0.1 and returns the listening fd and port.
+func loopbackServer(t *testing.T) (int, uint16) {
+	t.Helper()
+	l, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(l) })
+	if err := unix.Bind(l, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Listen(l, 8); err != nil {
+		t.Fatal(err)
+	}
+	sa, _ := unix.Getsockname(l)
+	return l, uint16(sa.(*unix.SockaddrInet4).Port)
+}
+
+// established opens a reflected connection to a loopback server and returns
+// the table, the fake env, the server's accepted fd, and the sequence state.
+func established(t *testing.T) (tbl *Table, env *fakeEnv, srv int, nsSeq, ourSeq uint32) {
+	t.Helper()
+	l, port := loopbackServer(t)
+	env = newFakeEnv()
+	tbl = New(Config{GatewayMAC: gwMAC, Gateway: gwIP, Network: netip.MustParsePrefix("10.0.2.0/24"), MTU: 1500}, env)
+	var p packet.Parsed
+	buf := make([]byte, 2000)
+	nsSeq = 1000
+	segment(&p, buf, port, nsSeq, 0, packet.TCPSyn, nil)
+	tbl.HandleFrame(&p)
+	for i := 0; env.sent == 0 && i < 100; i++ { // loopback connects at once; else wait for epoll's word
+		time.Sleep(time.Millisecond)
+		tbl.HandleEvent(env.idx, env.gen, unix.EPOLLOUT)
+	}
+	var synack packet.Parsed
+	if err := synack.Decode(env.last[:env.lastN]); err != nil || synack.TCP.Flags() != packet.TCPSyn|packet.TCPAck {
+		t.Fatalf("no SYN-ACK: %v %+v", err, synack.TCP)
+	}
+	if synack.TCP.Ack() != nsSeq+1 {
+		t.Fatalf("SYN-ACK acks %d, want %d", synack.TCP.Ack(), nsSeq+1)
+	}
+	if mss, ok, ws, wsok, sack := synack.TCP.SynOptions(); !ok || mss != 1460 || !wsok || ws != ourWScale || !sack {
+		t.Fatalf("SYN-ACK options: mss %d %v ws %d %v sack %v", mss, ok, ws, wsok, sack)
+	}
+	nsSeq++
+	ourSeq = synack.TCP.Seq() + 1
+	segment(&p, buf, port, nsSeq, ourSeq, packet.TCPAck, nil)
+	tbl.HandleFrame(&p)
+	srv, _, err := unix.Accept4(l, unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(srv) })
+	return tbl, env, srv, nsSeq, ourSeq
+}
+
+func TestHandshakeAndData(t *testing.T) {
+	tbl, env, srv, nsSeq, ourSeq := established(t)
+	if tbl.Len() != 1 {
+		t.Fatalf("%d flows", tbl.Len())
+	}
+	var p packet.Parsed
+	buf := make([]byte, 2000)
+	port := tbl.flows[env.idx].key.dstPort
+
+	// Namespace → host.
+	segment(&p, buf, port, nsSeq, ourSeq, packet.TCPAck|packet.TCPPsh, []byte("hello host"))
+	tbl.HandleFrame(&p)
+	tbl.Flush()
+	got := make([]byte, 100)
+	time.Sleep(10 * time.Millisecond)
+	n, _ := unix.Read(srv, got)
+	if string(got[:n]) != "hello host" {
+		t.Fatalf("host read %q", got[:n])
+	}
+	var ack packet.Parsed
+	if err := ack.Decode(env.last[:env.lastN]); err != nil || ack.TCP.Ack() != nsSeq+10 {
+		t.Fatalf("ACK of the data: %v ack %d want %d", err, ack.TCP.Ack(), nsSeq+10)
+	}
+	nsSeq += 10
+
+	// Host → namespace: the payload is peeked into the frame, with a
+	// partial checksum.
+	unix.Write(srv, []byte("hello namespace"))
+	time.Sleep(10 * time.Millisecond)
+	tbl.HandleEvent(env.idx, env.gen, unix.EPOLLIN)
+	var data packet.Parsed
+	if err := data.Decode(env.last[:env.lastN]); err != nil || string(data.Payload) != "hello namespace" || data.TCP.Seq() != ourSeq {
+		t.Fatalf("data to the namespace: %v %q seq %d want %d", err, data.Payload, data.TCP.Seq(), ourSeq)
+	}
+	if !env.csumUsed {
+		t.Error("data frame sent without the partial-checksum mark")
+	}
+	// Not acknowledged yet: a retransmission (rewind) sends the same bytes.
+	tbl.rewind(&tbl.flows[env.idx])
+	tbl.push(env.idx)
+	if err := data.Decode(env.last[:env.lastN]); err != nil || string(data.Payload) != "hello namespace" {
+		t.Fatalf("retransmission: %v %q", err, data.Payload)
+	}
+	// The ACK discards the bytes from the socket: nothing is left to send.
+	ourSeq += 15
+	segment(&p, buf, port, nsSeq, ourSeq, packet.TCPAck, nil)
+	before := env.sent
+	tbl.HandleFrame(&p)
+	tbl.rewind(&tbl.flows[env.idx])
+	tbl.push(env.idx)
+	if env.sent != before {
+		t.Fatalf("acknowledged bytes were sent again")
+	}
+
+	// FIN from the namespace: the host reads EOF.
+	segment(&p, buf, port, nsSeq, ourSeq, packet.TCPAck|packet.TCPFin, nil)
+	tbl.HandleFrame(&p)
+	time.Sleep(10 * time.Millisecond)
+	if n, err := unix.Read(srv, got); n != 0 || err != nil {
+		t.Fatalf("host read %d, %v after the namespace's FIN, want EOF", n, err)
+	}
+	// The host closes: FIN to the namespace; its ACK ends the flow.
+	unix.Close(srv)
+	time.Sleep(10 * time.Millisecond)
+	tbl.HandleEvent(env.idx, env.gen, unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP)
+	var fin packet.Parsed
+	if err := fin.Decode(env.last[:env.lastN]); err != nil || fin.TCP.Flags()&packet.TCPFin == 0 || fin.TCP.Seq() != ourSeq {
+		t.Fatalf("FIN to the namespace: %v flags %#x seq %d", err, fin.TCP.Flags(), fin.TCP.Seq())
+	}
+	segment(&p, buf, port, nsSeq+1, ourSeq+1, packet.TCPAck, nil)
+	tbl.HandleFrame(&p)
+	if tbl.Len() != 0 {
+		t.Fatalf("flow not removed after both FINs: %d flows", tbl.Len())
+	}
+}
+
+func TestRefusedAndUnknown(t *testing.T) {
+	l, port := loopbackServer(t)
+	unix.Close(l) // nobody listens: refused
+	env := newFakeEnv()
+	tbl := New(Config{GatewayMAC: gwMAC, Gateway: gwIP, Network: netip.MustParsePrefix("10.0.2.0/24"), MTU: 1500}, env)
+	var p packet.Parsed
+	buf := make([]byte, 2000)
+	segment(&p, buf, port, 5000, 0, packet.TCPSyn, nil)
+	tbl.HandleFrame(&p)
+	for i := 0; env.sent == 0 && i < 100; i++ {
+		time.Sleep(time.Millisecond)
+		tbl.HandleEvent(env.idx, env.gen, unix.EPOLLOUT|unix.EPOLLERR)
+	}
+	var rst packet.Parsed
+	if err := rst.Decode(env.last[:env.lastN]); err != nil || rst.TCP.Flags() != packet.TCPRst|packet.TCPAck || rst.TCP.Ack() != 5001 {
+		t.Fatalf("refused connection: %v flags %#x ack %d", err, rst.TCP.Flags(), rst.TCP.Ack())
+	}
+	if tbl.Len() != 0 {
+		t.Fatal("refused flow kept")
+	}
+	// A segment for no flow gets RST with seq = its ACK.
+	segment(&p, buf, port, 7000, 123456, packet.TCPAck, []byte("x"))
+	tbl.HandleFrame(&p)
+	if err := rst.Decode(env.last[:env.lastN]); err != nil || rst.TCP.Flags() != packet.TCPRst || rst.TCP.Seq() != 123456 {
+		t.Fatalf("RST for an unknown flow: %v flags %#x seq %d", err, rst.TCP.Flags(), rst.TCP.Seq())
+	}
+}
+
+func TestFlowLimit(t *testing.T) {
+	_, port := loopbackServer(t)
+	env := newFakeEnv()
+	tbl := New(Config{GatewayMAC: gwMAC, Gateway: gwIP, Network: netip.MustParsePrefix("10.0.2.0/24"), MTU: 1500, MaxFlows: 1}, env)
+	var p packet.Parsed
+	buf := make([]byte, 2000)
+	segment(&p, buf, port, 1, 0, packet.TCPSyn, nil)
+	tbl.HandleFrame(&p)
+	// A second connection (another source port) is over the limit.
+	segment(&p, buf, port, 1, 0, packet.TCPSyn, nil)
+	binary16(p.TCP[0:2], 40001)
+	tbl.HandleFrame(&p)
+	var rst packet.Parsed
+	if err := rst.Decode(env.last[:env.lastN]); err != nil || rst.TCP.Flags()&packet.TCPRst == 0 || rst.TCP.DstPort() != 40001 {
+		t.Fatalf("SYN over the limit: %v flags %#x port %d", err, rst.TCP.Flags(), rst.TCP.DstPort())
+	}
+	if tbl.Len() != 1 {
+		t.Fatalf("%d flows with a limit of 1", tbl.Len())
+	}
+}
+
+func binary16(b []byte, v uint16) { b[0], b[1] = byte(v>>8), byte(v) }
+
+// TestSteadyStateAllocs proves the per-segment path allocates nothing, both
+// ways, once a connection is up.
+func TestSteadyStateAllocs(t *testing.T) {
+	tbl, env, srv, nsSeq, ourSeq := established(t)
+	port := tbl.flows[env.idx].key.dstPort
+	var p packet.Parsed
+	buf := make([]byte, 2000)
+	payload := bytes.Repeat([]byte{0xab}, 1400)
+	drain := make([]byte, 65536)
+
+	nsToHost := testing.AllocsPerRun(500, func() {
+		segment(&p, buf, port, nsSeq, ourSeq, packet.TCPAck, payload)
+		tbl.HandleFrame(&p)
+		tbl.Flush()
+		nsSeq += 1400
+		for {
+			if n, _ := unix.Read(srv, drain); n <= 0 {
+				break
+			}
+		}
+	})
+	if nsToHost != 0 {
+		t.Errorf("namespace → host: %v allocations per segment", nsToHost)
+	}
+	sentBefore := env.sent
+	hostToNS := testing.AllocsPerRun(500, func() {
+		unix.Write(srv, payload)
+		tbl.HandleEvent(env.idx, env.gen, unix.EPOLLIN)
+		ourSeq += 1400
+		segment(&p, buf, port, nsSeq, ourSeq, packet.TCPAck, nil)
+		tbl.HandleFrame(&p)
+		tbl.Flush()
+	})
+	if hostToNS != 0 {
+		t.Errorf("host → namespace: %v allocations per segment", hostToNS)
+	}
+	if env.sent-sentBefore < 500 {
+		t.Fatalf("only %d frames went to the namespace: the loop measured nothing", env.sent-sentBefore)
+	}
+	if f := &tbl.flows[env.idx]; f.sndUna != f.sndNxt || f.sndNxt != ourSeq {
+		t.Fatalf("sequence out of step: una %d nxt %d want %d", f.sndUna, f.sndNxt, ourSeq)
+	}
+}
+
+// TestReassemblyAndSACK: segments beyond a gap are kept, described in SACK
+// blocks, and written in order once the gap fills.
+func TestReassemblyAndSACK(t *testing.T) {
+	tbl, env, srv, nsSeq, ourSeq := established(t)
+	port := tbl.flows[env.idx].key.dstPort
+	var p packet.Parsed
+	buf := make([]byte, 2000)
+	a, b, c, d := []byte("aaaa"), []byte("bbbb"), []byte("cccc"), []byte("dddd")
+	segment(&p, buf, port, nsSeq+4, ourSeq, packet.TCPAck, b) // a is missing
+	tbl.HandleFrame(&p)
+	segment(&p, buf, port, nsSeq+12, ourSeq, packet.TCPAck, d) // and c
+	tbl.HandleFrame(&p)
+	var dup packet.Parsed
+	if err := dup.Decode(env.last[:env.lastN]); err != nil || dup.TCP.Ack() != nsSeq {
+		t.Fatalf("duplicate ACK: %v ack %d want %d", err, dup.TCP.Ack(), nsSeq)
+	}
+	// NOP NOP SACK(2 blocks): the latest arrival (d) first, then b.
+	opts := dup.TCP[packet.TCPLen:dup.TCP.HeaderLen()]
+	want := []byte{1, 1, 5, 18}
+	for _, v := range []uint32{nsSeq + 12, nsSeq + 16, nsSeq + 4, nsSeq + 8} {
+		want = append(want, byte(v>>24), byte(v>>16), byte(v>>8), byte(v))
+	}
+	if !bytes.Equal(opts, want) {
+		t.Fatalf("SACK option % x, want % x", opts, want)
+	}
+	segment(&p, buf, port, nsSeq+8, ourSeq, packet.TCPAck, c)
+	tbl.HandleFrame(&p)
+	segment(&p, buf, port, nsSeq, ourSeq, packet.TCPAck, a) // the gap fills
+	tbl.HandleFrame(&p)
+	tbl.Flush()
+	var ack packet.Parsed
+	if err := ack.Decode(env.last[:env.lastN]); err != nil || ack.TCP.Ack() != nsSeq+16 || ack.TCP.HeaderLen() != packet.TCPLen {
+		t.Fatalf("cumulative ACK: %v ack %d want %d, header %d", err, ack.TCP.Ack(), nsSeq+16, ack.TCP.HeaderLen())
+	}
+	time.Sleep(10 * time.Millisecond)
+	got := make([]byte, 64)
+	n, _ := unix.Read(srv, got)
+	if string(got[:n]) != "aaaabbbbccccdddd" {
+		t.Fatalf("host read %q", got[:n])
+	}
+	if f := &tbl.flows[env.idx]; len(f.ooo) != 0 || f.oooBytes != 0 {
+		t.Fatalf("reassembly queue not empty: %d segments, %d bytes", len(f.ooo), f.oooBytes)
+	}
+}
