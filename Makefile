@@ -51,9 +51,13 @@ lint:
 	staticcheck ./...
 	staticcheck -tags integration ./...
 
-# The project's own benchmarks: per-frame cost of parsing and answering.
-bench:
+# The project's own benchmarks: per-frame cost of parsing and answering, then
+# TCP end to end (throughput each way, round trips, connections) through
+# nsgate and, when installed, slirp4netns, in a sealed namespace topology
+# (root). ../shared/bench/netbench compares with pasta and a veth pair too.
+bench: build setup
 	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=200000x ./internal/...
+	$(GO) test -tags integration -run='^$$' -bench=BenchmarkTCP -timeout 15m .
 
 # Runs CMD (default: ip addr) in a new namespace served by nsgate.
 run: build

@@ -222,6 +222,76 @@ func runHelper(args []string) int {
 			return fail(fmt.Errorf("answer %q, want %q", answer, want))
 		}
 		fmt.Println("ok")
+	case "blast", "spew": // blast ADDR N / spew LISTEN N: send N bytes of one buffer, unhashed (benchmarks)
+		var c net.Conn
+		var err error
+		if args[0] == "blast" {
+			c, err = net.DialTimeout("tcp4", args[1], 10*time.Second)
+		} else {
+			c, err = listen(args[1]).Accept()
+		}
+		if err != nil {
+			return fail(err)
+		}
+		n, _ := strconv.ParseInt(args[2], 10, 64)
+		buf := make([]byte, 1<<20)
+		for left := n; left > 0; left -= int64(len(buf)) {
+			if _, err := c.Write(buf[:min(left, int64(len(buf)))]); err != nil {
+				return fail(err)
+			}
+		}
+		c.Close()
+		fmt.Println(n)
+	case "drain", "suck": // drain LISTEN / suck ADDR: read to EOF, count only (benchmarks)
+		var c net.Conn
+		var err error
+		if args[0] == "drain" {
+			c, err = listen(args[1]).Accept()
+		} else {
+			c, err = net.DialTimeout("tcp4", args[1], 10*time.Second)
+		}
+		if err != nil {
+			return fail(err)
+		}
+		n, err := io.CopyBuffer(io.Discard, c, make([]byte, 1<<20))
+		if err != nil {
+			return fail(err)
+		}
+		fmt.Println(n)
+	case "rr": // rr ADDR N: N one-byte round trips on one connection
+		c, err := net.DialTimeout("tcp4", args[1], 10*time.Second)
+		if err != nil {
+			return fail(err)
+		}
+		c.(*net.TCPConn).SetNoDelay(true)
+		n, _ := strconv.Atoi(args[2])
+		b := []byte{1}
+		for i := 0; i < n; i++ {
+			if _, err := c.Write(b); err != nil {
+				return fail(err)
+			}
+			if _, err := io.ReadFull(c, b); err != nil {
+				return fail(err)
+			}
+		}
+		fmt.Println("ok")
+	case "crr": // crr ADDR N: N connections, each one round trip
+		n, _ := strconv.Atoi(args[2])
+		b := []byte{1}
+		for i := 0; i < n; i++ {
+			c, err := net.DialTimeout("tcp4", args[1], 10*time.Second)
+			if err != nil {
+				return fail(err)
+			}
+			if _, err := c.Write(b); err != nil {
+				return fail(err)
+			}
+			if _, err := io.ReadFull(c, b); err != nil {
+				return fail(err)
+			}
+			c.Close()
+		}
+		fmt.Println("ok")
 	default:
 		return fail(fmt.Errorf("unknown helper %q", args[0]))
 	}
@@ -258,7 +328,7 @@ type server struct {
 }
 
 // startServer starts a helper server and waits until it listens.
-func startServer(t *testing.T, prefix *exec.Cmd, args ...string) *server {
+func startServer(t testing.TB, prefix *exec.Cmd, args ...string) *server {
 	t.Helper()
 	cmd := helper(prefix, args...)
 	cmd.Stderr = os.Stderr
@@ -279,7 +349,7 @@ func startServer(t *testing.T, prefix *exec.Cmd, args ...string) *server {
 }
 
 // result waits for the server's result line.
-func (s *server) result(t *testing.T, timeout time.Duration) string {
+func (s *server) result(t testing.TB, timeout time.Duration) string {
 	t.Helper()
 	done := make(chan string, 1)
 	go func() {
@@ -296,7 +366,7 @@ func (s *server) result(t *testing.T, timeout time.Duration) string {
 }
 
 // runClient runs a helper client to completion and returns its result line.
-func runClient(t *testing.T, timeout time.Duration, prefix *exec.Cmd, args ...string) string {
+func runClient(t testing.TB, timeout time.Duration, prefix *exec.Cmd, args ...string) string {
 	t.Helper()
 	cmd := helper(prefix, args...)
 	var out strings.Builder

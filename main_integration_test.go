@@ -73,7 +73,7 @@ func (s *syncBuffer) String() string {
 
 // gate is a running nsgate.
 type gate struct {
-	t      *testing.T
+	t      testing.TB
 	cmd    *exec.Cmd
 	stderr *syncBuffer
 	exited chan struct{}
@@ -82,10 +82,15 @@ type gate struct {
 
 // startGate runs nsgate in the world's host namespace with args; extra
 // files become fds 3, 4, ...
-func startGate(t *testing.T, w *testnet.World, rootless bool, extra []*os.File, args ...string) *gate {
+func startGate(t testing.TB, w *testnet.World, rootless bool, extra []*os.File, args ...string) *gate {
 	t.Helper()
-	g := &gate{t: t, stderr: &syncBuffer{}, exited: make(chan struct{})}
-	g.cmd = w.HostCommand(rootless, nsgateBin, args...)
+	return startProcess(t, w.HostCommand(rootless, nsgateBin, args...), extra)
+}
+
+// startProcess starts cmd (nsgate, or another driver) and ends it with the test.
+func startProcess(t testing.TB, cmd *exec.Cmd, extra []*os.File) *gate {
+	t.Helper()
+	g := &gate{t: t, stderr: &syncBuffer{}, exited: make(chan struct{}), cmd: cmd}
 	g.cmd.Stderr = g.stderr
 	g.cmd.Stdout = g.stderr
 	g.cmd.ExtraFiles = extra
@@ -137,7 +142,7 @@ func (g *gate) running() bool {
 }
 
 // startReady starts nsgate with -r 3 and waits for the ready byte.
-func startReady(t *testing.T, w *testnet.World, rootless bool, args ...string) *gate {
+func startReady(t testing.TB, w *testnet.World, rootless bool, args ...string) *gate {
 	t.Helper()
 	r, wr, err := os.Pipe()
 	if err != nil {

@@ -342,3 +342,24 @@ func TestReassemblyAndSACK(t *testing.T) {
 		t.Fatalf("reassembly queue not empty: %d segments, %d bytes", len(f.ooo), f.oooBytes)
 	}
 }
+
+// TestIdleTimeout: a connection silent past the idle timeout is reset both
+// ways by the periodic scan.
+func TestIdleTimeout(t *testing.T) {
+	tbl, env, srv, _, _ := established(t)
+	tbl.cfg.IdleTimeout = int64(time.Millisecond)
+	time.Sleep(5 * time.Millisecond)
+	tbl.nextScan = 1 // due
+	tbl.Tick()
+	if tbl.Len() != 0 {
+		t.Fatal("idle flow not removed")
+	}
+	var rst packet.Parsed
+	if err := rst.Decode(env.last[:env.lastN]); err != nil || rst.TCP.Flags()&packet.TCPRst == 0 {
+		t.Fatalf("no RST to the namespace: %v flags %#x", err, rst.TCP.Flags())
+	}
+	time.Sleep(10 * time.Millisecond)
+	if _, err := unix.Read(srv, make([]byte, 10)); err != unix.ECONNRESET {
+		t.Fatalf("host side read %v, want ECONNRESET", err)
+	}
+}

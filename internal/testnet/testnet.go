@@ -41,13 +41,13 @@ const (
 
 // World is one sealed topology.
 type World struct {
-	t      *testing.T
+	t      testing.TB
 	Host   string // netns name, for ip netns exec
 	Remote string
 }
 
 // New builds a world and registers its teardown with t.Cleanup.
-func New(t *testing.T) *World {
+func New(t testing.TB) *World {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Fatal("integration tests build network namespaces and need root: run them through 'make test' as root")
@@ -75,7 +75,7 @@ func New(t *testing.T) *World {
 	return w
 }
 
-func must(t *testing.T, err error) {
+func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
@@ -112,7 +112,7 @@ func AsTestUser() []string {
 }
 
 // TestUserIDs returns the test user's uid and gid.
-func TestUserIDs(t *testing.T) (int, int) {
+func TestUserIDs(t testing.TB) (int, int) {
 	u, err := user.Lookup(TestUser)
 	if err != nil {
 		t.Fatalf("test user %q: %v (tests/setup.sh creates it; run 'make test')", TestUser, err)
@@ -126,13 +126,13 @@ func TestUserIDs(t *testing.T) (int, int) {
 // namespace (and, when rootless, in a user namespace the test user owns, as
 // 'unshare -r' makes them).
 type Target struct {
-	t   *testing.T
+	t   testing.TB
 	cmd *exec.Cmd
 	PID int
 }
 
 // NewTarget starts a target and registers its end with t.Cleanup.
-func NewTarget(t *testing.T, rootless bool) *Target {
+func NewTarget(t testing.TB, rootless bool) *Target {
 	t.Helper()
 	var argv []string
 	if rootless {
