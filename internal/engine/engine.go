@@ -48,6 +48,9 @@ type Config struct {
 	Logf func(format string, args ...any)
 	// Impair, if set, drops and reorders frames on the tap (tests only).
 	Impair *Impairment
+	// AllowHost, if set, approves each host address TCP connects to
+	// (tests in the machine's own namespace: loopback only).
+	AllowHost func(addr [4]byte) bool
 }
 
 // GatewayMAC derives nsgate's MAC from the gateway address the way libslirp
@@ -143,6 +146,7 @@ func New(tap Tap, cfg Config) (*Engine, error) {
 		MTU:                 cfg.MTU,
 		DisableHostLoopback: cfg.DisableHostLoopback,
 		MaxFlows:            cfg.MaxFlows,
+		AllowHost:           cfg.AllowHost,
 	}, (*env)(e))
 	if err := e.add(tap.Fd(), tokenTap, 0); err != nil {
 		e.Close()

@@ -25,7 +25,25 @@ func testConfig(t testing.TB) Config {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return Config{Net: n, MTU: 1500, MAC: GatewayMAC(n.Gateway)}
+	// These tests run in the machine's own network namespace and feed the
+	// engine random frames: TCP may connect to the loopback only.
+	return Config{Net: n, MTU: 1500, MAC: GatewayMAC(n.Gateway), AllowHost: loopbackOnly}
+}
+
+func loopbackOnly(a [4]byte) bool { return a == [4]byte{127, 0, 0, 1} }
+
+// TestTCPStaysOnLoopback: a SYN to an outside address is refused, not
+// connected, under the tests' AllowHost.
+func TestTCPStaysOnLoopback(t *testing.T) {
+	cfg := testConfig(t)
+	_, p, _ := newLoop(t, cfg)
+	seg := make([]byte, packet.TCPLen)
+	packet.TCP(seg).SetHeader(40000, 443, 1, 0, packet.TCPSyn, 1000, packet.TCPLen)
+	p.send(ipFrame(GatewayMAC(cfg.Net.Gateway), guestIP, packet.IPv4Addr{192, 0, 2, 80}, packet.ProtoTCP, seg))
+	r := p.recv(2 * time.Second)
+	if r == nil || r.TCP == nil || r.TCP.Flags()&packet.TCPRst == 0 {
+		t.Fatalf("SYN to an outside address in a test: %+v, want RST", r)
+	}
 }
 
 // peer is the namespace side of a fake tap: a SOCK_SEQPACKET socketpair

@@ -220,7 +220,10 @@ func TestMACString(t *testing.T) {
 }
 
 func FuzzDecode(f *testing.F) {
-	for _, fr := range [][]byte{arpFrame(), icmpEcho(), udpFrame("seed")} {
+	syn := make([]byte, TCPLen+TCPSynOptLen)
+	TCP(syn).SetSynOptions(1460, 7, true)
+	TCP(syn).SetHeader(40000, 80, 1, 0, TCPSyn, 65535, len(syn))
+	for _, fr := range [][]byte{arpFrame(), icmpEcho(), udpFrame("seed"), ipv4Frame(ProtoTCP, syn)} {
 		f.Add(fr)
 	}
 	f.Fuzz(func(t *testing.T, frame []byte) {
@@ -239,6 +242,14 @@ func FuzzDecode(f *testing.F) {
 		}
 		if p.ARP != nil && len(p.ARP) != ARPLen {
 			t.Fatalf("ARP view of %d bytes", len(p.ARP))
+		}
+		if p.TCP != nil {
+			if p.TCP.HeaderLen() < TCPLen || p.TCP.HeaderLen() > len(p.TCP) {
+				t.Fatalf("TCP header length %d of %d", p.TCP.HeaderLen(), len(p.TCP))
+			}
+			if _, _, ws, hasWS, _ := p.TCP.SynOptions(); hasWS && ws > 14 {
+				t.Fatalf("window scale %d accepted", ws)
+			}
 		}
 	})
 }

@@ -57,6 +57,10 @@ type Config struct {
 	DisableHostLoopback bool
 	MaxFlows            int   // 0: DefaultMaxFlows
 	IdleTimeout         int64 // ns; 0: DefaultIdleTimeout
+	// AllowHost, if set, must approve every host address nsgate connects
+	// to. Tests that run in the machine's own namespace allow only the
+	// loopback, so that no fuzzed SYN can reach the outside.
+	AllowHost func(addr [4]byte) bool
 }
 
 // Defaults.
@@ -804,7 +808,7 @@ func (t *Table) open(p *packet.Parsed, k key) {
 		return
 	}
 	dst, ok := t.hostAddr(k.dstIP)
-	if !ok {
+	if !ok || t.cfg.AllowHost != nil && !t.cfg.AllowHost(dst) {
 		t.resetFor(p)
 		return
 	}
