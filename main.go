@@ -227,7 +227,9 @@ func serve(cfg *config.Config, tapfd int, stops []stopFD, started func(*engine.E
 	}
 	if started == nil { // spawn mode stays quiet: the output is the command's
 		st := e.Stats()
-		logger.Printf("exiting: %s (frames in %d, out %d, malformed %d)", reason, st.RxFrames, st.TxFrames, st.Malformed)
+		_, opened, refused, resets := e.TCPStats()
+		logger.Printf("exiting: %s (frames in %d, out %d, malformed %d; tcp connections %d, refused %d, reset %d)",
+			reason, st.RxFrames, st.TxFrames, st.Malformed, opened, refused, resets)
 	}
 	return 0
 }

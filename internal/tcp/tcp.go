@@ -15,6 +15,11 @@
 //     discarded (MSG_TRUNC) only when the namespace acknowledges them, and a
 //     retransmission rewinds the peek offset.
 //
+// Like any receiver, nsgate keeps segments that arrive beyond a gap (loss or
+// reordering on the tap leg) and tells the namespace about them with SACK,
+// so that recovery takes a round trip, not a retransmission timeout. That
+// copy happens only on the loss path.
+//
 // The Table is owned by the engine's event loop: no locks, no goroutines,
 // and no allocation per segment once a connection is set up.
 package tcp
