@@ -11,6 +11,7 @@ FUZZ_TARGETS = \
 	./internal/packet:FuzzDecode \
 	./internal/config:FuzzParse \
 	./internal/dhcp:FuzzHandle \
+	./internal/dns:FuzzServFail \
 	./internal/engine:FuzzHandleFrame
 
 CMD ?= ip addr

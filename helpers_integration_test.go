@@ -9,7 +9,9 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -258,6 +260,56 @@ func runHelper(args []string) int {
 			return fail(err)
 		}
 		fmt.Println(n)
+	case "udpecho": // udpecho LISTEN: echo datagrams
+		pc, err := net.ListenPacket("udp4", args[1])
+		if err != nil {
+			return fail(err)
+		}
+		fmt.Println("ready")
+		buf := make([]byte, 65536)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return fail(err)
+			}
+			pc.WriteTo(buf[:n], from)
+		}
+	case "udpflows": // udpflows ADDR FLOWS COUNT SIZE: FLOWS sockets at once, COUNT checked echoes each
+		flows, _ := strconv.Atoi(args[2])
+		count, _ := strconv.Atoi(args[3])
+		size, _ := strconv.Atoi(args[4])
+		errs := make(chan error, flows)
+		var wg sync.WaitGroup
+		for i := 0; i < flows; i++ {
+			c, err := net.Dial("udp4", args[1])
+			if err != nil {
+				return fail(err)
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				errs <- udpExchange(c, i, count, size)
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				return fail(err)
+			}
+		}
+		fmt.Println("ok", flows*count)
+	case "udprefused": // udprefused ADDR: send, expect ECONNREFUSED from port unreachable
+		c, err := net.Dial("udp4", args[1])
+		if err != nil {
+			return fail(err)
+		}
+		start := time.Now()
+		c.Write([]byte("anyone?"))
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, err = c.Read(make([]byte, 10))
+		fmt.Println(errName(err), time.Since(start).Milliseconds())
 	case "rr": // rr ADDR N: N one-byte round trips on one connection
 		c, err := net.DialTimeout("tcp4", args[1], 10*time.Second)
 		if err != nil {
@@ -298,6 +350,43 @@ func runHelper(args []string) int {
 	return 0
 }
 
+// udpExchange sends count datagrams of size bytes on c, each numbered and
+// filled from a stream, and checks that each comes back intact; a datagram
+// lost on the way is sent again (UDP may drop), up to 20 times.
+func udpExchange(c net.Conn, flow, count, size int) error {
+	out := make([]byte, size)
+	in := make([]byte, size+1)
+	src := newStream(byte(flow))
+	for i := 0; i < count; i++ {
+		src.Read(out)
+		binary.BigEndian.PutUint32(out, uint32(i))
+		ok := false
+		for try := 0; try < 20 && !ok; try++ {
+			if _, err := c.Write(out); err != nil {
+				return fmt.Errorf("flow %d datagram %d: %w", flow, i, err)
+			}
+			c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+			for {
+				n, err := c.Read(in)
+				if err != nil {
+					break // timeout: send again
+				}
+				if n == size && binary.BigEndian.Uint32(in) == uint32(i) {
+					if !bytes.Equal(in[:n], out) {
+						return fmt.Errorf("flow %d datagram %d: payload differs", flow, i)
+					}
+					ok = true
+					break
+				}
+			}
+		}
+		if !ok {
+			return fmt.Errorf("flow %d datagram %d: no echo after 20 tries", flow, i)
+		}
+	}
+	return nil
+}
+
 func errName(err error) string {
 	switch {
 	case err == nil:
@@ -308,6 +397,8 @@ func errName(err error) string {
 		return "reset"
 	case errors.Is(err, syscall.ETIMEDOUT), errors.Is(err, os.ErrDeadlineExceeded):
 		return "timeout"
+	case errors.Is(err, syscall.EHOSTUNREACH):
+		return "unreachable"
 	}
 	return "error:" + err.Error()
 }

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/nsgate/nsgate/internal/config"
+	"github.com/nsgate/nsgate/internal/dns"
 	"github.com/nsgate/nsgate/internal/engine"
 	"github.com/nsgate/nsgate/internal/netconf"
 	"github.com/nsgate/nsgate/internal/nsenter"
@@ -175,6 +176,14 @@ func serve(cfg *config.Config, tapfd int, stops []stopFD, started func(*engine.E
 		// Until the UDP/ICMP issue, host loopback is reachable only by TCP.
 		DisableHostLoopback: cfg.DisableHostLoopback,
 		Logf:                logger.Printf,
+	}
+	if !cfg.DisableDNS {
+		servers, err := dns.ReadResolvConf("/etc/resolv.conf")
+		if err != nil || len(servers) == 0 {
+			// Answer SERVFAIL at once rather than let clients time out.
+			logger.Printf("no usable IPv4 nameserver in /etc/resolv.conf (%v): DNS queries to %s get SERVFAIL", err, cfg.Net.DNS)
+		}
+		ecfg.DNSServers = servers
 	}
 	if s := os.Getenv("NSGATE_TEST_IMPAIR"); s != "" {
 		// Loss and reordering on the tap, for tests: the test kernel has no

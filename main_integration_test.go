@@ -537,7 +537,7 @@ func TestMalformedFrames(t *testing.T) {
 		if st := g.waitExit(10 * time.Second); st != 0 {
 			t.Fatalf("exit status %d", st)
 		}
-		if !regexp.MustCompile(`malformed [1-9]\d*\)`).MatchString(g.stderr.String()) {
+		if !regexp.MustCompile(`malformed [1-9]\d*[;)]`).MatchString(g.stderr.String()) {
 			t.Errorf("no malformed frames counted: %s", g.stderr)
 		}
 	})

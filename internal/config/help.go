@@ -31,9 +31,9 @@ Options:
   --cidr=CIDR              specify network address CIDR (default=10.0.2.0/24)
   --macaddress=MAC         specify the MAC address of the TAP (only valid with -c)
   --disable-host-loopback  prohibit connecting to 127.0.0.1:* on the host namespace
-                           (accepted; this version forwards no host traffic yet)
+                           (10.0.2.2 is then refused: TCP RST, ICMP for UDP)
   --disable-dns            disables 10.0.2.3 (or configured internal ip) to host dns
-                           redirect (accepted: DHCP then offers no DNS server)
+                           redirect (DHCP then offers no DNS server)
   -6, --enable-ipv6        enable IPv6 (accepted; this version serves IPv4 only
                            and says so once)
   -a, --api-socket=PATH    specify API socket path (not implemented yet: refused)

@@ -9,15 +9,19 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"sync/atomic"
 
 	"github.com/nsgate/nsgate/internal/arp"
 	"github.com/nsgate/nsgate/internal/config"
 	"github.com/nsgate/nsgate/internal/dhcp"
+	"github.com/nsgate/nsgate/internal/dns"
 	"github.com/nsgate/nsgate/internal/icmp"
+	"github.com/nsgate/nsgate/internal/nat"
 	"github.com/nsgate/nsgate/internal/packet"
 	"github.com/nsgate/nsgate/internal/tapdev"
 	"github.com/nsgate/nsgate/internal/tcp"
+	"github.com/nsgate/nsgate/internal/udp"
 	"golang.org/x/sys/unix"
 )
 
@@ -51,6 +55,9 @@ type Config struct {
 	// AllowHost, if set, approves each host address TCP connects to
 	// (tests in the machine's own namespace: loopback only).
 	AllowHost func(addr [4]byte) bool
+	// DNSServers are the host's nameservers (from /etc/resolv.conf) that
+	// queries to the DNS address are relayed to. Empty: SERVFAIL at once.
+	DNSServers []netip.Addr
 }
 
 // GatewayMAC derives nsgate's MAC from the gateway address the way libslirp
@@ -75,6 +82,8 @@ const (
 	tokenWake
 	tokenStop
 	tokenTCP
+	tokenUDP
+	tokenPing
 )
 
 func token(kind int, gen uint32) int32 { return int32(uint32(kind)<<24 | gen&0xffffff) }
@@ -94,7 +103,10 @@ type Engine struct {
 	arp      *arp.Responder
 	dhcp     *dhcp.Server
 	tcp      *tcp.Table
-	stops    []string // reason per stop descriptor, by index
+	udp      *udp.Table
+	pings    *icmp.Pings
+	dns      *dns.Relay // nil with --disable-dns
+	stops    []string   // reason per stop descriptor, by index
 	stopping atomic.Pointer[string]
 	stats    Stats
 }
@@ -111,11 +123,11 @@ func New(tap Tap, cfg Config) (*Engine, error) {
 		return nil, fmt.Errorf("eventfd: %w", err)
 	}
 	owned := []packet.IPv4Addr{cfg.Net.Gateway}
-	dns := cfg.Net.DNS
+	dnsAddr := cfg.Net.DNS
 	if cfg.DisableDNS {
-		dns = packet.IPv4Addr{}
+		dnsAddr = packet.IPv4Addr{}
 	} else {
-		owned = append(owned, dns)
+		owned = append(owned, dnsAddr)
 	}
 	if cfg.Impair != nil {
 		tap = newImpairedTap(tap, *cfg.Impair)
@@ -134,10 +146,20 @@ func New(tap Tap, cfg Config) (*Engine, error) {
 			ServerIP:  cfg.Net.Gateway,
 			Mask:      cfg.Net.Mask,
 			Broadcast: cfg.Net.Broadcast,
-			DNS:       dns,
+			DNS:       dnsAddr,
 			PoolStart: cfg.Net.DHCPStart,
 			MTU:       cfg.MTU,
 		}),
+	}
+	var dnsServers [][4]byte
+	if !cfg.DisableDNS {
+		for _, a := range cfg.DNSServers {
+			dnsServers = append(dnsServers, a.As4())
+		}
+		e.dns = dns.NewRelay(cfg.DNSServers, func() {
+			var one = [8]byte{1}
+			_, _ = unix.Write(e.wake, one[:])
+		})
 	}
 	e.tcp = tcp.New(tcp.Config{
 		GatewayMAC:          cfg.MAC,
@@ -147,7 +169,21 @@ func New(tap Tap, cfg Config) (*Engine, error) {
 		DisableHostLoopback: cfg.DisableHostLoopback,
 		MaxFlows:            cfg.MaxFlows,
 		AllowHost:           cfg.AllowHost,
-	}, (*env)(e))
+		DNS:                 dnsAddr,
+		DNSServers:          dnsServers,
+	}, &protoEnv{e, tokenTCP})
+	e.udp = udp.New(udp.Config{
+		GatewayMAC:          cfg.MAC,
+		Gateway:             cfg.Net.Gateway,
+		Network:             cfg.Net.Prefix,
+		Broadcast:           cfg.Net.Broadcast,
+		MTU:                 cfg.MTU,
+		DisableHostLoopback: cfg.DisableHostLoopback,
+		AllowHost:           cfg.AllowHost,
+	}, &protoEnv{e, tokenUDP})
+	m := nat.Mapper{Gateway: cfg.Net.Gateway, Network: cfg.Net.Prefix,
+		DisableHostLoopback: cfg.DisableHostLoopback, AllowHost: cfg.AllowHost}
+	e.pings = icmp.NewPings(icmp.PingConfig{GatewayMAC: cfg.MAC, HostAddr: m.Host}, &protoEnv{e, tokenPing})
 	if err := e.add(tap.Fd(), tokenTap, 0); err != nil {
 		e.Close()
 		return nil, fmt.Errorf("watch tap fd %d: %w", tap.Fd(), err)
@@ -205,7 +241,7 @@ func (e *Engine) Run() (string, error) {
 			return *r, nil
 		}
 		timeout := -1
-		if next := e.tcp.NextTimer(); next != 0 {
+		if next := e.nextTimer(); next != 0 {
 			timeout = max(int((next-monotime()+999_999)/1e6), 0)
 		}
 		n, err := unix.EpollWait(e.ep, events, timeout)
@@ -224,17 +260,24 @@ func (e *Engine) Run() (string, error) {
 				}
 			case tokenTCP:
 				e.tcp.HandleEvent(ev.Fd, uint32(ev.Pad)&0xffffff, ev.Events)
+			case tokenUDP:
+				e.udp.HandleEvent(ev.Fd, uint32(ev.Pad)&0xffffff, ev.Events)
+			case tokenPing:
+				e.pings.HandleEvent(ev.Fd, uint32(ev.Pad)&0xffffff, ev.Events)
 			case tokenWake:
 				var b [8]byte
 				_, _ = unix.Read(e.wake, b[:])
+				e.dnsAnswers()
 			case tokenStop:
 				return e.stops[ev.Fd], nil
 			}
 		}
 		e.tcp.Flush()
-		if next := e.tcp.NextTimer(); next != 0 && monotime() >= next {
+		if next := e.nextTimer(); next != 0 && monotime() >= next {
 			e.tcp.Tick()
 			e.tcp.Flush()
+			e.udp.Tick()
+			e.pings.Tick()
 		}
 	}
 }
@@ -282,8 +325,17 @@ func (e *Engine) HandleFrame(frame []byte) {
 		n = e.dhcp.Handle(p, out)
 	case p.Proto == packet.ProtoICMP && e.ownsIP(p.Dst) && p.DstMAC == e.cfg.MAC:
 		n = icmp.EchoReply(p, e.cfg.MAC, out)
+	case p.Proto == packet.ProtoICMP && p.DstMAC == e.cfg.MAC:
+		e.pings.HandleFrame(p)
+		return
 	case p.Proto == packet.ProtoTCP && p.DstMAC == e.cfg.MAC:
 		e.tcp.HandleFrame(p)
+		return
+	case p.Proto == packet.ProtoUDP && e.dns != nil && p.Dst == e.cfg.Net.DNS && p.UDP.DstPort() == 53 && p.DstMAC == e.cfg.MAC:
+		e.dns.Query(dns.Client{IP: p.Src, Port: p.UDP.SrcPort(), MAC: p.SrcMAC}, p.Payload)
+		return
+	case p.Proto == packet.ProtoUDP:
+		e.udp.HandleFrame(p) // drops broadcast and multicast itself
 		return
 	}
 	if n == 0 {
@@ -309,36 +361,80 @@ func (e *Engine) sendFrame(n int, csumStart, csumOffset uint16) {
 	e.stats.TxFrames++
 }
 
+// nextTimer returns the earliest timer of the translators, or 0.
+func (e *Engine) nextTimer() int64 {
+	next := e.tcp.NextTimer()
+	for _, t := range [2]int64{e.udp.NextTimer(), e.pings.NextTimer()} {
+		if t != 0 && (next == 0 || t < next) {
+			next = t
+		}
+	}
+	return next
+}
+
+// dnsAnswers sends the relay's answers that have arrived: datagrams from
+// the DNS address's port 53 to the clients that asked.
+func (e *Engine) dnsAnswers() {
+	if e.dns == nil {
+		return
+	}
+	for {
+		select {
+		case a := <-e.dns.Answers():
+			out := e.out[e.tap.Headroom():]
+			hdr := packet.EtherLen + packet.IPv4Len + packet.UDPLen
+			n := hdr + len(a.Msg)
+			if n > packet.EtherLen+e.cfg.MTU {
+				// Too big for the namespace's MTU: send the header with TC
+				// set, so the client retries over TCP (RFC 1035 4.2.1).
+				n = hdr + dns.HeaderLen
+				a.Msg = a.Msg[:dns.HeaderLen]
+				a.Msg[2] |= 0x02
+			}
+			copy(out[hdr:], a.Msg)
+			src, dst := e.cfg.Net.DNS, packet.IPv4Addr(a.Client.IP)
+			packet.Ether(out).SetHeader(packet.MAC(a.Client.MAC), e.cfg.MAC, packet.EtherTypeIPv4)
+			packet.IPv4(out[packet.EtherLen:]).SetHeader(n-packet.EtherLen, 0, 64, packet.ProtoUDP, src, dst)
+			packet.UDP(out[packet.EtherLen+packet.IPv4Len:]).SetHeader(53, a.Client.Port, n-packet.EtherLen-packet.IPv4Len, src, dst)
+			e.send(n)
+		default:
+			return
+		}
+	}
+}
+
 // TCPStats returns the TCP translator's counters.
 func (e *Engine) TCPStats() (open int, opened, refused, resets uint64) {
 	return e.tcp.Len(), e.tcp.Opened, e.tcp.Refused, e.tcp.Resets
 }
 
-// env is the engine as the protocol translators see it (tcp.Env).
-type env Engine
-
-func (v *env) Frame() []byte { return v.out[v.tap.Headroom():] }
-
-func (v *env) Send(n int, csumStart, csumOffset uint16) {
-	(*Engine)(v).sendFrame(n, csumStart, csumOffset)
+// protoEnv is the engine as one protocol translator sees it (tcp.Env,
+// udp.Env, icmp.Env): its descriptors are reported with the protocol's token.
+type protoEnv struct {
+	e    *Engine
+	kind int
 }
 
-func (v *env) Watch(fd int, events uint32, idx int32, gen uint32, add bool) error {
+func (v *protoEnv) Frame() []byte { return v.e.out[v.e.tap.Headroom():] }
+
+func (v *protoEnv) Send(n int, csumStart, csumOffset uint16) { v.e.sendFrame(n, csumStart, csumOffset) }
+
+func (v *protoEnv) Watch(fd int, events uint32, idx int32, gen uint32, add bool) error {
 	op := unix.EPOLL_CTL_MOD
 	if add {
 		op = unix.EPOLL_CTL_ADD
 	}
-	ev := unix.EpollEvent{Events: events, Fd: idx, Pad: token(tokenTCP, gen)}
-	return unix.EpollCtl(v.ep, op, fd, &ev)
+	ev := unix.EpollEvent{Events: events, Fd: idx, Pad: token(v.kind, gen)}
+	return unix.EpollCtl(v.e.ep, op, fd, &ev)
 }
 
-func (v *env) Unwatch(fd int) { _ = unix.EpollCtl(v.ep, unix.EPOLL_CTL_DEL, fd, nil) }
+func (v *protoEnv) Unwatch(fd int) { _ = unix.EpollCtl(v.e.ep, unix.EPOLL_CTL_DEL, fd, nil) }
 
-func (v *env) Now() int64 { return monotime() }
+func (v *protoEnv) Now() int64 { return monotime() }
 
-func (v *env) Logf(format string, args ...any) {
-	if v.cfg.Logf != nil {
-		v.cfg.Logf(format, args...)
+func (v *protoEnv) Logf(format string, args ...any) {
+	if v.e.cfg.Logf != nil {
+		v.e.cfg.Logf(format, args...)
 	}
 }
 

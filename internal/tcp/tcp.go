@@ -26,9 +26,12 @@ package tcp
 
 import (
 	"encoding/binary"
+	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net/netip"
 
+	"github.com/nsgate/nsgate/internal/nat"
 	"github.com/nsgate/nsgate/internal/packet"
 	"golang.org/x/sys/unix"
 )
@@ -66,6 +69,10 @@ type Config struct {
 	// to. Tests that run in the machine's own namespace allow only the
 	// loopback, so that no fuzzed SYN can reach the outside.
 	AllowHost func(addr [4]byte) bool
+	// DNS is the relay address; connections to its port 53 go to
+	// DNSServers in order, the next one when a connect fails.
+	DNS        packet.IPv4Addr
+	DNSServers [][4]byte
 }
 
 // Defaults.
@@ -144,6 +151,7 @@ type flow struct {
 	finSent  bool // FIN sent (sndNxt counts it)
 	dupAcks  int
 	retries  int
+	dnsNext  uint8 // the next nameserver to try if this connect fails
 	rto      int64
 	rtoAt    int64 // 0: no retransmission timer
 	lastSeen int64
@@ -790,6 +798,9 @@ func (t *Table) connected(idx int32) {
 	f := &t.flows[idx]
 	soErr, e := getInt(f.fd, unix.SOL_SOCKET, unix.SO_ERROR)
 	if e != 0 || soErr != 0 {
+		if t.isDNS(f.key) && int(f.dnsNext) < len(t.cfg.DNSServers) && t.redial(idx) {
+			return // the next nameserver
+		}
 		t.Refused++
 		t.abort(idx, true)
 		return
@@ -812,28 +823,21 @@ func (t *Table) open(p *packet.Parsed, k key) {
 		t.resetFor(p)
 		return
 	}
-	dst, ok := t.hostAddr(k.dstIP)
-	if !ok || t.cfg.AllowHost != nil && !t.cfg.AllowHost(dst) {
+	dst, ok := t.hostAddr(k)
+	if !ok {
 		t.resetFor(p)
 		return
 	}
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	dnsNext := uint8(1)
+	fd, err := t.dial(dst, k.dstPort)
+	for err != nil && t.isDNS(k) && int(dnsNext) < len(t.cfg.DNSServers) {
+		fd, err = t.dial(t.cfg.DNSServers[dnsNext], 53)
+		dnsNext++
+	}
 	if err != nil {
-		t.env.Logf("tcp: socket: %v", err)
-		t.resetFor(p)
-		return
-	}
-	setInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1) // the namespace's kernel already did its Nagle
-	setInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1)
-	if e := setInt(fd, unix.SOL_SOCKET, unix.SO_PEEK_OFF, 0); e != 0 {
-		t.env.Logf("tcp: SO_PEEK_OFF: %v (TCP needs Linux 6.9 or later)", e)
-		unix.Close(fd)
-		t.resetFor(p)
-		return
-	}
-	err = unix.Connect(fd, &unix.SockaddrInet4{Port: int(k.dstPort), Addr: dst})
-	if err != nil && err != unix.EINPROGRESS {
-		unix.Close(fd)
+		if !errors.Is(err, unix.ECONNREFUSED) {
+			t.env.Logf("tcp: connect to %v: %v", dst, err)
+		}
 		t.Refused++
 		t.resetFor(p)
 		return
@@ -866,6 +870,7 @@ func (t *Table) open(p *packet.Parsed, k key) {
 		nsWScale: ws,
 		wscale:   hasWS,
 		sack:     sackPerm,
+		dnsNext:  dnsNext,
 		mss:      min(int(mss), maxMSS),
 		rto:      rtoMin,
 		lastSeen: t.env.Now(),
@@ -875,7 +880,7 @@ func (t *Table) open(p *packet.Parsed, k key) {
 	}
 	t.index[k] = idx
 	t.Opened++
-	if err == nil || writable(fd) {
+	if writable(fd) {
 		// Loopback connects complete inside connect(): answer now rather
 		// than after another trip through epoll.
 		t.connected(idx)
@@ -888,6 +893,54 @@ func (t *Table) open(p *packet.Parsed, k key) {
 	}
 }
 
+// redial replaces a DNS flow's failed socket with one connecting to the
+// next nameserver.
+func (t *Table) redial(idx int32) bool {
+	f := &t.flows[idx]
+	if f.watched {
+		t.env.Unwatch(f.fd)
+		f.watched = false
+	}
+	unix.Close(f.fd)
+	f.fd = -1
+	for int(f.dnsNext) < len(t.cfg.DNSServers) {
+		addr := t.cfg.DNSServers[f.dnsNext]
+		f.dnsNext++
+		fd, err := t.dial(addr, 53)
+		if err != nil {
+			continue
+		}
+		f.fd, f.events = fd, 0
+		t.update(idx)
+		if f.watched {
+			return true
+		}
+		unix.Close(fd)
+		f.fd = -1
+	}
+	return false
+}
+
+// dial starts a non-blocking connect to addr:port.
+func (t *Table) dial(addr [4]byte, port uint16) (int, error) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	setInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1) // the namespace's kernel already did its Nagle
+	setInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1)
+	if e := setInt(fd, unix.SOL_SOCKET, unix.SO_PEEK_OFF, 0); e != 0 {
+		unix.Close(fd)
+		return -1, fmt.Errorf("SO_PEEK_OFF: %w (TCP needs Linux 6.9 or later)", e)
+	}
+	err = unix.Connect(fd, &unix.SockaddrInet4{Port: int(port), Addr: addr})
+	if err != nil && err != unix.EINPROGRESS {
+		unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
+}
+
 // writable polls fd for POLLOUT without waiting.
 func writable(fd int) bool {
 	pfd := [1]unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
@@ -895,21 +948,20 @@ func writable(fd int) bool {
 	return err == nil && n == 1
 }
 
-// hostAddr maps a destination in the namespace's view to a host address.
-func (t *Table) hostAddr(dst packet.IPv4Addr) ([4]byte, bool) {
-	if dst == t.cfg.Gateway {
-		if t.cfg.DisableHostLoopback {
-			return [4]byte{}, false
-		}
-		return [4]byte{127, 0, 0, 1}, true
+// hostAddr maps a destination in the namespace's view to a host address:
+// DNS to the first nameserver, the rest through the NAT rules.
+func (t *Table) hostAddr(k key) ([4]byte, bool) {
+	if t.isDNS(k) {
+		return t.cfg.DNSServers[0], true
 	}
-	a := dst.Netip()
-	if t.cfg.Network.Contains(a) || !a.IsGlobalUnicast() && !a.IsPrivate() || a.IsLoopback() {
-		// Other addresses of the virtual network (nothing is there),
-		// multicast, broadcast, 0.0.0.0 and the namespace's own loopback.
-		return [4]byte{}, false
-	}
-	return dst, true
+	m := nat.Mapper{Gateway: t.cfg.Gateway, Network: t.cfg.Network,
+		DisableHostLoopback: t.cfg.DisableHostLoopback, AllowHost: t.cfg.AllowHost}
+	return m.Host(k.dstIP)
+}
+
+// isDNS reports whether k is a connection to the DNS relay address.
+func (t *Table) isDNS(k key) bool {
+	return len(t.cfg.DNSServers) > 0 && k.dstIP == t.cfg.DNS && k.dstPort == 53
 }
 
 // abort resets the connection both ways. toNS sends a RST to the namespace;

@@ -260,3 +260,10 @@ func (w *World) RemoteCommand(name string, args ...string) *exec.Cmd {
 func (tg *Target) Command(name string, args ...string) *exec.Cmd {
 	return exec.Command("nsenter", append([]string{"-t", strconv.Itoa(tg.PID), "-n", name}, args...)...)
 }
+
+// SetResolvConf replaces the host namespace's resolv.conf (nsgate reads it
+// when it starts).
+func (w *World) SetResolvConf(content string) {
+	w.t.Helper()
+	must(w.t, os.WriteFile(filepath.Join("/etc/netns", w.Host, "resolv.conf"), []byte(content), 0o644))
+}

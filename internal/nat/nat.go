@@ -1,0 +1,43 @@
+// Package nat maps the destinations the namespace sees to host addresses.
+// Traffic to any other address leaves through a host socket connected to
+// that address, so the host kernel picks the source: NAT by construction.
+// What needs deciding is only which destinations may leave at all.
+package nat
+
+import (
+	"net/netip"
+
+	"github.com/nsgate/nsgate/internal/packet"
+)
+
+// Mapper decides where a destination goes.
+type Mapper struct {
+	Gateway             packet.IPv4Addr // the host's 127.0.0.1, unless DisableHostLoopback
+	Network             netip.Prefix    // the virtual network: nothing else is there
+	DisableHostLoopback bool
+	// AllowHost, if set, must approve every host address (tests in the
+	// machine's own namespace allow only the loopback).
+	AllowHost func(addr [4]byte) bool
+}
+
+// Host returns the host address for dst, or false if traffic to dst must not
+// leave: the gateway with --disable-host-loopback, other addresses of the
+// virtual network, loopback, multicast, broadcast and unspecified addresses.
+func (m *Mapper) Host(dst packet.IPv4Addr) ([4]byte, bool) {
+	var out [4]byte
+	switch a := dst.Netip(); {
+	case dst == m.Gateway:
+		if m.DisableHostLoopback {
+			return out, false
+		}
+		out = [4]byte{127, 0, 0, 1}
+	case m.Network.Contains(a) || a.IsLoopback() || !a.IsGlobalUnicast() && !a.IsPrivate():
+		return out, false
+	default:
+		out = dst
+	}
+	if m.AllowHost != nil && !m.AllowHost(out) {
+		return out, false
+	}
+	return out, true
+}

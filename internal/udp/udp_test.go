@@ -1,0 +1,183 @@
+package udp
+
+import (
+	"bytes"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/nsgate/nsgate/internal/packet"
+	"golang.org/x/sys/unix"
+)
+
+type fakeEnv struct {
+	buf, last  []byte
+	lastN      int
+	sent       int
+	idx        int32
+	gen        uint32
+	csumOffset uint16
+}
+
+func newFakeEnv() *fakeEnv { return &fakeEnv{buf: make([]byte, 70000), last: make([]byte, 70000)} }
+
+func (e *fakeEnv) Frame() []byte { return e.buf }
+func (e *fakeEnv) Send(n int, csumStart, csumOffset uint16) {
+	e.lastN = copy(e.last, e.buf[:n])
+	e.sent++
+	e.csumOffset = csumOffset
+	if csumStart > 0 {
+		// Complete the partial checksum as the namespace's kernel would:
+		// the field holds the pseudo-header sum; sum from csumStart on.
+		l4 := e.last[csumStart:n]
+		c := packet.Checksum(l4, 0)
+		l4[csumOffset], l4[csumOffset+1] = byte(c>>8), byte(c)
+	}
+}
+func (e *fakeEnv) Watch(fd int, events uint32, idx int32, gen uint32, add bool) error {
+	e.idx, e.gen = idx, gen
+	return nil
+}
+func (e *fakeEnv) Unwatch(fd int)                  {}
+func (e *fakeEnv) Now() int64                      { return time.Now().UnixNano() }
+func (e *fakeEnv) Logf(format string, args ...any) {}
+
+var (
+	nsMAC = packet.MAC{2, 0, 0, 0, 0, 0x64}
+	gwMAC = packet.MAC{0x52, 0x55, 10, 0, 2, 2}
+	nsIP  = packet.IPv4Addr{10, 0, 2, 100}
+	gwIP  = packet.IPv4Addr{10, 0, 2, 2}
+)
+
+func newTable(env *fakeEnv) *Table {
+	return New(Config{GatewayMAC: gwMAC, Gateway: gwIP, Network: netip.MustParsePrefix("10.0.2.0/24"),
+		Broadcast: packet.IPv4Addr{10, 0, 2, 255}, MTU: 1500,
+		// These tests run in the machine's own namespace: loopback only.
+		AllowHost: func(a [4]byte) bool { return a == [4]byte{127, 0, 0, 1} }}, env)
+}
+
+func datagram(p *packet.Parsed, buf []byte, dstMAC packet.MAC, dst packet.IPv4Addr, dstPort uint16, payload []byte) {
+	n := packet.EtherLen + packet.IPv4Len + packet.UDPLen + len(payload)
+	f := buf[:n]
+	packet.Ether(f).SetHeader(dstMAC, nsMAC, packet.EtherTypeIPv4)
+	copy(f[packet.EtherLen+packet.IPv4Len+packet.UDPLen:], payload)
+	packet.IPv4(f[packet.EtherLen:]).SetHeader(n-packet.EtherLen, 1, 64, packet.ProtoUDP, nsIP, dst)
+	packet.UDP(f[packet.EtherLen+packet.IPv4Len:]).SetHeader(40000, dstPort, packet.UDPLen+len(payload), nsIP, dst)
+	if err := p.Decode(f); err != nil {
+		panic(err)
+	}
+}
+
+// loopbackUDP returns a bound loopback UDP socket and its port.
+func loopbackUDP(t *testing.T) (int, uint16) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, _ := unix.Getsockname(fd)
+	return fd, uint16(sa.(*unix.SockaddrInet4).Port)
+}
+
+func TestRoundTripAndAllocs(t *testing.T) {
+	srv, port := loopbackUDP(t)
+	env := newFakeEnv()
+	tbl := newTable(env)
+	var p packet.Parsed
+	buf := make([]byte, 2000)
+	payload := []byte("question")
+	datagram(&p, buf, gwMAC, gwIP, port, payload)
+	tbl.HandleFrame(&p)
+	got := make([]byte, 100)
+	n, from, err := unix.Recvfrom(srv, got, 0)
+	if err != nil || string(got[:n]) != "question" {
+		t.Fatalf("host got %q, %v", got[:n], err)
+	}
+	unix.Sendto(srv, []byte("answer"), 0, from)
+	time.Sleep(10 * time.Millisecond)
+	tbl.HandleEvent(env.idx, env.gen, unix.EPOLLIN)
+	var r packet.Parsed
+	if err := r.Decode(env.last[:env.lastN]); err != nil || string(r.Payload) != "answer" ||
+		r.Src != gwIP || r.Dst != nsIP || r.UDP.SrcPort() != port || r.UDP.DstPort() != 40000 || r.DstMAC != nsMAC {
+		t.Fatalf("reply to the namespace: %v %+v", err, r)
+	}
+	if env.csumOffset != 6 {
+		t.Errorf("reply sent without a partial UDP checksum")
+	}
+
+	// Steady state, both ways: no allocation per datagram.
+	nsToHost := testing.AllocsPerRun(300, func() {
+		datagram(&p, buf, gwMAC, gwIP, port, payload)
+		tbl.HandleFrame(&p)
+	})
+	for { // drain what the measurement sent
+		if _, _, err := unix.Recvfrom(srv, got, unix.MSG_DONTWAIT); err != nil {
+			break
+		}
+	}
+	hostToNS := testing.AllocsPerRun(300, func() {
+		unix.Sendto(srv, []byte("answer"), 0, from)
+		tbl.HandleEvent(env.idx, env.gen, unix.EPOLLIN)
+	})
+	if nsToHost != 0 || hostToNS != 0 {
+		t.Fatalf("allocations per datagram: namespace→host %v, host→namespace %v", nsToHost, hostToNS)
+	}
+}
+
+func TestBroadcastNeverLeaves(t *testing.T) {
+	env := newFakeEnv()
+	tbl := newTable(env)
+	var p packet.Parsed
+	buf := make([]byte, 2000)
+	for _, dst := range []packet.IPv4Addr{{255, 255, 255, 255}, {10, 0, 2, 255}, {224, 0, 0, 251}, {239, 255, 255, 250}} {
+		datagram(&p, buf, packet.BroadcastMAC, dst, 5353, []byte("hello?"))
+		tbl.HandleFrame(&p)
+	}
+	if tbl.Len() != 0 || env.sent != 0 {
+		t.Fatalf("broadcast/multicast made %d flows, %d frames", tbl.Len(), env.sent)
+	}
+}
+
+func TestPortUnreachableBecomesICMP(t *testing.T) {
+	srv, port := loopbackUDP(t)
+	unix.Close(srv) // nobody listens: the kernel answers port unreachable
+	env := newFakeEnv()
+	tbl := newTable(env)
+	var p packet.Parsed
+	buf := make([]byte, 2000)
+	datagram(&p, buf, gwMAC, gwIP, port, []byte("knock"))
+	tbl.HandleFrame(&p)
+	time.Sleep(20 * time.Millisecond)
+	tbl.HandleEvent(env.idx, env.gen, unix.EPOLLERR)
+	var r packet.Parsed
+	if err := r.Decode(env.last[:env.lastN]); err != nil || r.ICMP == nil || r.ICMP.Type() != packet.ICMPUnreachable || r.ICMP.Code() != 3 {
+		t.Fatalf("want ICMP port unreachable, got %v %+v", err, r.ICMP)
+	}
+	// The quoted header names the namespace's datagram.
+	q := packet.IPv4(r.ICMP[8:])
+	if q.Src() != nsIP || q.Dst() != gwIP || !bytes.Equal(q[20:22], []byte{0x9c, 0x40}) {
+		t.Fatalf("quoted datagram %v -> %v port % x", q.Src(), q.Dst(), q[20:22])
+	}
+}
+
+func TestDisabledAndInternal(t *testing.T) {
+	env := newFakeEnv()
+	tbl := New(Config{GatewayMAC: gwMAC, Gateway: gwIP, Network: netip.MustParsePrefix("10.0.2.0/24"),
+		MTU: 1500, DisableHostLoopback: true}, env)
+	var p packet.Parsed
+	buf := make([]byte, 2000)
+	for _, dst := range []packet.IPv4Addr{gwIP, {10, 0, 2, 50}} {
+		datagram(&p, buf, gwMAC, dst, 53, []byte("x"))
+		tbl.HandleFrame(&p)
+		var r packet.Parsed
+		if err := r.Decode(env.last[:env.lastN]); err != nil || r.ICMP == nil || r.ICMP.Type() != packet.ICMPUnreachable {
+			t.Fatalf("%v: want ICMP unreachable, got %v", dst, err)
+		}
+	}
+	if tbl.Len() != 0 {
+		t.Fatal("a flow was opened for a refused destination")
+	}
+}
