@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sync/atomic"
+	"time"
 
 	"github.com/nsgate/nsgate/internal/arp"
 	"github.com/nsgate/nsgate/internal/config"
@@ -98,7 +99,8 @@ type Engine struct {
 	cfg      Config
 	ep       int
 	wake     int
-	in, out  []byte
+	in       [][]byte // frame buffers for one batch of tap reads
+	out      []byte
 	parsed   packet.Parsed
 	arp      *arp.Responder
 	dhcp     *dhcp.Server
@@ -138,7 +140,7 @@ func New(tap Tap, cfg Config) (*Engine, error) {
 		cfg:  cfg,
 		ep:   ep,
 		wake: wake,
-		in:   make([]byte, h+tapdev.MaxFrame),
+		in:   make([][]byte, readBuffers),
 		out:  make([]byte, h+tapdev.MaxFrame),
 		arp:  arp.NewResponder(cfg.MAC, owned...),
 		dhcp: dhcp.NewServer(dhcp.Config{
@@ -184,6 +186,11 @@ func New(tap Tap, cfg Config) (*Engine, error) {
 	m := nat.Mapper{Gateway: cfg.Net.Gateway, Network: cfg.Net.Prefix,
 		DisableHostLoopback: cfg.DisableHostLoopback, AllowHost: cfg.AllowHost}
 	e.pings = icmp.NewPings(icmp.PingConfig{GatewayMAC: cfg.MAC, HostAddr: m.Host}, &protoEnv{e, tokenPing})
+	for i := range e.in {
+		// Touched only as far as frames reach: large MTUs cost memory only
+		// when they are used.
+		e.in[i] = make([]byte, h+tapdev.MaxFrame)
+	}
 	if err := e.add(tap.Fd(), tokenTap, 0); err != nil {
 		e.Close()
 		return nil, fmt.Errorf("watch tap fd %d: %w", tap.Fd(), err)
@@ -282,11 +289,20 @@ func (e *Engine) Run() (string, error) {
 	}
 }
 
+// readBuffers is how many frames are read before the UDP datagrams among
+// them are sent (one sendmmsg a flow): each frame keeps its buffer until then.
+const readBuffers = 32
+
 // readTap handles up to batch queued frames.
 func (e *Engine) readTap() error {
 	h := e.tap.Headroom()
+	defer e.flush()
 	for i := 0; i < batch; i++ {
-		n, err := e.tap.Read(e.in)
+		if i%readBuffers == 0 && i > 0 {
+			e.udp.Flush() // the buffers are about to be reused
+		}
+		buf := e.in[i%readBuffers]
+		n, err := e.tap.Read(buf)
 		if err == unix.EAGAIN {
 			return nil
 		}
@@ -294,17 +310,22 @@ func (e *Engine) readTap() error {
 			return fmt.Errorf("%w: read: %v", ErrTapGone, err)
 		}
 		e.stats.RxFrames++
-		e.HandleFrame(e.in[h : h+n])
+		e.HandleFrame(buf[h : h+n])
 	}
-	e.tcp.Flush()
 	return nil
+}
+
+// flush sends what the translators queued during a batch.
+func (e *Engine) flush() {
+	e.udp.Flush()
+	e.tcp.Flush()
 }
 
 // HandleFrame dispatches one frame from the namespace and writes the answer,
 // if any, to the tap. It is exported for tests and benchmarks.
 func (e *Engine) HandleFrame(frame []byte) {
 	p := &e.parsed
-	if err := p.Decode(frame); err != nil {
+	if err := p.DecodeTrusted(frame); err != nil {
 		if err == packet.ErrEtherType {
 			e.stats.Ignored++ // IPv6 and others: not served yet
 		} else {
@@ -438,9 +459,9 @@ func (v *protoEnv) Logf(format string, args ...any) {
 	}
 }
 
-// monotime returns monotonic nanoseconds (CLOCK_MONOTONIC, no allocation).
-func monotime() int64 {
-	var ts unix.Timespec
-	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
-	return ts.Nano()
-}
+// clockBase anchors monotime: time.Since reads the monotonic clock through
+// the vDSO, where unix.ClockGettime would be a system call per frame.
+var clockBase = time.Now()
+
+// monotime returns monotonic nanoseconds, without allocation.
+func monotime() int64 { return int64(time.Since(clockBase)) + 1 }

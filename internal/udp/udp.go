@@ -65,6 +65,24 @@ type flow struct {
 	lastSeen int64
 }
 
+// pending is a datagram from the namespace waiting for Flush: its payload
+// is a slice of the engine's frame buffer, valid until the engine's batch
+// ends.
+type pending struct {
+	idx  int32
+	data []byte
+}
+
+// mmsghdr is struct mmsghdr for sendmmsg(2).
+type mmsghdr struct {
+	hdr unix.Msghdr
+	n   uint32
+	_   [4]byte
+}
+
+// maxPending is how many datagrams one Flush sends at most.
+const maxPending = 64
+
 // Table is the UDP flow table.
 type Table struct {
 	cfg      Config
@@ -77,6 +95,10 @@ type Table struct {
 	nextScan int64
 	errBuf   [512]byte
 	oob      [256]byte
+	pend     [maxPending]pending
+	npend    int
+	msgs     [maxPending]mmsghdr
+	iovs     [maxPending]unix.Iovec
 	// Stats.
 	Opened, Errors uint64
 }
@@ -110,16 +132,93 @@ func (t *Table) HandleFrame(p *packet.Parsed) {
 			return
 		}
 	}
-	f := &t.flows[idx]
-	f.lastSeen = t.env.Now()
-	if len(p.Payload) == 0 {
-		_, _, _ = unix.Syscall6(unix.SYS_SENDTO, uintptr(f.fd), 0, 0, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL, 0, 0)
-		return
+	t.flows[idx].lastSeen = t.env.Now()
+	// Queued, not sent: Flush sends each flow's run of datagrams with one
+	// sendmmsg, after the engine's batch of frames.
+	t.pend[t.npend] = pending{idx: idx, data: p.Payload}
+	t.npend++
+	if t.npend == maxPending {
+		t.Flush()
 	}
-	// Errors (a full buffer, a pending ICMP error) drop the datagram, as
-	// a network would; the error queue is read on EPOLLERR.
-	_, _, _ = unix.Syscall6(unix.SYS_SENDTO, uintptr(f.fd), uintptr(unsafe.Pointer(&p.Payload[0])), uintptr(len(p.Payload)),
-		unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL, 0, 0)
+}
+
+// gsoMax is the most payload one UDP_SEGMENT send may carry.
+const gsoMax = 65000
+
+// sendGSO sends pend[i:j], datagrams of one flow, with one sendmsg and
+// UDP_SEGMENT when they allow it: at least two, all the same size but the
+// last (which may be shorter), at most gsoMax bytes in all. The host stack
+// is then walked once for all of them, not once each. iovs[0:j-i] are set.
+func (t *Table) sendGSO(fd, i, j int) bool {
+	n := j - i
+	if n < 2 {
+		return false
+	}
+	size := len(t.pend[i].data)
+	total := 0
+	for k := i; k < j; k++ {
+		l := len(t.pend[k].data)
+		if l == 0 || l > size || l < size && k != j-1 {
+			return false
+		}
+		total += l
+	}
+	if total > gsoMax {
+		return false
+	}
+	// cmsg: SOL_UDP, UDP_SEGMENT, u16 segment size.
+	var oob [unix.SizeofCmsghdr + 8]byte
+	h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
+	h.Level, h.Type = unix.SOL_UDP, unix.UDP_SEGMENT
+	h.SetLen(unix.CmsgLen(2))
+	*(*uint16)(unsafe.Pointer(&oob[unix.SizeofCmsghdr])) = uint16(size)
+	msg := unix.Msghdr{Iov: &t.iovs[0], Control: &oob[0]}
+	msg.SetIovlen(n)
+	msg.SetControllen(unix.CmsgSpace(2))
+	_, _, e := unix.Syscall(unix.SYS_SENDMSG, uintptr(fd), uintptr(unsafe.Pointer(&msg)), unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL)
+	// EIO/EINVAL: no GSO for this route; let sendmmsg send them one by one.
+	return e == 0 || e == unix.EAGAIN || e == unix.ECONNREFUSED
+}
+
+// Flush sends the queued datagrams. Errors (a full buffer, a pending ICMP
+// error) drop datagrams, as a network would; the error queue is read on
+// EPOLLERR. The engine calls it before reusing its frame buffers.
+func (t *Table) Flush() {
+	for i := 0; i < t.npend; {
+		idx := t.pend[i].idx
+		j := i
+		for ; j < t.npend && t.pend[j].idx == idx; j++ {
+			d := t.pend[j].data
+			k := j - i
+			t.iovs[k] = unix.Iovec{Len: uint64(len(d))}
+			if len(d) > 0 {
+				t.iovs[k].Base = &d[0]
+			}
+			t.msgs[k] = mmsghdr{hdr: unix.Msghdr{Iov: &t.iovs[k], Iovlen: 1}}
+		}
+		fd := t.flows[idx].fd
+		if fd >= 0 && t.sendGSO(fd, i, j) {
+			i = j
+			continue
+		}
+		for sent := 0; fd >= 0 && sent < j-i; {
+			r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(fd), uintptr(unsafe.Pointer(&t.msgs[sent])), uintptr(j-i-sent),
+				unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL, 0, 0)
+			if e == unix.EINTR {
+				continue
+			}
+			if e != 0 || r == 0 {
+				sent++ // drop the datagram the kernel refused, try the rest
+				continue
+			}
+			sent += int(r)
+		}
+		i = j
+	}
+	for i := range t.pend[:t.npend] {
+		t.pend[i].data = nil
+	}
+	t.npend = 0
 }
 
 // hostAddr maps a destination in the namespace's view to a host address.

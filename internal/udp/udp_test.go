@@ -91,6 +91,7 @@ func TestRoundTripAndAllocs(t *testing.T) {
 	payload := []byte("question")
 	datagram(&p, buf, gwMAC, gwIP, port, payload)
 	tbl.HandleFrame(&p)
+	tbl.Flush()
 	got := make([]byte, 100)
 	n, from, err := unix.Recvfrom(srv, got, 0)
 	if err != nil || string(got[:n]) != "question" {
@@ -112,6 +113,7 @@ func TestRoundTripAndAllocs(t *testing.T) {
 	nsToHost := testing.AllocsPerRun(300, func() {
 		datagram(&p, buf, gwMAC, gwIP, port, payload)
 		tbl.HandleFrame(&p)
+		tbl.Flush()
 	})
 	for { // drain what the measurement sent
 		if _, _, err := unix.Recvfrom(srv, got, unix.MSG_DONTWAIT); err != nil {
@@ -150,6 +152,7 @@ func TestPortUnreachableBecomesICMP(t *testing.T) {
 	buf := make([]byte, 2000)
 	datagram(&p, buf, gwMAC, gwIP, port, []byte("knock"))
 	tbl.HandleFrame(&p)
+	tbl.Flush()
 	time.Sleep(20 * time.Millisecond)
 	tbl.HandleEvent(env.idx, env.gen, unix.EPOLLERR)
 	var r packet.Parsed
@@ -179,5 +182,45 @@ func TestDisabledAndInternal(t *testing.T) {
 	}
 	if tbl.Len() != 0 {
 		t.Fatal("a flow was opened for a refused destination")
+	}
+}
+
+// TestFlushBatches: datagrams queued for several flows are all sent, in
+// order per flow.
+func TestFlushBatches(t *testing.T) {
+	srvA, portA := loopbackUDP(t)
+	srvB, portB := loopbackUDP(t)
+	env := newFakeEnv()
+	tbl := newTable(env)
+	bufs := make([][]byte, 10)
+	for i := range bufs {
+		var p packet.Parsed
+		bufs[i] = make([]byte, 200)
+		port := portA
+		if i%3 == 0 {
+			port = portB
+		}
+		datagram(&p, bufs[i], gwMAC, gwIP, port, []byte{byte('0' + i)})
+		tbl.HandleFrame(&p)
+	}
+	tbl.Flush()
+	var gotA, gotB []byte
+	b := make([]byte, 10)
+	for {
+		n, _, err := unix.Recvfrom(srvA, b, unix.MSG_DONTWAIT)
+		if err != nil {
+			break
+		}
+		gotA = append(gotA, b[:n]...)
+	}
+	for {
+		n, _, err := unix.Recvfrom(srvB, b, unix.MSG_DONTWAIT)
+		if err != nil {
+			break
+		}
+		gotB = append(gotB, b[:n]...)
+	}
+	if string(gotA) != "124578" || string(gotB) != "0369" {
+		t.Fatalf("flow A got %q, flow B got %q", gotA, gotB)
 	}
 }
