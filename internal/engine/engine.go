@@ -163,28 +163,22 @@ func New(tap Tap, cfg Config) (*Engine, error) {
 			_, _ = unix.Write(e.wake, one[:])
 		})
 	}
-	e.tcp = tcp.New(tcp.Config{
-		GatewayMAC:          cfg.MAC,
-		Gateway:             cfg.Net.Gateway,
-		Network:             cfg.Net.Prefix,
-		MTU:                 cfg.MTU,
-		DisableHostLoopback: cfg.DisableHostLoopback,
-		MaxFlows:            cfg.MaxFlows,
-		AllowHost:           cfg.AllowHost,
-		DNS:                 dnsAddr,
-		DNSServers:          dnsServers,
-	}, &protoEnv{e, tokenTCP})
-	e.udp = udp.New(udp.Config{
-		GatewayMAC:          cfg.MAC,
-		Gateway:             cfg.Net.Gateway,
-		Network:             cfg.Net.Prefix,
-		Broadcast:           cfg.Net.Broadcast,
-		MTU:                 cfg.MTU,
-		DisableHostLoopback: cfg.DisableHostLoopback,
-		AllowHost:           cfg.AllowHost,
-	}, &protoEnv{e, tokenUDP})
 	m := nat.Mapper{Gateway: cfg.Net.Gateway, Network: cfg.Net.Prefix,
 		DisableHostLoopback: cfg.DisableHostLoopback, AllowHost: cfg.AllowHost}
+	e.tcp = tcp.New(tcp.Config{
+		GatewayMAC: cfg.MAC,
+		NAT:        m,
+		MTU:        cfg.MTU,
+		MaxFlows:   cfg.MaxFlows,
+		DNS:        dnsAddr,
+		DNSServers: dnsServers,
+	}, &protoEnv{e, tokenTCP})
+	e.udp = udp.New(udp.Config{
+		GatewayMAC: cfg.MAC,
+		NAT:        m,
+		Broadcast:  cfg.Net.Broadcast,
+		MTU:        cfg.MTU,
+	}, &protoEnv{e, tokenUDP})
 	e.pings = icmp.NewPings(icmp.PingConfig{GatewayMAC: cfg.MAC, HostAddr: m.Host}, &protoEnv{e, tokenPing})
 	for i := range e.in {
 		// Touched only as far as frames reach: large MTUs cost memory only

@@ -29,7 +29,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net/netip"
 
 	"github.com/nsgate/nsgate/internal/nat"
 	"github.com/nsgate/nsgate/internal/packet"
@@ -58,17 +57,11 @@ type Env interface {
 
 // Config is what the translator needs to know of the network.
 type Config struct {
-	GatewayMAC          packet.MAC
-	Gateway             packet.IPv4Addr
-	Network             netip.Prefix
-	MTU                 int
-	DisableHostLoopback bool
-	MaxFlows            int   // 0: DefaultMaxFlows
-	IdleTimeout         int64 // ns; 0: DefaultIdleTimeout
-	// AllowHost, if set, must approve every host address nsgate connects
-	// to. Tests that run in the machine's own namespace allow only the
-	// loopback, so that no fuzzed SYN can reach the outside.
-	AllowHost func(addr [4]byte) bool
+	GatewayMAC  packet.MAC
+	NAT         nat.Mapper // which destinations may leave, and where to
+	MTU         int
+	MaxFlows    int   // 0: DefaultMaxFlows
+	IdleTimeout int64 // ns; 0: DefaultIdleTimeout
 	// DNS is the relay address; connections to its port 53 go to
 	// DNSServers in order, the next one when a connect fails.
 	DNS        packet.IPv4Addr
@@ -954,9 +947,7 @@ func (t *Table) hostAddr(k key) ([4]byte, bool) {
 	if t.isDNS(k) {
 		return t.cfg.DNSServers[0], true
 	}
-	m := nat.Mapper{Gateway: t.cfg.Gateway, Network: t.cfg.Network,
-		DisableHostLoopback: t.cfg.DisableHostLoopback, AllowHost: t.cfg.AllowHost}
-	return m.Host(k.dstIP)
+	return t.cfg.NAT.Host(k.dstIP)
 }
 
 // isDNS reports whether k is a connection to the DNS relay address.

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nsgate/nsgate/internal/nat"
 	"github.com/nsgate/nsgate/internal/packet"
 	"golang.org/x/sys/unix"
 )
@@ -95,7 +96,7 @@ func established(t *testing.T) (tbl *Table, env *fakeEnv, srv int, nsSeq, ourSeq
 	t.Helper()
 	l, port := loopbackServer(t)
 	env = newFakeEnv()
-	tbl = New(Config{GatewayMAC: gwMAC, Gateway: gwIP, Network: netip.MustParsePrefix("10.0.2.0/24"), MTU: 1500, AllowHost: loopbackOnly}, env)
+	tbl = New(Config{GatewayMAC: gwMAC, NAT: testNAT, MTU: 1500}, env)
 	var p packet.Parsed
 	buf := make([]byte, 2000)
 	nsSeq = 1000
@@ -207,7 +208,7 @@ func TestRefusedAndUnknown(t *testing.T) {
 	l, port := loopbackServer(t)
 	unix.Close(l) // nobody listens: refused
 	env := newFakeEnv()
-	tbl := New(Config{GatewayMAC: gwMAC, Gateway: gwIP, Network: netip.MustParsePrefix("10.0.2.0/24"), MTU: 1500, AllowHost: loopbackOnly}, env)
+	tbl := New(Config{GatewayMAC: gwMAC, NAT: testNAT, MTU: 1500}, env)
 	var p packet.Parsed
 	buf := make([]byte, 2000)
 	segment(&p, buf, port, 5000, 0, packet.TCPSyn, nil)
@@ -234,7 +235,7 @@ func TestRefusedAndUnknown(t *testing.T) {
 func TestFlowLimit(t *testing.T) {
 	_, port := loopbackServer(t)
 	env := newFakeEnv()
-	tbl := New(Config{GatewayMAC: gwMAC, Gateway: gwIP, Network: netip.MustParsePrefix("10.0.2.0/24"), MTU: 1500, MaxFlows: 1, AllowHost: loopbackOnly}, env)
+	tbl := New(Config{GatewayMAC: gwMAC, NAT: testNAT, MTU: 1500, MaxFlows: 1}, env)
 	var p packet.Parsed
 	buf := make([]byte, 2000)
 	segment(&p, buf, port, 1, 0, packet.TCPSyn, nil)
@@ -364,6 +365,7 @@ func TestIdleTimeout(t *testing.T) {
 	}
 }
 
-// loopbackOnly keeps these tests, which run in the machine's own namespace,
-// on the loopback.
-func loopbackOnly(a [4]byte) bool { return a == [4]byte{127, 0, 0, 1} }
+// testNAT maps 10.0.2.2 to the loopback and, since these tests run in the
+// machine's own namespace, lets nothing else out.
+var testNAT = nat.Mapper{Gateway: gwIP, Network: netip.MustParsePrefix("10.0.2.0/24"),
+	AllowHost: func(a [4]byte) bool { return a == [4]byte{127, 0, 0, 1} }}

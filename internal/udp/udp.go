@@ -11,7 +11,6 @@ package udp
 
 import (
 	"encoding/binary"
-	"net/netip"
 	"unsafe"
 
 	"github.com/nsgate/nsgate/internal/nat"
@@ -31,15 +30,11 @@ type Env interface {
 
 // Config describes the network.
 type Config struct {
-	GatewayMAC          packet.MAC
-	Gateway             packet.IPv4Addr
-	Network             netip.Prefix
-	Broadcast           packet.IPv4Addr
-	MTU                 int
-	DisableHostLoopback bool
-	MaxFlows            int // 0: DefaultMaxFlows
-	// AllowHost, if set, approves each host address (tests: loopback only).
-	AllowHost func(addr [4]byte) bool
+	GatewayMAC packet.MAC
+	NAT        nat.Mapper // which destinations may leave, and where to
+	Broadcast  packet.IPv4Addr
+	MTU        int
+	MaxFlows   int // 0: DefaultMaxFlows
 }
 
 // Defaults: conntrack's UDP timeouts.
@@ -221,14 +216,6 @@ func (t *Table) Flush() {
 	t.npend = 0
 }
 
-// hostAddr maps a destination in the namespace's view to a host address.
-func (t *Table) hostAddr(dst packet.IPv4Addr, port uint16) ([4]byte, uint16, bool) {
-	m := nat.Mapper{Gateway: t.cfg.Gateway, Network: t.cfg.Network,
-		DisableHostLoopback: t.cfg.DisableHostLoopback, AllowHost: t.cfg.AllowHost}
-	a, ok := m.Host(dst)
-	return a, port, ok
-}
-
 func (t *Table) open(p *packet.Parsed, k key) (int32, bool) {
 	if len(t.index) >= t.cfg.MaxFlows {
 		if !t.warned {
@@ -237,7 +224,7 @@ func (t *Table) open(p *packet.Parsed, k key) (int32, bool) {
 		}
 		return 0, false
 	}
-	addr, port, ok := t.hostAddr(k.dstIP, k.dstPort)
+	addr, ok := t.cfg.NAT.Host(k.dstIP)
 	if !ok {
 		// Prohibited (--disable-host-loopback) or nothing there: say so at
 		// once, as a router would.
@@ -250,7 +237,7 @@ func (t *Table) open(p *packet.Parsed, k key) (int32, bool) {
 		return 0, false
 	}
 	unix.SetsockoptInt(fd, unix.SOL_IP, unix.IP_RECVERR, 1)
-	if err := unix.Connect(fd, &unix.SockaddrInet4{Addr: addr, Port: int(port)}); err != nil {
+	if err := unix.Connect(fd, &unix.SockaddrInet4{Addr: addr, Port: int(k.dstPort)}); err != nil {
 		unix.Close(fd)
 		t.unreachable(p, 1)
 		return 0, false
@@ -413,7 +400,7 @@ func (t *Table) unreachable(p *packet.Parsed, code uint8) {
 	l4 := packet.ICMPEchoLen + quote
 	packet.Ether(buf).SetHeader(p.SrcMAC, t.cfg.GatewayMAC, packet.EtherTypeIPv4)
 	t.ipID++
-	packet.IPv4(buf[packet.EtherLen:]).SetHeader(packet.IPv4Len+l4, t.ipID, 64, packet.ProtoICMP, t.cfg.Gateway, p.Src)
+	packet.IPv4(buf[packet.EtherLen:]).SetHeader(packet.IPv4Len+l4, t.ipID, 64, packet.ProtoICMP, t.cfg.NAT.Gateway, p.Src)
 	m := buf[packet.EtherLen+packet.IPv4Len : packet.EtherLen+packet.IPv4Len+l4]
 	clear(m[:packet.ICMPEchoLen])
 	copy(m[packet.ICMPEchoLen:], p.IP[:quote])

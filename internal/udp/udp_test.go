@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nsgate/nsgate/internal/nat"
 	"github.com/nsgate/nsgate/internal/packet"
 	"golang.org/x/sys/unix"
 )
@@ -50,10 +51,10 @@ var (
 )
 
 func newTable(env *fakeEnv) *Table {
-	return New(Config{GatewayMAC: gwMAC, Gateway: gwIP, Network: netip.MustParsePrefix("10.0.2.0/24"),
-		Broadcast: packet.IPv4Addr{10, 0, 2, 255}, MTU: 1500,
-		// These tests run in the machine's own namespace: loopback only.
-		AllowHost: func(a [4]byte) bool { return a == [4]byte{127, 0, 0, 1} }}, env)
+	return New(Config{GatewayMAC: gwMAC, Broadcast: packet.IPv4Addr{10, 0, 2, 255}, MTU: 1500,
+		NAT: nat.Mapper{Gateway: gwIP, Network: netip.MustParsePrefix("10.0.2.0/24"),
+			// These tests run in the machine's own namespace: loopback only.
+			AllowHost: func(a [4]byte) bool { return a == [4]byte{127, 0, 0, 1} }}}, env)
 }
 
 func datagram(p *packet.Parsed, buf []byte, dstMAC packet.MAC, dst packet.IPv4Addr, dstPort uint16, payload []byte) {
@@ -168,8 +169,8 @@ func TestPortUnreachableBecomesICMP(t *testing.T) {
 
 func TestDisabledAndInternal(t *testing.T) {
 	env := newFakeEnv()
-	tbl := New(Config{GatewayMAC: gwMAC, Gateway: gwIP, Network: netip.MustParsePrefix("10.0.2.0/24"),
-		MTU: 1500, DisableHostLoopback: true}, env)
+	tbl := New(Config{GatewayMAC: gwMAC, MTU: 1500,
+		NAT: nat.Mapper{Gateway: gwIP, Network: netip.MustParsePrefix("10.0.2.0/24"), DisableHostLoopback: true}}, env)
 	var p packet.Parsed
 	buf := make([]byte, 2000)
 	for _, dst := range []packet.IPv4Addr{gwIP, {10, 0, 2, 50}} {
