@@ -5,19 +5,13 @@ import (
 	"os"
 	"unsafe"
 
+	"github.com/nsgate/nsgate/internal/loop"
 	"github.com/nsgate/nsgate/internal/packet"
 	"golang.org/x/sys/unix"
 )
 
-// Env is what the engine lends the ping translator (as tcp.Env).
-type Env interface {
-	Frame() []byte
-	Send(n int, csumStart, csumOffset uint16)
-	Watch(fd int, events uint32, idx int32, gen uint32, add bool) error
-	Unwatch(fd int)
-	Now() int64
-	Logf(format string, args ...any)
-}
+// Env is what the engine lends the ping translator.
+type Env = loop.Env
 
 // PingConfig describes the network for Pings.
 type PingConfig struct {

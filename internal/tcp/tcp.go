@@ -30,30 +30,14 @@ import (
 	"fmt"
 	"math/rand/v2"
 
+	"github.com/nsgate/nsgate/internal/loop"
 	"github.com/nsgate/nsgate/internal/nat"
 	"github.com/nsgate/nsgate/internal/packet"
 	"golang.org/x/sys/unix"
 )
 
 // Env is what the engine lends the TCP translator.
-type Env interface {
-	// Frame returns the buffer for the next frame to the namespace.
-	Frame() []byte
-	// Send writes Frame()[:n] to the tap. csumStart > 0 marks a partial
-	// checksum: the field at csumStart+csumOffset holds the pseudo-header
-	// sum only, and the namespace's kernel treats the segment as a virtio
-	// guest's (CHECKSUM_PARTIAL), computing nothing for local delivery.
-	Send(n int, csumStart, csumOffset uint16)
-	// Watch adds (add) or modifies fd in the event loop for events,
-	// reporting them for flow (idx, gen).
-	Watch(fd int, events uint32, idx int32, gen uint32, add bool) error
-	// Unwatch removes fd from the event loop.
-	Unwatch(fd int)
-	// Now returns monotonic nanoseconds.
-	Now() int64
-	// Logf logs a message.
-	Logf(format string, args ...any)
-}
+type Env = loop.Env
 
 // Config is what the translator needs to know of the network.
 type Config struct {

@@ -13,20 +13,14 @@ import (
 	"encoding/binary"
 	"unsafe"
 
+	"github.com/nsgate/nsgate/internal/loop"
 	"github.com/nsgate/nsgate/internal/nat"
 	"github.com/nsgate/nsgate/internal/packet"
 	"golang.org/x/sys/unix"
 )
 
-// Env is what the engine lends the translator (the same contract as tcp.Env).
-type Env interface {
-	Frame() []byte
-	Send(n int, csumStart, csumOffset uint16)
-	Watch(fd int, events uint32, idx int32, gen uint32, add bool) error
-	Unwatch(fd int)
-	Now() int64
-	Logf(format string, args ...any)
-}
+// Env is what the engine lends the UDP translator.
+type Env = loop.Env
 
 // Config describes the network.
 type Config struct {
