@@ -47,14 +47,14 @@ type pingFlow struct {
 // destination. The kernel gives each socket an identifier of its own;
 // replies get the namespace's back, with its sequence numbers and data.
 type Pings struct {
-	cfg      PingConfig
-	env      Env
-	flows    []pingFlow
-	free     []int32
-	index    map[pingKey]int32
-	ipID     uint16
-	denied   bool // ping sockets are not allowed: said once
-	nextScan int64
+	cfg    PingConfig
+	env    Env
+	flows  []pingFlow
+	free   []int32
+	index  map[pingKey]int32
+	ipID   uint16
+	denied bool // ping sockets are not allowed: said once
+	sweep  loop.Sweep
 }
 
 // NewPings returns an empty table.
@@ -62,7 +62,7 @@ func NewPings(cfg PingConfig, env Env) *Pings {
 	if cfg.MaxFlows <= 0 {
 		cfg.MaxFlows = maxPingFlows
 	}
-	return &Pings{cfg: cfg, env: env, index: make(map[pingKey]int32)}
+	return &Pings{cfg: cfg, env: env, index: make(map[pingKey]int32), sweep: loop.Sweep{Period: pingScan}}
 }
 
 // HandleFrame sends an echo request from the namespace.
@@ -160,23 +160,14 @@ func (t *Pings) HandleEvent(idx int32, gen uint32, events uint32) {
 }
 
 // NextTimer returns when Tick should next run, or 0.
-func (t *Pings) NextTimer() int64 {
-	if len(t.index) == 0 {
-		return 0
-	}
-	if t.nextScan == 0 {
-		t.nextScan = t.env.Now() + pingScan
-	}
-	return t.nextScan
-}
+func (t *Pings) NextTimer() int64 { return t.sweep.Next(t.env.Now(), len(t.index) > 0) }
 
 // Tick closes ping flows idle for 30 s.
 func (t *Pings) Tick() {
 	now := t.env.Now()
-	if now < t.nextScan {
+	if !t.sweep.Due(now) {
 		return
 	}
-	t.nextScan = now + pingScan
 	for i := range t.flows {
 		f := &t.flows[i]
 		if f.fd >= 0 && now-f.lastSeen > pingTimeout {

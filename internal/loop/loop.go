@@ -23,3 +23,33 @@ type Env interface {
 	// Logf logs a message.
 	Logf(format string, args ...any)
 }
+
+// Sweep schedules a periodic pass over a flow table (idle expiry), so that
+// the translators share one rule: armed when the table has flows, due once
+// per Period.
+type Sweep struct {
+	Period int64 // nanoseconds
+	next   int64
+}
+
+// Next returns when the sweep is due, or 0 if the table is empty (active
+// false). It arms the sweep the first time the table has flows.
+func (s *Sweep) Next(now int64, active bool) int64 {
+	if !active {
+		return 0
+	}
+	if s.next == 0 {
+		s.next = now + s.Period
+	}
+	return s.next
+}
+
+// Due reports whether an armed sweep is due at now, and if so schedules
+// the next one.
+func (s *Sweep) Due(now int64) bool {
+	if s.next == 0 || now < s.next {
+		return false
+	}
+	s.next = now + s.Period
+	return true
+}

@@ -148,7 +148,7 @@ type Table struct {
 	ipID     uint16
 	warned   bool
 	sackBuf  [4]packet.SACKBlock
-	nextScan int64
+	sweep    loop.Sweep
 	// Stats.
 	Opened, Refused, Resets uint64
 }
@@ -161,7 +161,7 @@ func New(cfg Config, env Env) *Table {
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = DefaultIdleTimeout
 	}
-	return &Table{cfg: cfg, env: env, index: make(map[key]int32)}
+	return &Table{cfg: cfg, env: env, index: make(map[key]int32), sweep: loop.Sweep{Period: scanPeriod}}
 }
 
 // Len returns the number of open flows.
@@ -999,11 +999,8 @@ func (t *Table) NextTimer() int64 {
 	if t.rtos > 0 {
 		at(t.lastTick + rtoPeriod)
 	}
-	if len(t.index) > 0 {
-		if t.nextScan == 0 {
-			t.nextScan = t.env.Now() + scanPeriod
-		}
-		at(t.nextScan)
+	if when := t.sweep.Next(t.env.Now(), len(t.index) > 0); when != 0 {
+		at(when)
 	}
 	return next
 }
@@ -1013,10 +1010,7 @@ func (t *Table) NextTimer() int64 {
 func (t *Table) Tick() {
 	now := t.env.Now()
 	t.lastTick = now
-	scan := t.nextScan != 0 && now >= t.nextScan
-	if scan {
-		t.nextScan = now + scanPeriod
-	}
+	scan := t.sweep.Due(now)
 	if t.rtos == 0 && t.rechecks == 0 && !scan {
 		return
 	}

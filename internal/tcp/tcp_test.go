@@ -350,7 +350,7 @@ func TestIdleTimeout(t *testing.T) {
 	tbl, env, srv, _, _ := established(t)
 	tbl.cfg.IdleTimeout = int64(time.Millisecond)
 	time.Sleep(5 * time.Millisecond)
-	tbl.nextScan = 1 // due
+	tbl.sweep.Next(1-scanPeriod, true) // armed for time 1: due at once
 	tbl.Tick()
 	if tbl.Len() != 0 {
 		t.Fatal("idle flow not removed")

@@ -74,20 +74,20 @@ const maxPending = 64
 
 // Table is the UDP flow table.
 type Table struct {
-	cfg      Config
-	env      Env
-	flows    []flow
-	free     []int32
-	index    map[key]int32
-	ipID     uint16
-	warned   bool
-	nextScan int64
-	errBuf   [512]byte
-	oob      [256]byte
-	pend     [maxPending]pending
-	npend    int
-	msgs     [maxPending]mmsghdr
-	iovs     [maxPending]unix.Iovec
+	cfg    Config
+	env    Env
+	flows  []flow
+	free   []int32
+	index  map[key]int32
+	ipID   uint16
+	warned bool
+	sweep  loop.Sweep
+	errBuf [512]byte
+	oob    [256]byte
+	pend   [maxPending]pending
+	npend  int
+	msgs   [maxPending]mmsghdr
+	iovs   [maxPending]unix.Iovec
 	// Stats.
 	Opened, Errors uint64
 }
@@ -97,7 +97,7 @@ func New(cfg Config, env Env) *Table {
 	if cfg.MaxFlows <= 0 {
 		cfg.MaxFlows = DefaultMaxFlows
 	}
-	return &Table{cfg: cfg, env: env, index: make(map[key]int32)}
+	return &Table{cfg: cfg, env: env, index: make(map[key]int32), sweep: loop.Sweep{Period: scanPeriod}}
 }
 
 // Len returns the number of flows.
@@ -413,24 +413,15 @@ func (t *Table) remove(idx int32) {
 }
 
 // NextTimer returns when Tick should next run, or 0.
-func (t *Table) NextTimer() int64 {
-	if len(t.index) == 0 {
-		return 0
-	}
-	if t.nextScan == 0 {
-		t.nextScan = t.env.Now() + scanPeriod
-	}
-	return t.nextScan
-}
+func (t *Table) NextTimer() int64 { return t.sweep.Next(t.env.Now(), len(t.index) > 0) }
 
 // Tick expires idle flows: 30 s if only the namespace spoke, 120 s once
 // both did, as the kernel's conntrack does.
 func (t *Table) Tick() {
 	now := t.env.Now()
-	if now < t.nextScan {
+	if !t.sweep.Due(now) {
 		return
 	}
-	t.nextScan = now + scanPeriod
 	for i := range t.flows {
 		f := &t.flows[i]
 		if f.fd < 0 {
