@@ -16,7 +16,8 @@ FUZZ_TARGETS = \
 	./internal/config:FuzzParse:200000x \
 	./internal/dhcp:FuzzHandle:150000x \
 	./internal/dns:FuzzServFail:200000x \
-	./internal/engine:FuzzHandleFrame:250000x
+	./internal/engine:FuzzHandleFrame:250000x \
+	./internal/api:FuzzHandle:150000x
 
 CMD ?= ip addr
 

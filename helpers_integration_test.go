@@ -18,6 +18,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"strconv"
@@ -260,6 +261,27 @@ func runHelper(args []string) int {
 			return fail(err)
 		}
 		fmt.Println(n)
+	case "httpget": // httpget URL: print the body of a GET
+		c := &http.Client{Timeout: 10 * time.Second}
+		resp, err := c.Get(args[1])
+		if err != nil {
+			return fail(err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return fail(err)
+		}
+		fmt.Printf("%d %s", resp.StatusCode, body)
+	case "readreset": // readreset ADDR: connect, read until the connection ends
+		c, err := net.DialTimeout("tcp4", args[1], 10*time.Second)
+		if err != nil {
+			fmt.Println(errName(err))
+			return 0
+		}
+		c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		_, err = c.Read(make([]byte, 1))
+		fmt.Println(errName(err))
 	case "udpecho": // udpecho LISTEN: echo datagrams
 		pc, err := net.ListenPacket("udp4", args[1])
 		if err != nil {

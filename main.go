@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nsgate/nsgate/internal/api"
 	"github.com/nsgate/nsgate/internal/config"
 	"github.com/nsgate/nsgate/internal/dns"
 	"github.com/nsgate/nsgate/internal/engine"
@@ -177,6 +178,11 @@ func serve(cfg *config.Config, tapfd int, stops []stopFD, started func(*engine.E
 		DisableHostLoopback: cfg.DisableHostLoopback,
 		Logf:                logger.Printf,
 	}
+	if mac, err := tapdev.HardwareAddr(tapfd); err == nil {
+		ecfg.GuestMAC = mac // until the namespace's first frame says
+	} else {
+		logger.Print(err)
+	}
 	if !cfg.DisableDNS {
 		servers, err := dns.ReadResolvConf("/etc/resolv.conf")
 		if err != nil || len(servers) == 0 {
@@ -201,7 +207,32 @@ func serve(cfg *config.Config, tapfd int, stops []stopFD, started func(*engine.E
 		logger.Print(err)
 		return 1
 	}
-	defer e.Close()
+	var srv *api.Server
+	defer func() {
+		e.Close() // first: API requests still waiting for the loop give up
+		if srv != nil {
+			srv.Close()
+		}
+	}()
+	for _, r := range cfg.Publish {
+		if _, err := e.AddForward(r); err != nil {
+			logger.Printf("--publish: %v", err)
+			return 1
+		}
+	}
+	if cfg.APISocket != "" {
+		n := cfg.Net
+		srv, err = api.Listen(cfg.APISocket, &api.Handler{
+			Fwd:  e.Forwarder(),
+			Net:  api.Network{Guest: n.Guest.Netip(), Prefix: n.Prefix, Gateway: n.Gateway.Netip(), DNS: n.DNS.Netip()},
+			Logf: logger.Printf,
+		})
+		if err != nil {
+			logger.Print(err)
+			return 1
+		}
+		go srv.Serve()
+	}
 	for _, s := range stops {
 		if err := e.AddStopFD(s.fd, s.reason); err != nil {
 			if s.fd == cfg.ExitFD { // open but not pollable, say a regular file
@@ -236,9 +267,9 @@ func serve(cfg *config.Config, tapfd int, stops []stopFD, started func(*engine.E
 	}
 	if started == nil { // spawn mode stays quiet: the output is the command's
 		st := e.Stats()
-		_, opened, refused, resets := e.TCPStats()
-		logger.Printf("exiting: %s (frames in %d, out %d, malformed %d; tcp connections %d, refused %d, reset %d)",
-			reason, st.RxFrames, st.TxFrames, st.Malformed, opened, refused, resets)
+		_, opened, refused, resets, forwarded := e.TCPStats()
+		logger.Printf("exiting: %s (frames in %d, out %d, malformed %d; tcp connections %d (forwarded %d), refused %d, reset %d)",
+			reason, st.RxFrames, st.TxFrames, st.Malformed, opened, forwarded, refused, resets)
 	}
 	return 0
 }

@@ -15,8 +15,9 @@ NSGATE="${NSGATE:-$BATS_TEST_DIRNAME/../nsgate}"
 		--outbound-addr6 --disable-dns --exit-fd --ready-fd --macaddress --netns --help --version; do
 		[[ "$output" == *"$opt"* ]] || { echo "missing $opt"; false; }
 	done
+	[[ "$output" == *"-a, --api-socket=PATH    specify API socket path"* ]]
+	[[ "$output" == *"-p, --publish=[HOSTADDR:]HOSTPORT[:GUESTPORT][/tcp|/udp]"* ]]
 	# Options not implemented yet say so.
-	[[ "$output" == *"--api-socket=PATH    specify API socket path (not implemented yet: refused)"* ]]
 	[[ "$output" == *"--enable-sandbox"*"(not implemented yet: refused)"* ]]
 }
 
@@ -72,6 +73,9 @@ expect_error() {
 }
 
 @test "other bad input" {
+	expect_error "--api-socket \"/$(printf 'x%.0s' {1..110})\": path too long for a unix socket (111 bytes, at most 107)" --api-socket "/$(printf 'x%.0s' {1..110})" 1
+	expect_error '--publish "80:8080-8081": host ports 80 and guest ports 8080-8081 differ in number' -p 80:8080-8081 1
+	expect_error '--publish "1.2.3.4:x:80": host port: "x" is not a port number (1-65535)' -p 1.2.3.4:x:80 1
 	expect_error "unrecognized option '--frobnicate'" --frobnicate 1
 	expect_error '--macaddress needs --configure (-c)' --macaddress=02:00:00:00:00:01 1
 	expect_error '--exit-fd "x": exit-fd must be a non-negative integer' -e x 1
@@ -80,7 +84,6 @@ expect_error() {
 }
 
 @test "options not implemented yet are refused, not silently ignored" {
-	expect_error '--api-socket is not implemented yet in this version of nsgate' --api-socket /tmp/x.sock 1
 	expect_error '--enable-sandbox is not implemented yet in this version of nsgate' --enable-sandbox 1
 	expect_error '--enable-seccomp is not implemented yet in this version of nsgate' --enable-seccomp 1
 	expect_error '--outbound-addr is not implemented yet in this version of nsgate' --outbound-addr=192.0.2.1 1

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/nsgate/nsgate/internal/api"
+	"github.com/nsgate/nsgate/internal/fwd"
 	"github.com/nsgate/nsgate/internal/packet"
 )
 
@@ -39,6 +41,8 @@ type Config struct {
 	MAC                 packet.MAC
 	MACSet              bool
 	TapName             string
+	APISocket           string     // -a: the slirp4netns API socket path
+	Publish             []fwd.Rule // -p: static port forwards (GuestAddr unset)
 
 	// Target: exactly one of PID, NetnsPath (path mode) or Spawn is used.
 	PID        int
@@ -132,7 +136,15 @@ var options = []option{
 		return nil
 	}},
 	{"enable-ipv6", '6', false, func(c *Config, _ string) error { c.EnableIPv6 = true; return nil }},
-	{"api-socket", 'a', true, notImplemented("api-socket")},
+	{"api-socket", 'a', true, func(c *Config, v string) error {
+		c.APISocket = v
+		return api.CheckPath(v)
+	}},
+	{"publish", 'p', true, func(c *Config, v string) error {
+		rules, err := fwd.ParsePublish(v)
+		c.Publish = append(c.Publish, rules...)
+		return err
+	}},
 	{"cidr", 0, true, func(c *Config, v string) error {
 		n, err := NewNetwork(v)
 		c.Net = n

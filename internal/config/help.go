@@ -36,7 +36,12 @@ Options:
                            redirect (DHCP then offers no DNS server)
   -6, --enable-ipv6        enable IPv6 (accepted; this version serves IPv4 only
                            and says so once)
-  -a, --api-socket=PATH    specify API socket path (not implemented yet: refused)
+  -a, --api-socket=PATH    specify API socket path (slirp4netns's JSON API:
+                           add_hostfwd, list_hostfwd, remove_hostfwd)
+  -p, --publish=[HOSTADDR:]HOSTPORT[:GUESTPORT][/tcp|/udp]
+                           forward a host port into the namespace (repeatable;
+                           ranges as 8000-8009:9000-9009; HOSTADDR defaults
+                           to 0.0.0.0, GUESTPORT to HOSTPORT, the protocol to tcp)
   --enable-sandbox         create a new mount namespace and drop capabilities
                            (not implemented yet: refused)
   --enable-seccomp         enable seccomp to limit syscalls (not implemented yet: refused)

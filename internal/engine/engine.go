@@ -3,13 +3,14 @@
 // waits in epoll_wait and dispatches each frame, parsed once, to the protocol
 // that answers it. Nothing on the per-frame path allocates or locks.
 // Control-plane goroutines (signals, the API socket) reach the loop only
-// through Stop, which writes an eventfd.
+// through Stop and Do, which write an eventfd.
 package engine
 
 import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/nsgate/nsgate/internal/config"
 	"github.com/nsgate/nsgate/internal/dhcp"
 	"github.com/nsgate/nsgate/internal/dns"
+	"github.com/nsgate/nsgate/internal/fwd"
 	"github.com/nsgate/nsgate/internal/icmp"
 	"github.com/nsgate/nsgate/internal/nat"
 	"github.com/nsgate/nsgate/internal/packet"
@@ -44,6 +46,10 @@ type Config struct {
 	MTU        int
 	DisableDNS bool
 	MAC        packet.MAC // nsgate's MAC on the tap
+	// GuestMAC is the namespace's MAC on the tap, if known (the tap's own
+	// address): forwarded connections need it before the namespace has
+	// sent anything. The loop also learns it from the frames it reads.
+	GuestMAC packet.MAC
 	// DisableHostLoopback refuses connections to the gateway address
 	// instead of mapping them to the host's 127.0.0.1.
 	DisableHostLoopback bool
@@ -85,6 +91,7 @@ const (
 	tokenTCP
 	tokenUDP
 	tokenPing
+	tokenFwd
 )
 
 func token(kind int, gen uint32) int32 { return int32(uint32(kind)<<24 | gen&0xffffff) }
@@ -107,6 +114,13 @@ type Engine struct {
 	tcp      *tcp.Table
 	udp      *udp.Table
 	pings    *icmp.Pings
+	fwd      *fwd.Table
+	guestMAC packet.MAC
+	ctl      chan func()   // work from control-plane goroutines (Do)
+	exited   chan struct{} // closed when Run returns (or Close, if it never ran)
+	exitOnce sync.Once
+	wakeMu   sync.RWMutex // Close against Do's write to wake
+	closed   bool
 	dns      *dns.Relay // nil with --disable-dns
 	stops    []string   // reason per stop descriptor, by index
 	stopping atomic.Pointer[string]
@@ -180,6 +194,10 @@ func New(tap Tap, cfg Config) (*Engine, error) {
 		MTU:        cfg.MTU,
 	}, &protoEnv{e, tokenUDP})
 	e.pings = icmp.NewPings(icmp.PingConfig{GatewayMAC: cfg.MAC, HostAddr: m.Host}, &protoEnv{e, tokenPing})
+	e.fwd = fwd.New(&protoEnv{e, tokenFwd}, (*fwdSink)(e))
+	e.guestMAC = cfg.GuestMAC
+	e.ctl = make(chan func(), 16)
+	e.exited = make(chan struct{})
 	for i := range e.in {
 		// Touched only as far as frames reach: large MTUs cost memory only
 		// when they are used.
@@ -223,10 +241,16 @@ func (e *Engine) Stop(reason string) {
 // Stats returns the frame counters.
 func (e *Engine) Stats() Stats { return e.stats }
 
-// Close releases the loop's descriptors (not the tap's).
+// Close releases the loop's descriptors (not the tap's), the forwards'
+// listeners among them. Call it after Run has returned.
 func (e *Engine) Close() {
+	e.exitOnce.Do(func() { close(e.exited) })
+	e.fwd.Close()
+	e.wakeMu.Lock()
+	e.closed = true
 	unix.Close(e.ep)
 	unix.Close(e.wake)
+	e.wakeMu.Unlock()
 }
 
 // ErrTapGone is returned by Run when the tap stops working, typically because
@@ -236,6 +260,7 @@ var ErrTapGone = errors.New("tap device gone")
 // Run serves until a stop descriptor fires, Stop is called, or the tap fails.
 // It returns the reason for stopping.
 func (e *Engine) Run() (string, error) {
+	defer e.exitOnce.Do(func() { close(e.exited) })
 	events := make([]unix.EpollEvent, 128)
 	for {
 		if r := e.stopping.Load(); r != nil {
@@ -265,10 +290,13 @@ func (e *Engine) Run() (string, error) {
 				e.udp.HandleEvent(ev.Fd, uint32(ev.Pad)&0xffffff, ev.Events)
 			case tokenPing:
 				e.pings.HandleEvent(ev.Fd, uint32(ev.Pad)&0xffffff, ev.Events)
+			case tokenFwd:
+				e.fwd.HandleEvent(ev.Fd, uint32(ev.Pad)&0xffffff, ev.Events)
 			case tokenWake:
 				var b [8]byte
 				_, _ = unix.Read(e.wake, b[:])
 				e.dnsAnswers()
+				e.runCtl()
 			case tokenStop:
 				return e.stops[ev.Fd], nil
 			}
@@ -330,6 +358,9 @@ func (e *Engine) HandleFrame(frame []byte) {
 	if p.DstMAC != e.cfg.MAC && !p.DstMAC.IsMulticast() {
 		e.stats.Ignored++
 		return
+	}
+	if !p.SrcMAC.IsMulticast() {
+		e.guestMAC = p.SrcMAC // the namespace's MAC, for forwarded connections
 	}
 	out := e.out[e.tap.Headroom():]
 	n := 0
@@ -418,9 +449,10 @@ func (e *Engine) dnsAnswers() {
 	}
 }
 
-// TCPStats returns the TCP translator's counters.
-func (e *Engine) TCPStats() (open int, opened, refused, resets uint64) {
-	return e.tcp.Len(), e.tcp.Opened, e.tcp.Refused, e.tcp.Resets
+// TCPStats returns the TCP translator's counters: connections open now,
+// opened in all, refused, reset, and of those opened, forwarded ones.
+func (e *Engine) TCPStats() (open int, opened, refused, resets, forwarded uint64) {
+	return e.tcp.Len(), e.tcp.Opened, e.tcp.Refused, e.tcp.Resets, e.tcp.Inbound
 }
 
 // protoEnv is the engine as one protocol translator sees it (tcp.Env,

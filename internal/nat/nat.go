@@ -41,3 +41,16 @@ func (m *Mapper) Host(dst packet.IPv4Addr) ([4]byte, bool) {
 	}
 	return out, true
 }
+
+// Client returns the address the namespace sees for a client of a port
+// forward at host address addr: the client itself, except that the host's
+// loopback, and anything inside the virtual network (which would collide
+// with the namespace's own neighbours), appear as the gateway, the way
+// slirp4netns shows them.
+func (m *Mapper) Client(addr [4]byte) packet.IPv4Addr {
+	a := netip.AddrFrom4(addr)
+	if a.IsLoopback() || a.IsUnspecified() || m.Network.Contains(a) {
+		return m.Gateway
+	}
+	return addr
+}

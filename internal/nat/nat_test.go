@@ -39,3 +39,22 @@ func TestHost(t *testing.T) {
 		}
 	}
 }
+
+func TestClient(t *testing.T) {
+	m := Mapper{Gateway: packet.IPv4Addr{10, 0, 2, 2}, Network: netip.MustParsePrefix("10.0.2.0/24")}
+	tests := []struct {
+		client [4]byte
+		want   packet.IPv4Addr
+	}{
+		{[4]byte{127, 0, 0, 1}, packet.IPv4Addr{10, 0, 2, 2}},
+		{[4]byte{127, 1, 2, 3}, packet.IPv4Addr{10, 0, 2, 2}},
+		{[4]byte{198, 51, 100, 2}, packet.IPv4Addr{198, 51, 100, 2}},
+		{[4]byte{10, 0, 2, 100}, packet.IPv4Addr{10, 0, 2, 2}}, // the namespace's own address, seen from outside
+		{[4]byte{0, 0, 0, 0}, packet.IPv4Addr{10, 0, 2, 2}},
+	}
+	for _, tt := range tests {
+		if got := m.Client(tt.client); got != tt.want {
+			t.Errorf("Client(%v) = %v, want %v", tt.client, got, tt.want)
+		}
+	}
+}

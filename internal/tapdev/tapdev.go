@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -139,3 +140,21 @@ func (d *Device) Write(buf []byte, csumStart, csumOffset uint16) error {
 
 // Close closes the descriptor.
 func (d *Device) Close() error { return unix.Close(d.fd) }
+
+// HardwareAddr returns the MAC address of the tap behind fd: the
+// namespace's end of the link. The tap's fd answers SIOCGIFHWADDR itself,
+// so this works from outside the namespace.
+func HardwareAddr(fd int) ([6]byte, error) {
+	var mac [6]byte
+	ifr, err := unix.NewIfreq("")
+	if err != nil {
+		return mac, err
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFHWADDR, ifr); err != nil {
+		return mac, fmt.Errorf("tap fd %d: SIOCGIFHWADDR: %w", fd, err)
+	}
+	// struct ifreq: the name, then struct sockaddr (family, then the data).
+	raw := (*[unix.IFNAMSIZ + 16]byte)(unsafe.Pointer(ifr))
+	copy(mac[:], raw[unix.IFNAMSIZ+2:])
+	return mac, nil
+}

@@ -132,6 +132,13 @@ func TestAttachAndErrors(t *testing.T) {
 			unix.Close(fd)
 			return errors.New("a second open of a busy tap succeeded")
 		}
+		// The namespace's MAC, read through the fd.
+		mac, err := HardwareAddr(fd)
+		ifc, ierr := net.InterfaceByName("tapx")
+		if err != nil || ierr != nil || net.HardwareAddr(mac[:]).String() != ifc.HardwareAddr.String() {
+			unix.Close(fd)
+			return fmt.Errorf("HardwareAddr = %x, %v; the link has %v (%v)", mac, err, ifc, ierr)
+		}
 		unix.Close(fd)
 		if _, err := net.InterfaceByName("tapx"); err != nil {
 			return fmt.Errorf("persistent tap gone after nsgate closed it: %w", err)

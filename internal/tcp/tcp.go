@@ -69,7 +69,12 @@ const (
 	stConnecting  state = iota + 1 // SYN received, host connect() under way
 	stSynAckSent                   // SYN-ACK sent, waiting for the namespace's ACK
 	stEstablished                  // both ways open, or half-closed
+	stSynSent                      // forwarded: SYN sent to the namespace, waiting for its SYN-ACK
 )
+
+// synRetries bounds the SYNs sent for a forwarded connection (about 25 s,
+// as the kernel's tcp_syn_retries) before its client is reset.
+const synRetries = 6
 
 // key identifies a connection: namespace address and port, destination
 // address and port. It is pointer-free, so map lookups do not allocate.
@@ -113,6 +118,7 @@ type flow struct {
 	dropped     bool   // bytes were refused and must be retransmitted by the namespace
 	ackPending  bool
 	inAckList   bool
+	inbound     bool // a forwarded connection: nsgate sent the SYN
 
 	// Host → namespace.
 	iss      uint32
@@ -149,8 +155,8 @@ type Table struct {
 	warned   bool
 	sackBuf  [4]packet.SACKBlock
 	sweep    loop.Sweep
-	// Stats.
-	Opened, Refused, Resets uint64
+	// Stats. Opened counts both directions; Inbound the forwarded ones.
+	Opened, Refused, Resets, Inbound uint64
 }
 
 // New returns an empty table.
@@ -348,6 +354,10 @@ func (t *Table) HandleFrame(p *packet.Parsed) {
 	}
 	f := &t.flows[idx]
 	f.lastSeen = t.env.Now()
+	if f.state == stSynSent {
+		t.synSent(idx, p)
+		return
+	}
 	if flags&packet.TCPRst != 0 {
 		// Accept a reset in the window only (RFC 5961's simple form).
 		if d := seg.Seq() - f.rcvNxt; d < 1<<30 || f.state == stSynAckSent {
@@ -360,6 +370,11 @@ func (t *Table) HandleFrame(p *packet.Parsed) {
 		// under way (then the SYN-ACK goes out when it completes).
 		if f.state == stSynAckSent && seg.Seq()+1 == f.rcvNxt {
 			t.sendCtl(f, packet.TCPSyn|packet.TCPAck, f.iss)
+		}
+		// A retransmitted SYN-ACK of a forwarded connection: our ACK was
+		// lost.
+		if f.inbound && flags&packet.TCPAck != 0 && seg.Seq()+1 == f.rcvNxt {
+			t.sendCtl(f, packet.TCPAck, f.sndNxt)
 		}
 		return
 	}
@@ -683,6 +698,9 @@ func (t *Table) done(idx int32) bool {
 // from epoll altogether; the namespace's ACKs and the timers drive the rest.
 func (t *Table) update(idx int32) {
 	f := &t.flows[idx]
+	if f.state == stSynSent {
+		return // the host socket waits until the namespace answers
+	}
 	var ev uint32
 	switch {
 	case f.state == stConnecting:
@@ -819,14 +837,7 @@ func (t *Table) open(p *packet.Parsed, k key) {
 		t.resetFor(p)
 		return
 	}
-	var idx int32
-	if n := len(t.free); n > 0 {
-		idx = t.free[n-1]
-		t.free = t.free[:n-1]
-	} else {
-		t.flows = append(t.flows, flow{})
-		idx = int32(len(t.flows) - 1)
-	}
+	idx := t.alloc()
 	f := &t.flows[idx]
 	gen := f.gen + 1
 	seg := p.TCP
@@ -868,6 +879,17 @@ func (t *Table) open(p *packet.Parsed, k key) {
 		t.remove(idx, true)
 		t.resetFor(p)
 	}
+}
+
+// alloc returns a free flow slot.
+func (t *Table) alloc() int32 {
+	if n := len(t.free); n > 0 {
+		idx := t.free[n-1]
+		t.free = t.free[:n-1]
+		return idx
+	}
+	t.flows = append(t.flows, flow{fd: -1})
+	return int32(len(t.flows) - 1)
 }
 
 // redial replaces a DNS flow's failed socket with one connecting to the
@@ -947,6 +969,9 @@ func (t *Table) abort(idx int32, toNS bool) {
 		seq := f.sndNxt
 		if f.state == stConnecting {
 			seq = 0 // refusing the SYN: the RST acknowledges it
+		}
+		if f.state == stSynSent {
+			seq = f.iss + 1 // withdrawing our SYN
 		}
 		t.sendCtl(f, packet.TCPRst|packet.TCPAck, seq)
 	}
@@ -1048,6 +1073,15 @@ func (t *Table) Tick() {
 		}
 		f.rto = min(f.rto*2, rtoMax)
 		t.stopTimer(f)
+		if f.state == stSynSent {
+			if f.retries > synRetries {
+				t.abort(idx, false)
+				continue
+			}
+			t.sendCtl(f, packet.TCPSyn, f.iss)
+			t.startTimer(f)
+			continue
+		}
 		if f.state == stSynAckSent {
 			t.sendCtl(f, packet.TCPSyn|packet.TCPAck, f.iss)
 			t.startTimer(f)

@@ -52,6 +52,11 @@ type flow struct {
 	nsMAC    packet.MAC
 	replied  bool
 	lastSeen int64
+	// A forwarded flow's fd is its forward's socket, shared with the
+	// forward's other clients: replies go to peer with sendto, and the
+	// socket is neither watched nor closed here.
+	shared bool
+	peer   unix.RawSockaddrInet4
 }
 
 // pending is a datagram from the namespace waiting for Flush: its payload
@@ -161,7 +166,7 @@ func (t *Table) sendGSO(fd, i, j int) bool {
 	h.Level, h.Type = unix.SOL_UDP, unix.UDP_SEGMENT
 	h.SetLen(unix.CmsgLen(2))
 	*(*uint16)(unsafe.Pointer(&oob[unix.SizeofCmsghdr])) = uint16(size)
-	msg := unix.Msghdr{Iov: &t.iovs[0], Control: &oob[0]}
+	msg := unix.Msghdr{Iov: &t.iovs[0], Control: &oob[0], Name: t.msgs[0].hdr.Name, Namelen: t.msgs[0].hdr.Namelen}
 	msg.SetIovlen(n)
 	msg.SetControllen(unix.CmsgSpace(2))
 	_, _, e := unix.Syscall(unix.SYS_SENDMSG, uintptr(fd), uintptr(unsafe.Pointer(&msg)), unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL)
@@ -184,6 +189,10 @@ func (t *Table) Flush() {
 				t.iovs[k].Base = &d[0]
 			}
 			t.msgs[k] = mmsghdr{hdr: unix.Msghdr{Iov: &t.iovs[k], Iovlen: 1}}
+			if f := &t.flows[idx]; f.shared {
+				t.msgs[k].hdr.Name = (*byte)(unsafe.Pointer(&f.peer))
+				t.msgs[k].hdr.Namelen = unix.SizeofSockaddrInet4
+			}
 		}
 		fd := t.flows[idx].fd
 		if fd >= 0 && t.sendGSO(fd, i, j) {
@@ -236,14 +245,7 @@ func (t *Table) open(p *packet.Parsed, k key) (int32, bool) {
 		t.unreachable(p, 1)
 		return 0, false
 	}
-	var idx int32
-	if n := len(t.free); n > 0 {
-		idx = t.free[n-1]
-		t.free = t.free[:n-1]
-	} else {
-		t.flows = append(t.flows, flow{fd: -1})
-		idx = int32(len(t.flows) - 1)
-	}
+	idx := t.alloc()
 	f := &t.flows[idx]
 	*f = flow{key: k, gen: f.gen + 1, fd: fd, nsMAC: p.SrcMAC, lastSeen: t.env.Now()}
 	if err := t.env.Watch(fd, unix.EPOLLIN, idx, f.gen, true); err != nil {
@@ -256,6 +258,17 @@ func (t *Table) open(p *packet.Parsed, k key) (int32, bool) {
 	t.index[k] = idx
 	t.Opened++
 	return idx, true
+}
+
+// alloc returns a free flow slot.
+func (t *Table) alloc() int32 {
+	if n := len(t.free); n > 0 {
+		idx := t.free[n-1]
+		t.free = t.free[:n-1]
+		return idx
+	}
+	t.flows = append(t.flows, flow{fd: -1})
+	return int32(len(t.flows) - 1)
 }
 
 // HandleEvent reads replies (and errors) from flow idx's socket.
@@ -405,8 +418,10 @@ func (t *Table) unreachable(p *packet.Parsed, code uint8) {
 // remove closes a flow.
 func (t *Table) remove(idx int32) {
 	f := &t.flows[idx]
-	t.env.Unwatch(f.fd)
-	unix.Close(f.fd)
+	if !f.shared {
+		t.env.Unwatch(f.fd)
+		unix.Close(f.fd)
+	}
 	delete(t.index, f.key)
 	*f = flow{fd: -1, gen: f.gen}
 	t.free = append(t.free, idx)

@@ -1,0 +1,243 @@
+// Package api serves slirp4netns's JSON API socket (-a/--api-socket), with
+// which podman and rootlesskit add and remove port forwards at run time.
+//
+// The protocol is slirp4netns's, byte for byte: a client connects, sends one
+// JSON request and (usually) shuts down its writing side; nsgate answers
+// with one JSON object in a single write and closes. podman reads the reply
+// with one 2048-byte read, rootlesskit decodes it to EOF.
+//
+//	{"execute":"add_hostfwd","arguments":{"proto":"tcp","host_addr":"0.0.0.0","host_port":8080,"guest_addr":"","guest_port":80}}
+//	→ {"return":{"id":1}}
+//	{"execute":"list_hostfwd"}
+//	→ {"entries":[{"id":1,"proto":"tcp","host_addr":"0.0.0.0","host_port":8080,"guest_addr":"10.0.2.100","guest_port":80}]}
+//	{"execute":"remove_hostfwd","arguments":{"id":1}}
+//	→ {"return":{}}
+//
+// Errors are {"error":{"desc":"bad request: ..."}} with slirp4netns's texts.
+// Requests are handled on goroutines of their own, a bounded number at a
+// time with a deadline each, so that no client can block the data path or
+// starve other clients for long.
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"net/netip"
+	"strconv"
+
+	"github.com/nsgate/nsgate/internal/fwd"
+)
+
+// MaxRequest is slirp4netns's request buffer: a request this long or longer
+// is refused.
+const MaxRequest = 4096
+
+// Forwarder is what the API manages: the engine's forward table.
+type Forwarder interface {
+	Add(r fwd.Rule) (int, error)
+	Remove(id int) error
+	List() ([]fwd.Rule, error)
+}
+
+// Network is what the API needs to know of the virtual network: the
+// address forwards go to by default, and the range guest addresses must
+// fall in.
+type Network struct {
+	Guest   netip.Addr
+	Prefix  netip.Prefix
+	Gateway netip.Addr
+	DNS     netip.Addr
+}
+
+// Replies, as slirp4netns writes them.
+const (
+	errParse       = `{"error":{"desc":"bad request: cannot parse JSON"}}`
+	errNotObject   = `{"error":{"desc":"bad request: json_object() failed"}}`
+	errNoExecute   = `{"error":{"desc":"bad request: no execute found"}}`
+	errUnknown     = `{"error":{"desc":"bad request: unknown execute"}}`
+	errTooLarge    = `{"error":{"desc":"bad request: too large message"}}`
+	errProto       = `{"error":{"desc":"bad request: add_hostfwd: bad arguments.proto"}}`
+	errHostAddr    = `{"error":{"desc":"bad request: add_hostfwd: bad arguments.host_addr"}}`
+	errHostPort    = `{"error":{"desc":"bad request: add_hostfwd: bad arguments.host_port"}}`
+	errGuestAddr   = `{"error":{"desc":"bad request: add_hostfwd: bad arguments.guest_addr"}}`
+	errGuestPort   = `{"error":{"desc":"bad request: add_hostfwd: bad arguments.guest_port"}}`
+	errAddFailed   = `{"error":{"desc":"bad request: add_hostfwd: slirp_add_hostfwd failed"}}`
+	errRemoveID    = `{"error":{"desc":"bad request: remove_hostfwd: bad arguments.id"}}`
+	errRemoveFaild = `{"error":{"desc":"bad request: remove_hostfwd: slirp_remove_hostfwd failed"}}`
+	okRemoved      = `{"return":{}}`
+)
+
+// Handler answers requests.
+type Handler struct {
+	Fwd  Forwarder
+	Net  Network
+	Logf func(format string, args ...any) // details slirp4netns's texts leave out; nil: none
+}
+
+func (h *Handler) logf(format string, args ...any) {
+	if h.Logf != nil {
+		h.Logf(format, args...)
+	}
+}
+
+// object is a JSON object with its members left undecoded.
+type object map[string]json.RawMessage
+
+// str returns member k if it is a string.
+func (o object) str(k string) (string, bool) {
+	var s string
+	raw, ok := o[k]
+	if !ok || len(raw) == 0 || raw[0] != '"' || json.Unmarshal(raw, &s) != nil {
+		return "", false // absent, or not a string (null decodes without error)
+	}
+	return s, true
+}
+
+// num returns member k as slirp4netns reads it: a number truncated to an
+// integer, anything else 0. ok is false for numbers out of int range.
+func (o object) num(k string) (n int, ok bool) {
+	var f float64
+	if raw, present := o[k]; !present || json.Unmarshal(raw, &f) != nil {
+		return 0, true
+	}
+	if math.IsNaN(f) || f > math.MaxInt32 || f < math.MinInt32 {
+		return 0, false
+	}
+	return int(f), true
+}
+
+// Handle answers one request.
+func (h *Handler) Handle(req []byte) []byte {
+	if len(req) >= MaxRequest {
+		return []byte(errTooLarge)
+	}
+	trimmed := bytes.TrimSpace(req)
+	if !json.Valid(trimmed) {
+		return []byte(errParse)
+	}
+	var top object
+	if len(trimmed) == 0 || trimmed[0] != '{' || json.Unmarshal(trimmed, &top) != nil {
+		return []byte(errNotObject)
+	}
+	execute, ok := top.str("execute")
+	if !ok {
+		return []byte(errNoExecute)
+	}
+	var args object
+	if raw, ok := top["arguments"]; ok {
+		_ = json.Unmarshal(raw, &args) // not an object: no arguments, as slirp4netns reads it
+	}
+	switch execute {
+	case "add_hostfwd":
+		return h.add(args)
+	case "list_hostfwd":
+		return h.list()
+	case "remove_hostfwd":
+		return h.remove(args)
+	}
+	return []byte(errUnknown)
+}
+
+func port(n int, ok bool) (uint16, bool) {
+	if !ok || n < 1 || n > 65535 {
+		return 0, false
+	}
+	return uint16(n), true
+}
+
+func (h *Handler) add(args object) []byte {
+	r := fwd.Rule{}
+	var ok bool
+	if r.Proto, ok = args.str("proto"); !ok || r.Proto != "tcp" && r.Proto != "udp" {
+		return []byte(errProto)
+	}
+	hostAddr, _ := args.str("host_addr")
+	if hostAddr == "" {
+		hostAddr = "0.0.0.0"
+	}
+	a, err := netip.ParseAddr(hostAddr)
+	if err != nil || !a.Is4() {
+		return []byte(errHostAddr)
+	}
+	r.HostAddr = a
+	if r.HostPort, ok = port(args.num("host_port")); !ok {
+		return []byte(errHostPort)
+	}
+	r.GuestAddr = h.Net.Guest
+	if g, _ := args.str("guest_addr"); g != "" {
+		a, err := netip.ParseAddr(g)
+		if err != nil || !a.Is4() || !h.validGuest(a) {
+			return []byte(errGuestAddr)
+		}
+		r.GuestAddr = a
+	}
+	if r.GuestPort, ok = port(args.num("guest_port")); !ok {
+		return []byte(errGuestPort)
+	}
+	id, err := h.Fwd.Add(r)
+	if err != nil {
+		h.logf("api: add_hostfwd: %v", err)
+		return []byte(errAddFailed)
+	}
+	return fmt.Appendf(nil, `{"return":{"id":%d}}`, id)
+}
+
+// validGuest reports whether a can be a host of the virtual network: inside
+// it, and none of nsgate's own addresses or the network and broadcast
+// addresses.
+func (h *Handler) validGuest(a netip.Addr) bool {
+	p := h.Net.Prefix
+	if !p.Contains(a) || a == h.Net.Gateway || a == h.Net.DNS || a == p.Masked().Addr() {
+		return false
+	}
+	b := a.As4()
+	host := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+	mask := uint32(1)<<(32-p.Bits()) - 1
+	return host&mask != mask
+}
+
+// entry is one line of list_hostfwd, in slirp4netns's member order.
+type entry struct {
+	ID        int    `json:"id"`
+	Proto     string `json:"proto"`
+	HostAddr  string `json:"host_addr"`
+	HostPort  uint16 `json:"host_port"`
+	GuestAddr string `json:"guest_addr"`
+	GuestPort uint16 `json:"guest_port"`
+}
+
+func (h *Handler) list() []byte {
+	rules, err := h.Fwd.List()
+	if err != nil {
+		h.logf("api: list_hostfwd: %v", err)
+	}
+	entries := make([]entry, 0, len(rules))
+	for _, r := range rules {
+		entries = append(entries, entry{r.ID, r.Proto, r.HostAddr.String(), r.HostPort, r.GuestAddr.String(), r.GuestPort})
+	}
+	out, err := json.Marshal(struct {
+		Entries []entry `json:"entries"`
+	}{entries})
+	if err != nil {
+		panic(err) // plain strings and numbers always marshal
+	}
+	return out
+}
+
+func (h *Handler) remove(args object) []byte {
+	id, ok := args.num("id")
+	if !ok || id < 1 {
+		return []byte(errRemoveID)
+	}
+	if err := h.Fwd.Remove(id); err != nil {
+		if errors.Is(err, fwd.ErrNoRule) {
+			return []byte(errRemoveID)
+		}
+		h.logf("api: remove_hostfwd %s: %v", strconv.Itoa(id), err)
+		return []byte(errRemoveFaild)
+	}
+	return []byte(okRemoved)
+}

@@ -1,0 +1,221 @@
+package api
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nsgate/nsgate/internal/fwd"
+)
+
+// fakeFwd is a forward table without sockets: port 1 is "in use".
+type fakeFwd struct {
+	mu    sync.Mutex
+	rules []fwd.Rule
+	next  int
+}
+
+func (f *fakeFwd) Add(r fwd.Rule) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if r.HostPort == 1 {
+		return 0, fmt.Errorf("bind %s:%d: address already in use", r.HostAddr, r.HostPort)
+	}
+	f.next++
+	r.ID = f.next
+	f.rules = append(f.rules, r)
+	return r.ID, nil
+}
+
+func (f *fakeFwd) Remove(id int) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i, r := range f.rules {
+		if r.ID == id {
+			f.rules = append(f.rules[:i], f.rules[i+1:]...)
+			return nil
+		}
+	}
+	return fwd.ErrNoRule
+}
+
+func (f *fakeFwd) List() ([]fwd.Rule, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]fwd.Rule(nil), f.rules...), nil
+}
+
+func newHandler() *Handler {
+	return &Handler{Fwd: &fakeFwd{}, Net: Network{
+		Guest:   netip.MustParseAddr("10.0.2.100"),
+		Prefix:  netip.MustParsePrefix("10.0.2.0/24"),
+		Gateway: netip.MustParseAddr("10.0.2.2"),
+		DNS:     netip.MustParseAddr("10.0.2.3"),
+	}}
+}
+
+func TestHandle(t *testing.T) {
+	h := newHandler()
+	add := func(args string) string { return `{"execute":"add_hostfwd","arguments":{` + args + `}}` }
+	steps := []struct{ req, want string }{
+		{`{"execute":"list_hostfwd"}`, `{"entries":[]}`},
+		{add(`"proto":"tcp","host_addr":"0.0.0.0","host_port":8080,"guest_addr":"","guest_port":80`), `{"return":{"id":1}}`},
+		{add(`"proto":"udp","host_port":53.9,"guest_addr":"10.0.2.15","guest_port":5353`), `{"return":{"id":2}}`},
+		{` {"execute":"list_hostfwd","arguments":[]}` + "\n", `{"entries":[{"id":1,"proto":"tcp","host_addr":"0.0.0.0","host_port":8080,"guest_addr":"10.0.2.100","guest_port":80},{"id":2,"proto":"udp","host_addr":"0.0.0.0","host_port":53,"guest_addr":"10.0.2.15","guest_port":5353}]}`},
+		{`{"execute":"remove_hostfwd","arguments":{"id":1}}`, `{"return":{}}`},
+		{`{"execute":"remove_hostfwd","arguments":{"id":1}}`, errRemoveID},
+		{`{"execute":"remove_hostfwd","arguments":{"id":"2"}}`, errRemoveID},
+		{`{"execute":"remove_hostfwd","arguments":{"id":1e300}}`, errRemoveID},
+		{``, errParse},
+		{`{"execute":"list_hostfwd"`, errParse},
+		{`{"execute":"list_hostfwd"} {}`, errParse},
+		{`"list_hostfwd"`, errNotObject},
+		{`null`, errNotObject},
+		{`{}`, errNoExecute},
+		{`{"execute":null}`, errNoExecute},
+		{`{"execute":"add_hostfwd"}`, errProto},
+		{`{"execute":"ADD_HOSTFWD"}`, errUnknown},
+		{add(`"proto":"TCP","host_port":1,"guest_port":1`), errProto},
+		{add(`"proto":"tcp","host_addr":"::1","host_port":2,"guest_port":1`), errHostAddr},
+		{add(`"proto":"tcp","host_addr":"1.2.3","host_port":2,"guest_port":1`), errHostAddr},
+		{add(`"proto":"tcp","host_port":-1,"guest_port":1`), errHostPort},
+		{add(`"proto":"tcp","host_port":"80","guest_port":1`), errHostPort},
+		{add(`"proto":"tcp","host_port":2,"guest_port":0`), errGuestPort},
+		{add(`"proto":"tcp","host_port":2,"guest_port":65536`), errGuestPort},
+		{add(`"proto":"tcp","host_port":2,"guest_addr":"10.0.2.2","guest_port":1`), errGuestAddr},
+		{add(`"proto":"tcp","host_port":2,"guest_addr":"10.0.2.3","guest_port":1`), errGuestAddr},
+		{add(`"proto":"tcp","host_port":2,"guest_addr":"10.0.2.0","guest_port":1`), errGuestAddr},
+		{add(`"proto":"tcp","host_port":2,"guest_addr":"10.0.2.255","guest_port":1`), errGuestAddr},
+		{add(`"proto":"tcp","host_port":2,"guest_addr":"10.0.3.1","guest_port":1`), errGuestAddr},
+		{add(`"proto":"tcp","host_port":1,"guest_port":1`), errAddFailed},
+		{strings.Repeat(" ", MaxRequest), errTooLarge},
+	}
+	for _, s := range steps {
+		if got := string(h.Handle([]byte(s.req))); got != s.want {
+			t.Errorf("Handle(%.60q):\n got %s\nwant %s", s.req, got, s.want)
+		}
+	}
+}
+
+// FuzzHandle: no request crashes the handler, and every reply is one JSON
+// object of the documented shapes, small enough for podman's single read.
+func FuzzHandle(f *testing.F) {
+	for _, s := range []string{
+		`{"execute":"list_hostfwd"}`,
+		`{"execute":"add_hostfwd","arguments":{"proto":"tcp","host_addr":"0.0.0.0","host_port":8080,"guest_addr":"","guest_port":80}}`,
+		`{"execute":"add_hostfwd","arguments":{"proto":"udp","host_port":5353,"guest_addr":"10.0.2.100","guest_port":53}}`,
+		`{"execute":"remove_hostfwd","arguments":{"id":1}}`,
+		`{"execute":1,"arguments":[1,2,{"a":null}]}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, req []byte) {
+		h := newHandler()
+		// Some forwards to list and remove.
+		h.Handle([]byte(`{"execute":"add_hostfwd","arguments":{"proto":"tcp","host_port":80,"guest_port":80}}`))
+		reply := h.Handle(req)
+		var v map[string]json.RawMessage
+		if err := json.Unmarshal(reply, &v); err != nil || len(v) != 1 {
+			t.Fatalf("reply %q is not a one-member object", reply)
+		}
+		if _, ok := v["entries"]; !ok && v["return"] == nil && v["error"] == nil {
+			t.Fatalf("reply %q", reply)
+		}
+		if len(reply) > 2048 && v["entries"] == nil {
+			t.Fatalf("reply of %d bytes", len(reply))
+		}
+	})
+}
+
+func serve(t *testing.T) (string, *Server) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "api.sock")
+	s, err := Listen(path, newHandler())
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve()
+	t.Cleanup(s.Close)
+	return path, s
+}
+
+func call(t *testing.T, path, req string, shut bool) string {
+	t.Helper()
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c, req)
+	if shut {
+		c.(*net.UnixConn).CloseWrite()
+	}
+	b, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatalf("read reply to %.40q: %v", req, err)
+	}
+	return string(b)
+}
+
+func TestServer(t *testing.T) {
+	path, _ := serve(t)
+	if got := call(t, path, `{"execute":"list_hostfwd"}`, true); got != `{"entries":[]}` {
+		t.Fatalf("list: %s", got)
+	}
+	// No shutdown: answered once the object is whole.
+	if got := call(t, path, `{"execute":"list_hostfwd"}`, false); got != `{"entries":[]}` {
+		t.Fatalf("list without shutdown: %s", got)
+	}
+	// Too large, and the reply still arrives (no reset for unread data).
+	if got := call(t, path, strings.Repeat("x", 100000), true); got != errTooLarge {
+		t.Fatalf("too large: %s", got)
+	}
+}
+
+func TestListenErrors(t *testing.T) {
+	dir := t.TempDir()
+	long := filepath.Join(dir, strings.Repeat("s", MaxPath))
+	if _, err := Listen(long, newHandler()); err == nil || !strings.Contains(err.Error(), "path too long for a unix socket") {
+		t.Fatalf("long path: %v", err)
+	}
+	file := filepath.Join(dir, "file")
+	os.WriteFile(file, nil, 0o600)
+	if _, err := Listen(file, newHandler()); err == nil || !strings.Contains(err.Error(), "exists and is not a socket") {
+		t.Fatalf("regular file: %v", err)
+	}
+	if _, err := os.Stat(file); err != nil {
+		t.Fatalf("the regular file was removed: %v", err)
+	}
+	if _, err := Listen(filepath.Join(dir, "missing", "api.sock"), newHandler()); err == nil {
+		t.Fatal("socket in a missing directory: no error")
+	}
+}
+
+// TestCloseCutsSlowClients: Close does not wait out a slow client's deadline.
+func TestCloseCutsSlowClients(t *testing.T) {
+	path, s := serve(t)
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, `{"execute":`)
+	time.Sleep(50 * time.Millisecond)
+	start := time.Now()
+	s.Close()
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("Close took %v", d)
+	}
+	if _, err := os.Lstat(path); !os.IsNotExist(err) {
+		t.Fatalf("socket file left behind: %v", err)
+	}
+}

@@ -1,0 +1,156 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"time"
+)
+
+// MaxPath is the longest path a unix socket can be bound to (sun_path,
+// without its terminating NUL).
+const MaxPath = 107
+
+// Limits on clients: how many are served at once (the rest wait in the
+// listen queue), and how long one may take to send its request.
+const (
+	maxClients     = 256
+	requestTimeout = 5 * time.Second
+)
+
+// Server is a listening API socket.
+type Server struct {
+	h    *Handler
+	ln   *net.UnixListener
+	path string
+	wg   sync.WaitGroup
+	sem  chan struct{}
+	mu   sync.Mutex
+	live map[*net.UnixConn]bool // being served: Close cuts them short
+}
+
+// CheckPath reports whether path can be an API socket: short enough for a
+// unix socket address.
+func CheckPath(path string) error {
+	if path == "" {
+		return errors.New("--api-socket: empty path")
+	}
+	if len(path) > MaxPath {
+		return fmt.Errorf("--api-socket %q: path too long for a unix socket (%d bytes, at most %d)", path, len(path), MaxPath)
+	}
+	return nil
+}
+
+// Listen binds the API socket at path. A socket left at path by an earlier
+// run is replaced (slirp4netns does the same); any other file is not.
+func Listen(path string, h *Handler) (*Server, error) {
+	if err := CheckPath(path); err != nil {
+		return nil, err
+	}
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode()&os.ModeSocket == 0 {
+			return nil, fmt.Errorf("--api-socket %q: exists and is not a socket", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("--api-socket %q: remove stale socket: %w", path, err)
+		}
+	}
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		return nil, fmt.Errorf("--api-socket %q: %w", path, err)
+	}
+	ln.SetUnlinkOnClose(true)
+	return &Server{h: h, ln: ln, path: path, sem: make(chan struct{}, maxClients), live: map[*net.UnixConn]bool{}}, nil
+}
+
+// Serve answers clients until Close.
+func (s *Server) Serve() {
+	for {
+		s.sem <- struct{}{}
+		c, err := s.ln.AcceptUnix()
+		if err != nil {
+			<-s.sem
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			s.h.logf("api: accept: %v", err)
+			time.Sleep(100 * time.Millisecond) // EMFILE and the like: do not spin
+			continue
+		}
+		s.mu.Lock()
+		s.live[c] = true
+		s.mu.Unlock()
+		s.wg.Add(1)
+		go func() {
+			defer func() {
+				s.mu.Lock()
+				delete(s.live, c)
+				s.mu.Unlock()
+				<-s.sem
+				s.wg.Done()
+			}()
+			s.serveConn(c)
+		}()
+	}
+}
+
+// serveConn reads one request and writes the reply in one write.
+func (s *Server) serveConn(c *net.UnixConn) {
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(requestTimeout))
+	req, tooLarge := readRequest(c)
+	var reply []byte
+	if tooLarge {
+		s.h.logf("api: request too large (%d bytes or more)", MaxRequest)
+		reply = []byte(errTooLarge)
+	} else {
+		reply = s.h.Handle(req)
+	}
+	_ = c.SetDeadline(time.Now().Add(requestTimeout)) // the read may have used up the first
+	if _, err := c.Write(reply); err != nil {
+		s.h.logf("api: write reply: %v", err)
+	}
+	if tooLarge {
+		// Read the rest before closing: closing a unix socket with unread
+		// data resets it, and the client could lose the reply.
+		_ = c.CloseWrite()
+		_, _ = io.Copy(io.Discard, io.LimitReader(c, 1<<20))
+	}
+}
+
+// readRequest reads until the client shuts down its side, the bytes so far
+// form a whole JSON object (clients that never shut down), MaxRequest bytes
+// have come, or the deadline passes.
+func readRequest(r io.Reader) (req []byte, tooLarge bool) {
+	buf := make([]byte, MaxRequest)
+	n := 0
+	for n < len(buf) {
+		m, err := r.Read(buf[n:])
+		n += m
+		if err != nil {
+			break
+		}
+		if t := bytes.TrimSpace(buf[:n]); len(t) > 0 && t[len(t)-1] == '}' && json.Valid(t) {
+			break
+		}
+	}
+	return buf[:n], n >= len(buf)
+}
+
+// Close stops accepting, waits for the clients being served, and removes
+// the socket file.
+func (s *Server) Close() {
+	s.ln.Close()
+	s.mu.Lock()
+	for c := range s.live {
+		_ = c.SetDeadline(time.Now()) // a slow client's read ends now
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+	_ = os.Remove(s.path)
+}

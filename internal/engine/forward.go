@@ -1,0 +1,113 @@
+package engine
+
+import (
+	"errors"
+
+	"github.com/nsgate/nsgate/internal/fwd"
+	"github.com/nsgate/nsgate/internal/packet"
+	"golang.org/x/sys/unix"
+)
+
+// fwdSink is the engine as the forward table sees it: accepted connections
+// and datagrams go to the TCP and UDP translators.
+type fwdSink Engine
+
+func (s *fwdSink) AcceptTCP(fd int, client [4]byte, clientPort uint16, r *fwd.Rule) {
+	e := (*Engine)(s)
+	e.tcp.Accept(fd, e.tcp.Client(client), clientPort, packet.AddrFrom(r.GuestAddr), r.GuestPort, e.guestMAC)
+}
+
+func (s *fwdSink) ReadUDP(fd int, r *fwd.Rule) {
+	e := (*Engine)(s)
+	e.udp.ReadForward(fd, packet.AddrFrom(r.GuestAddr), r.GuestPort, e.guestMAC)
+}
+
+func (s *fwdSink) Closing(fd int, r *fwd.Rule) {
+	if r.Proto == "udp" {
+		(*Engine)(s).udp.Forget(fd)
+	}
+}
+
+// AddForward opens a port forward; a zero GuestAddr means the namespace's
+// address. Call it before Run, or on the loop (Do).
+func (e *Engine) AddForward(r fwd.Rule) (int, error) {
+	if !r.GuestAddr.IsValid() {
+		r.GuestAddr = e.cfg.Net.Guest.Netip()
+	}
+	return e.fwd.Add(r)
+}
+
+// ErrStopped is returned by Forwarder calls once the loop has stopped.
+var ErrStopped = errors.New("nsgate is shutting down")
+
+// Do runs fn on the loop goroutine and waits for it. It reports false if
+// the loop stopped first (fn then did not run, or its end was not seen).
+// Any goroutine but the loop's may call it, once Run has started or will.
+func (e *Engine) Do(fn func()) bool {
+	done := make(chan struct{})
+	select {
+	case e.ctl <- func() { fn(); close(done) }:
+	case <-e.exited:
+		return false
+	}
+	e.wakeMu.RLock()
+	if !e.closed {
+		var one = [8]byte{1}
+		_, _ = unix.Write(e.wake, one[:])
+	}
+	e.wakeMu.RUnlock()
+	select {
+	case <-done:
+		return true
+	case <-e.exited:
+		select {
+		case <-done:
+			return true
+		default:
+			return false
+		}
+	}
+}
+
+// runCtl runs the work control-plane goroutines queued with Do.
+func (e *Engine) runCtl() {
+	for {
+		select {
+		case fn := <-e.ctl:
+			fn()
+		default:
+			return
+		}
+	}
+}
+
+// Forwarder is the engine's forward table for other goroutines (the API
+// socket): each call runs on the loop.
+type Forwarder struct{ e *Engine }
+
+// Forwarder returns the forward table's thread-safe face.
+func (e *Engine) Forwarder() Forwarder { return Forwarder{e} }
+
+// Add opens a forward (see Engine.AddForward).
+func (f Forwarder) Add(r fwd.Rule) (id int, err error) {
+	if !f.e.Do(func() { id, err = f.e.AddForward(r) }) {
+		return 0, ErrStopped
+	}
+	return id, err
+}
+
+// Remove closes forward id.
+func (f Forwarder) Remove(id int) (err error) {
+	if !f.e.Do(func() { err = f.e.fwd.Remove(id) }) {
+		return ErrStopped
+	}
+	return err
+}
+
+// List returns the forwards, in the order added.
+func (f Forwarder) List() (rules []fwd.Rule, err error) {
+	if !f.e.Do(func() { rules = f.e.fwd.List() }) {
+		return nil, ErrStopped
+	}
+	return rules, nil
+}

@@ -1,0 +1,228 @@
+// Package fwd holds nsgate's port forwards: host sockets listening for
+// connections and datagrams that go into the namespace (podman's -p, the
+// slirp4netns API's add_hostfwd).
+//
+// The Table is owned by the engine's event loop, like the flow tables: it
+// opens and closes the listeners and, when one is ready, hands the accepted
+// connection or the waiting datagrams to the engine (Sink), which reflects
+// them through the tap with the client's own address.
+package fwd
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+
+	"github.com/nsgate/nsgate/internal/loop"
+	"golang.org/x/sys/unix"
+)
+
+// Rule is one forward: HostAddr:HostPort on the host to GuestAddr:GuestPort
+// in the namespace.
+type Rule struct {
+	ID        int    // from 1, in the order added; set by Table.Add
+	Proto     string // "tcp" or "udp"
+	HostAddr  netip.Addr
+	HostPort  uint16
+	GuestAddr netip.Addr
+	GuestPort uint16
+}
+
+// Sink is where the listeners' traffic goes: the engine.
+type Sink interface {
+	// AcceptTCP takes over fd, a connection accepted for r from
+	// client:clientPort.
+	AcceptTCP(fd int, client [4]byte, clientPort uint16, r *Rule)
+	// ReadUDP reads the datagrams waiting on fd, r's socket.
+	ReadUDP(fd int, r *Rule)
+	// Closing is called just before fd, r's socket, is closed.
+	Closing(fd int, r *Rule)
+}
+
+// ErrNoRule is returned by Remove for an unknown id.
+var ErrNoRule = errors.New("no such forward")
+
+// acceptBatch bounds the connections accepted per wake-up, so that a flood
+// of connections cannot starve the tap; the rest are taken on the next one.
+const acceptBatch = 64
+
+// backlog is the listen queue: a burst of hundreds of clients (a load test,
+// a proxy's pool) waits there instead of being refused.
+const backlog = 4096
+
+type slot struct {
+	rule   Rule
+	fd     int
+	gen    uint32
+	warned bool // an accept error was logged
+}
+
+// Table is the set of forwards.
+type Table struct {
+	env    loop.Env
+	sink   Sink
+	slots  []slot
+	nextID int
+	// Accepted counts the TCP connections taken from the listeners.
+	Accepted uint64
+}
+
+// New returns an empty table. env registers the listeners with the event
+// loop, which reports their readiness to HandleEvent.
+func New(env loop.Env, sink Sink) *Table {
+	return &Table{env: env, sink: sink, nextID: 1}
+}
+
+// Add opens a listener for r and returns the forward's id. r.GuestAddr must
+// be set.
+func (t *Table) Add(r Rule) (int, error) {
+	if r.Proto != "tcp" && r.Proto != "udp" {
+		return 0, fmt.Errorf("forward: protocol %q: must be tcp or udp", r.Proto)
+	}
+	if !r.HostAddr.Is4() || !r.GuestAddr.Is4() {
+		return 0, fmt.Errorf("forward %s %s:%d to %s:%d: only IPv4 is served", r.Proto, r.HostAddr, r.HostPort, r.GuestAddr, r.GuestPort)
+	}
+	if r.HostPort == 0 || r.GuestPort == 0 {
+		return 0, fmt.Errorf("forward %s: port 0", r.Proto)
+	}
+	fd, err := listen(r)
+	if err != nil {
+		return 0, err
+	}
+	idx := -1
+	for i := range t.slots {
+		if t.slots[i].fd < 0 {
+			idx = i
+			break
+		}
+	}
+	if idx < 0 {
+		t.slots = append(t.slots, slot{fd: -1})
+		idx = len(t.slots) - 1
+	}
+	s := &t.slots[idx]
+	s.gen++
+	if err := t.env.Watch(fd, unix.EPOLLIN, int32(idx), s.gen, true); err != nil {
+		unix.Close(fd)
+		return 0, fmt.Errorf("forward %s %s:%d: epoll: %w", r.Proto, r.HostAddr, r.HostPort, err)
+	}
+	r.ID = t.nextID
+	t.nextID++
+	s.rule, s.fd, s.warned = r, fd, false
+	return r.ID, nil
+}
+
+// listen opens the host socket of r.
+func listen(r Rule) (int, error) {
+	typ := unix.SOCK_STREAM
+	if r.Proto == "udp" {
+		typ = unix.SOCK_DGRAM
+	}
+	fd, err := unix.Socket(unix.AF_INET, typ|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("forward %s: socket: %w", r.Proto, err)
+	}
+	if r.Proto == "tcp" {
+		// A restarted nsgate must get its port back while old connections
+		// linger in TIME_WAIT. (Not for UDP: there SO_REUSEADDR would let
+		// two sockets share the port and split its traffic.)
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
+	}
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Port: int(r.HostPort), Addr: r.HostAddr.As4()}); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("forward %s: bind %s:%d: %w", r.Proto, r.HostAddr, r.HostPort, err)
+	}
+	if r.Proto == "tcp" {
+		if err := unix.Listen(fd, backlog); err != nil {
+			unix.Close(fd)
+			return -1, fmt.Errorf("forward %s: listen on %s:%d: %w", r.Proto, r.HostAddr, r.HostPort, err)
+		}
+	}
+	return fd, nil
+}
+
+// Remove closes forward id's listener. Connections already accepted go on.
+func (t *Table) Remove(id int) error {
+	for i := range t.slots {
+		if s := &t.slots[i]; s.fd >= 0 && s.rule.ID == id {
+			t.close(s)
+			return nil
+		}
+	}
+	return fmt.Errorf("forward id %d: %w", id, ErrNoRule)
+}
+
+func (t *Table) close(s *slot) {
+	t.sink.Closing(s.fd, &s.rule)
+	t.env.Unwatch(s.fd)
+	unix.Close(s.fd)
+	s.fd = -1
+	s.rule = Rule{}
+}
+
+// List returns the forwards in the order they were added.
+func (t *Table) List() []Rule {
+	var out []Rule
+	for _, s := range t.slots {
+		if s.fd >= 0 {
+			out = append(out, s.rule)
+		}
+	}
+	slices.SortFunc(out, func(a, b Rule) int { return a.ID - b.ID })
+	return out
+}
+
+// Len returns the number of forwards.
+func (t *Table) Len() int {
+	n := 0
+	for _, s := range t.slots {
+		if s.fd >= 0 {
+			n++
+		}
+	}
+	return n
+}
+
+// HandleEvent serves a ready listener.
+func (t *Table) HandleEvent(idx int32, gen uint32, events uint32) {
+	if int(idx) >= len(t.slots) || t.slots[idx].gen != gen || t.slots[idx].fd < 0 {
+		return
+	}
+	s := &t.slots[idx]
+	if s.rule.Proto == "udp" {
+		t.sink.ReadUDP(s.fd, &s.rule)
+		return
+	}
+	for i := 0; i < acceptBatch; i++ {
+		fd, sa, err := unix.Accept4(s.fd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+		if err == unix.EINTR || err == unix.ECONNABORTED {
+			continue
+		}
+		if err != nil {
+			if err != unix.EAGAIN && !s.warned {
+				// EMFILE and friends: say so once; the client waits in
+				// the backlog and the next event retries.
+				s.warned = true
+				t.env.Logf("forward %d (%s:%d): accept: %v", s.rule.ID, s.rule.HostAddr, s.rule.HostPort, err)
+			}
+			return
+		}
+		sa4, ok := sa.(*unix.SockaddrInet4)
+		if !ok {
+			unix.Close(fd)
+			continue
+		}
+		t.Accepted++
+		t.sink.AcceptTCP(fd, sa4.Addr, uint16(sa4.Port), &s.rule)
+	}
+}
+
+// Close closes every listener.
+func (t *Table) Close() {
+	for i := range t.slots {
+		if t.slots[i].fd >= 0 {
+			t.close(&t.slots[i])
+		}
+	}
+}

@@ -1,0 +1,92 @@
+package fwd
+
+import (
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+)
+
+// ParsePublish parses one -p/--publish value, in podman's syntax:
+//
+//	[HOSTADDR:]HOSTPORT[:GUESTPORT][/tcp|/udp]
+//
+// HOSTPORT alone forwards the same port number; HOSTADDR defaults to
+// 0.0.0.0, the protocol to tcp. Either port may be a range (8000-8009);
+// both ranges must then be the same length. The guest address is left
+// unset: the caller fills in the namespace's address.
+func ParsePublish(s string) ([]Rule, error) {
+	spec, proto := s, "tcp"
+	if i := strings.LastIndexByte(s, '/'); i >= 0 {
+		spec, proto = s[:i], s[i+1:]
+		if proto != "tcp" && proto != "udp" {
+			return nil, fmt.Errorf("--publish %q: protocol %q: must be tcp or udp", s, proto)
+		}
+	}
+	parts := strings.Split(spec, ":")
+	host := netip.IPv4Unspecified()
+	var hostPorts, guestPorts string
+	switch len(parts) {
+	case 1:
+		hostPorts, guestPorts = parts[0], parts[0]
+	case 2:
+		if a, err := netip.ParseAddr(parts[0]); err == nil {
+			host, hostPorts, guestPorts = a, parts[1], parts[1]
+		} else {
+			hostPorts, guestPorts = parts[0], parts[1]
+		}
+	case 3:
+		a, err := netip.ParseAddr(parts[0])
+		if err != nil {
+			return nil, fmt.Errorf("--publish %q: host address %q: not an IPv4 address", s, parts[0])
+		}
+		host, hostPorts, guestPorts = a, parts[1], parts[2]
+	default:
+		return nil, fmt.Errorf("--publish %q: expected [HOSTADDR:]HOSTPORT[:GUESTPORT][/tcp|/udp]", s)
+	}
+	if !host.Is4() {
+		return nil, fmt.Errorf("--publish %q: host address %s: only IPv4 is served", s, host)
+	}
+	hLo, hHi, err := portRange(hostPorts)
+	if err != nil {
+		return nil, fmt.Errorf("--publish %q: host port: %w", s, err)
+	}
+	gLo, gHi, err := portRange(guestPorts)
+	if err != nil {
+		return nil, fmt.Errorf("--publish %q: guest port: %w", s, err)
+	}
+	if hHi-hLo != gHi-gLo {
+		return nil, fmt.Errorf("--publish %q: host ports %s and guest ports %s differ in number", s, hostPorts, guestPorts)
+	}
+	rules := make([]Rule, 0, hHi-hLo+1)
+	for i := 0; i <= hHi-hLo; i++ {
+		rules = append(rules, Rule{Proto: proto, HostAddr: host, HostPort: uint16(hLo + i), GuestPort: uint16(gLo + i)})
+	}
+	return rules, nil
+}
+
+// portRange parses PORT or LO-HI.
+func portRange(s string) (lo, hi int, err error) {
+	a, b, isRange := strings.Cut(s, "-")
+	if lo, err = port(a); err != nil {
+		return 0, 0, err
+	}
+	if !isRange {
+		return lo, lo, nil
+	}
+	if hi, err = port(b); err != nil {
+		return 0, 0, err
+	}
+	if hi < lo {
+		return 0, 0, fmt.Errorf("range %q ends before it starts", s)
+	}
+	return lo, hi, nil
+}
+
+func port(s string) (int, error) {
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > 65535 {
+		return 0, fmt.Errorf("%q is not a port number (1-65535)", s)
+	}
+	return n, nil
+}

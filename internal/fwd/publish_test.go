@@ -1,0 +1,37 @@
+package fwd
+
+import (
+	"net/netip"
+	"reflect"
+	"testing"
+)
+
+func TestParsePublish(t *testing.T) {
+	any4 := netip.IPv4Unspecified()
+	lo := netip.MustParseAddr("127.0.0.1")
+	tests := []struct {
+		in   string
+		want []Rule
+	}{
+		{"8080", []Rule{{Proto: "tcp", HostAddr: any4, HostPort: 8080, GuestPort: 8080}}},
+		{"8080:80", []Rule{{Proto: "tcp", HostAddr: any4, HostPort: 8080, GuestPort: 80}}},
+		{"8080:80/udp", []Rule{{Proto: "udp", HostAddr: any4, HostPort: 8080, GuestPort: 80}}},
+		{"127.0.0.1:8080", []Rule{{Proto: "tcp", HostAddr: lo, HostPort: 8080, GuestPort: 8080}}},
+		{"127.0.0.1:8080:80/tcp", []Rule{{Proto: "tcp", HostAddr: lo, HostPort: 8080, GuestPort: 80}}},
+		{"8000-8001:9000-9001", []Rule{
+			{Proto: "tcp", HostAddr: any4, HostPort: 8000, GuestPort: 9000},
+			{Proto: "tcp", HostAddr: any4, HostPort: 8001, GuestPort: 9001}}},
+	}
+	for _, tt := range tests {
+		got, err := ParsePublish(tt.in)
+		if err != nil || !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("ParsePublish(%q) = %+v, %v; want %+v", tt.in, got, err, tt.want)
+		}
+	}
+	for _, bad := range []string{"", "0", "65536", "80:", ":80", "x:80", "80/sctp", "1.2.3.4::80", "::1:80:80",
+		"9-8", "80-81:90", "1.2.3.4:5:6:7", "300.1.1.1:80:80", "80:80/"} {
+		if r, err := ParsePublish(bad); err == nil {
+			t.Errorf("ParsePublish(%q) = %+v, want an error", bad, r)
+		}
+	}
+}
