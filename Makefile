@@ -21,7 +21,7 @@ FUZZ_TARGETS = \
 
 CMD ?= ip addr
 
-.PHONY: all build test setup gotest fuzz bats lint bench run clean
+.PHONY: all build test setup gotest gotest-sandbox fuzz bats lint bench run clean
 
 all: build
 
@@ -30,7 +30,7 @@ build:
 
 # Everything CI runs. Needs root: the integration tests build network
 # namespaces and run the rootless cases as the user tests/setup.sh creates.
-test: build setup lint gotest fuzz bats
+test: build setup lint gotest gotest-sandbox fuzz bats
 
 setup:
 	./tests/setup.sh
@@ -39,6 +39,12 @@ setup:
 # namespaces, udhcpc and ping, all with the race detector.
 gotest:
 	$(GO) test -race -count=1 -tags integration -timeout 15m ./...
+
+# The traffic suites again, with nsgate sandboxed and under its seccomp
+# filter (the options podman passes).
+gotest-sandbox:
+	NSGATE_TEST_ARGS="--enable-sandbox --enable-seccomp" $(GO) test -race -count=1 -tags integration -timeout 15m \
+		-run 'TestTCP|TestUDP|TestDNS|TestPing|TestForward|TestOutbound' .
 
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \

@@ -200,7 +200,13 @@ func TestForwardAPI(t *testing.T) {
 	if r := runClient(t, 20*time.Second, host(), "readreset", "127.0.0.1:8080"); r != "reset" {
 		t.Fatalf("connection to a closed port in the namespace: %s, want reset", r)
 	}
-	// The socket file goes away on exit.
+	stopRemovesSocket(t, g, sock)
+}
+
+// stopRemovesSocket ends nsgate with SIGTERM: it exits 0 and removes its
+// API socket file.
+func stopRemovesSocket(t *testing.T, g *gate, sock string) {
+	t.Helper()
 	g.cmd.Process.Signal(syscall.SIGTERM)
 	if st := g.waitExit(10 * time.Second); st != 0 {
 		t.Fatalf("exit status %d", st)

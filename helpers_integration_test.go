@@ -273,6 +273,26 @@ func runHelper(args []string) int {
 			return fail(err)
 		}
 		fmt.Printf("%d %s", resp.StatusCode, body)
+	case "peer": // peer LISTEN: accept one connection, print the client's address
+		c, err := listen(args[1]).Accept()
+		if err != nil {
+			return fail(err)
+		}
+		c.Close()
+		fmt.Println(c.RemoteAddr().(*net.TCPAddr).IP)
+	case "udppeer": // udppeer LISTEN: echo one datagram, print its source address
+		pc, err := net.ListenPacket("udp4", args[1])
+		if err != nil {
+			return fail(err)
+		}
+		fmt.Println("ready")
+		buf := make([]byte, 65536)
+		n, from, err := pc.ReadFrom(buf)
+		if err != nil {
+			return fail(err)
+		}
+		pc.WriteTo(buf[:n], from)
+		fmt.Println(from.(*net.UDPAddr).IP)
 	case "readreset": // readreset ADDR: connect, read until the connection ends
 		c, err := net.DialTimeout("tcp4", args[1], 10*time.Second)
 		if err != nil {

@@ -5,6 +5,7 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log"
@@ -22,8 +23,11 @@ import (
 	"github.com/nsgate/nsgate/internal/config"
 	"github.com/nsgate/nsgate/internal/dns"
 	"github.com/nsgate/nsgate/internal/engine"
+	"github.com/nsgate/nsgate/internal/fwd"
 	"github.com/nsgate/nsgate/internal/netconf"
 	"github.com/nsgate/nsgate/internal/nsenter"
+	"github.com/nsgate/nsgate/internal/sandbox"
+	"github.com/nsgate/nsgate/internal/seccomp"
 	"github.com/nsgate/nsgate/internal/tapdev"
 	"golang.org/x/sys/unix"
 )
@@ -39,6 +43,8 @@ func main() {
 		os.Exit(helperMain())
 	case nsenter.RoleSpawn:
 		os.Exit(spawnChildMain())
+	case sandbox.Role:
+		os.Exit(sandboxedMain())
 	}
 	os.Exit(run(os.Args[1:]))
 }
@@ -132,7 +138,130 @@ func runTarget(cfg *config.Config) int {
 		logger.Print(err)
 		return 1
 	}
-	return serve(cfg, fd, stops, nil)
+	p, err := prepare(cfg)
+	if err != nil {
+		logger.Print(err)
+		return 1
+	}
+	if cfg.EnableSandbox {
+		return execSandbox(cfg, fd, stops, p)
+	}
+	return serve(cfg, fd, stops, p, nil)
+}
+
+// prepared holds what nsgate opens before serving, while it can still
+// reach the filesystem and bind any port it may: the -p listeners and the
+// API socket. The sandbox takes both away.
+type prepared struct {
+	fwdFDs []int       // one per cfg.Publish, in order
+	api    *api.Server // nil without -a
+}
+
+func prepare(cfg *config.Config) (*prepared, error) {
+	p := &prepared{}
+	for _, r := range cfg.Publish {
+		fd, err := fwd.Listen(r)
+		if err != nil {
+			p.close()
+			return nil, fmt.Errorf("--publish: %w", err)
+		}
+		p.fwdFDs = append(p.fwdFDs, fd)
+	}
+	if cfg.APISocket != "" {
+		s, err := api.Listen(cfg.APISocket)
+		if err != nil {
+			p.close()
+			return nil, err
+		}
+		p.api = s
+	}
+	return p, nil
+}
+
+func (p *prepared) close() {
+	for _, fd := range p.fwdFDs {
+		unix.Close(fd)
+	}
+	p.fwdFDs = nil
+	if p.api != nil {
+		p.api.Close()
+	}
+}
+
+// handoff is what nsgate passes to itself across the exec into the
+// sandbox (environment variable _NSGATE_HANDOFF): the parsed command line,
+// which could not be checked again in there, and its open descriptors.
+type handoff struct {
+	Config  *config.Config
+	Tap     int
+	Stops   []stopFD
+	Fwd     []int
+	API     int // -1: none
+	APIDir  int
+	APIName string
+}
+
+const envHandoff = "_NSGATE_HANDOFF"
+
+// execSandbox re-executes nsgate into the sandbox (see internal/sandbox).
+// It returns only on failure.
+func execSandbox(cfg *config.Config, tap int, stops []stopFD, p *prepared) int {
+	h := handoff{Config: cfg, Tap: tap, Stops: stops, Fwd: p.fwdFDs, API: -1, APIDir: -1}
+	keep := append([]int{tap}, p.fwdFDs...)
+	for _, s := range stops {
+		keep = append(keep, s.FD)
+	}
+	for _, fd := range []int{cfg.ExitFD, cfg.ReadyFD} {
+		if fd >= 0 {
+			keep = append(keep, fd)
+		}
+	}
+	if p.api != nil {
+		var err error
+		if h.API, h.APIDir, h.APIName, err = p.api.Handoff(); err != nil {
+			logger.Print(err)
+			p.close()
+			return 1
+		}
+		keep = append(keep, h.API, h.APIDir)
+	}
+	js, err := json.Marshal(h)
+	if err == nil {
+		err = sandbox.Exec(keep, append(os.Environ(), envHandoff+"="+string(js)))
+	}
+	logger.Print(err)
+	p.close()
+	return 1
+}
+
+// sandboxedMain continues runTarget inside the sandbox, which sandbox.c
+// has built before the Go runtime started.
+func sandboxedMain() int {
+	var h handoff
+	err := json.Unmarshal([]byte(os.Getenv(envHandoff)), &h)
+	os.Unsetenv(envHandoff)
+	os.Unsetenv("_NSGATE_ROLE")
+	if err != nil || h.Config == nil {
+		logger.Printf("--enable-sandbox: no usable hand-off from the parent (%v)", err)
+		return 1
+	}
+	cfg := h.Config
+	for _, fd := range append(append([]int{h.Tap, h.APIDir}, h.Fwd...), cfg.ExitFD, cfg.ReadyFD) {
+		if fd >= 0 {
+			unix.CloseOnExec(fd)
+		}
+	}
+	for _, s := range h.Stops {
+		unix.CloseOnExec(s.FD)
+	}
+	p := &prepared{fwdFDs: h.Fwd}
+	if h.API >= 0 {
+		if p.api, err = api.FromFD(cfg.APISocket, h.API, h.APIDir, h.APIName); err != nil {
+			logger.Print(err)
+			return 1
+		}
+	}
+	return serve(cfg, h.Tap, h.Stops, p, nil)
 }
 
 // claimFD reports whether fd is open, and makes it close-on-exec so that
@@ -153,13 +282,13 @@ func sameFile(a, b string) bool {
 }
 
 type stopFD struct {
-	fd     int
-	reason string
+	FD     int
+	Reason string
 }
 
 // serve runs the engine on the tap fd until the exit fd or one of stops
 // fires, a signal arrives, or (spawn mode) started() arranges a Stop.
-func serve(cfg *config.Config, tapfd int, stops []stopFD, started func(*engine.Engine)) int {
+func serve(cfg *config.Config, tapfd int, stops []stopFD, p *prepared, started func(*engine.Engine)) int {
 	if cfg.ExitFD >= 0 {
 		stops = append(stops, stopFD{cfg.ExitFD, fmt.Sprintf("exit fd %d closed", cfg.ExitFD)})
 	}
@@ -177,6 +306,12 @@ func serve(cfg *config.Config, tapfd int, stops []stopFD, started func(*engine.E
 		// Until the UDP/ICMP issue, host loopback is reachable only by TCP.
 		DisableHostLoopback: cfg.DisableHostLoopback,
 		Logf:                logger.Printf,
+	}
+	if cfg.OutboundAddr.IsValid() {
+		ecfg.Outbound = cfg.OutboundAddr.As4()
+	}
+	if cfg.OutboundAddr6.IsValid() {
+		logger.Printf("--outbound-addr6 %s: IPv6 is not served by this version; the address is unused", cfg.OutboundAddr6)
 	}
 	if mac, err := tapdev.HardwareAddr(tapfd); err == nil {
 		ecfg.GuestMAC = mac // until the namespace's first frame says
@@ -207,39 +342,33 @@ func serve(cfg *config.Config, tapfd int, stops []stopFD, started func(*engine.E
 		logger.Print(err)
 		return 1
 	}
-	var srv *api.Server
 	defer func() {
 		e.Close() // first: API requests still waiting for the loop give up
-		if srv != nil {
-			srv.Close()
+		if p.api != nil {
+			p.api.Close()
 		}
 	}()
-	for _, r := range cfg.Publish {
-		if _, err := e.AddForward(r); err != nil {
+	for i, r := range cfg.Publish {
+		if _, err := e.AddForwardFD(r, p.fwdFDs[i]); err != nil {
 			logger.Printf("--publish: %v", err)
 			return 1
 		}
 	}
-	if cfg.APISocket != "" {
+	if p.api != nil {
 		n := cfg.Net
-		srv, err = api.Listen(cfg.APISocket, &api.Handler{
+		go p.api.Serve(&api.Handler{
 			Fwd:  e.Forwarder(),
 			Net:  api.Network{Guest: n.Guest.Netip(), Prefix: n.Prefix, Gateway: n.Gateway.Netip(), DNS: n.DNS.Netip()},
 			Logf: logger.Printf,
 		})
-		if err != nil {
-			logger.Print(err)
-			return 1
-		}
-		go srv.Serve()
 	}
 	for _, s := range stops {
-		if err := e.AddStopFD(s.fd, s.reason); err != nil {
-			if s.fd == cfg.ExitFD { // open but not pollable, say a regular file
-				logger.Printf("exit fd %d is not usable (%v): exiting", s.fd, err)
+		if err := e.AddStopFD(s.FD, s.Reason); err != nil {
+			if s.FD == cfg.ExitFD { // open but not pollable, say a regular file
+				logger.Printf("exit fd %d is not usable (%v): exiting", s.FD, err)
 				return 0
 			}
-			logger.Printf("watch fd %d: %v", s.fd, err)
+			logger.Printf("watch fd %d: %v", s.FD, err)
 			return 1
 		}
 	}
@@ -249,6 +378,13 @@ func serve(cfg *config.Config, tapfd int, stops []stopFD, started func(*engine.E
 		go func() { e.Stop("signal: " + (<-sigs).String()) }()
 	} else {
 		started(e)
+	}
+	if cfg.EnableSeccomp {
+		// Last: everything above may use calls the filter refuses.
+		if err := seccomp.Apply(); err != nil {
+			logger.Printf("--enable-seccomp: %v", err)
+			return 1
+		}
 	}
 	if cfg.ReadyFD >= 0 {
 		if err := signalReady(cfg.ReadyFD); err != nil {
@@ -371,8 +507,15 @@ func runSpawn(cfg *config.Config) int {
 		_ = cmd.Wait()
 		return 1
 	}
+	p, err := prepare(cfg)
+	if err != nil {
+		logger.Print(err)
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		return 1
+	}
 	status := make(chan int, 1)
-	rc := serve(cfg, fd, nil, func(e *engine.Engine) {
+	rc := serve(cfg, fd, nil, p, func(e *engine.Engine) {
 		if err := conn.Send('G'); err != nil {
 			e.Stop(fmt.Sprintf("command did not start: %v", err))
 		}

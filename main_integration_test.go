@@ -84,6 +84,10 @@ type gate struct {
 // files become fds 3, 4, ...
 func startGate(t testing.TB, w *testnet.World, rootless bool, extra []*os.File, args ...string) *gate {
 	t.Helper()
+	// NSGATE_TEST_ARGS adds options to every nsgate the tests start:
+	// 'make test' runs the traffic suites again with the sandbox and the
+	// seccomp filter on.
+	args = append(strings.Fields(os.Getenv("NSGATE_TEST_ARGS")), args...)
 	return startProcess(t, w.HostCommand(rootless, nsgateBin, args...), extra)
 }
 
@@ -394,6 +398,10 @@ func TestSpawn(t *testing.T) {
 		}
 		if out, st := run("--", "/nonexistent/cmd"); st != 127 || !strings.Contains(out, "command not found") {
 			t.Errorf("missing command: status %d\n%s", st, out)
+		}
+		// Under the seccomp filter, nsgate still waits for the command.
+		if out, st := run("--enable-seccomp", "--", "sh", "-c", "sleep 0.3; ip -o link show tap0 >/dev/null && exit 5"); st != 5 {
+			t.Errorf("--enable-seccomp -- CMD: status %d, want 5\n%s", st, out)
 		}
 	})
 }

@@ -181,3 +181,34 @@ func TestTCPLossAndReorder(t *testing.T) {
 		})
 	}
 }
+
+// TestOutboundAddr: with --outbound-addr (an address, or an interface's
+// name), the namespace's TCP connections and UDP flows leave from that
+// address, as the remote server sees them.
+func TestOutboundAddr(t *testing.T) {
+	for _, arg := range []string{"203.0.113.1", "nsgout0"} {
+		t.Run(arg, func(t *testing.T) {
+			w := testnet.New(t)
+			// An interface holding only the outbound address (a veth
+			// pair: this kernel has no dummy driver).
+			w.HostIP("link", "add", "nsgout0", "type", "veth", "peer", "name", "nsgout1")
+			w.HostIP("addr", "add", "203.0.113.1/32", "dev", "nsgout0")
+			w.HostIP("link", "set", "nsgout0", "up")
+			w.HostIP("link", "set", "nsgout1", "up")
+			tg := testnet.NewTarget(t, true)
+			startReady(t, w, true, "-c", "--outbound-addr="+arg, strconv.Itoa(tg.PID), "tap0")
+			srv := startServer(t, w.RemoteCommand("env"), "peer", testnet.RemoteAddr+":5021")
+			runClient(t, 20*time.Second, tg.Command("env"), "dial", testnet.RemoteAddr+":5021")
+			if got := srv.result(t, 10*time.Second); got != "203.0.113.1" {
+				t.Fatalf("TCP client seen as %q, want 203.0.113.1", got)
+			}
+			usrv := startServer(t, w.RemoteCommand("env"), "udppeer", testnet.RemoteAddr+":5022")
+			if r := runClient(t, 20*time.Second, tg.Command("env"), "udpflows", testnet.RemoteAddr+":5022", "1", "1", "64"); r != "ok 1" {
+				t.Fatalf("UDP exchange: %s", r)
+			}
+			if got := usrv.result(t, 10*time.Second); got != "203.0.113.1" {
+				t.Fatalf("UDP client seen as %q, want 203.0.113.1", got)
+			}
+		})
+	}
+}

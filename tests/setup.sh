@@ -12,3 +12,11 @@ if [ ! -e /dev/net/tun ]; then
 	mknod -m 0666 /dev/net/tun c 10 200
 fi
 chmod 0666 /dev/net/tun
+# Subordinate ids for the rootless container tools' tests (rootlesskit,
+# podman map a range besides the user's own id).
+for f in /etc/subuid /etc/subgid; do
+	touch "$f"
+	if ! grep -q '^nsgate-test:' "$f"; then
+		echo "nsgate-test:300000:65536" >> "$f"
+	fi
+done

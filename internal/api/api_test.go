@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -138,11 +139,11 @@ func FuzzHandle(f *testing.F) {
 func serve(t *testing.T) (string, *Server) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "api.sock")
-	s, err := Listen(path, newHandler())
+	s, err := Listen(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	go s.Serve()
+	go s.Serve(newHandler())
 	t.Cleanup(s.Close)
 	return path, s
 }
@@ -184,18 +185,18 @@ func TestServer(t *testing.T) {
 func TestListenErrors(t *testing.T) {
 	dir := t.TempDir()
 	long := filepath.Join(dir, strings.Repeat("s", MaxPath))
-	if _, err := Listen(long, newHandler()); err == nil || !strings.Contains(err.Error(), "path too long for a unix socket") {
+	if _, err := Listen(long); err == nil || !strings.Contains(err.Error(), "path too long for a unix socket") {
 		t.Fatalf("long path: %v", err)
 	}
 	file := filepath.Join(dir, "file")
 	os.WriteFile(file, nil, 0o600)
-	if _, err := Listen(file, newHandler()); err == nil || !strings.Contains(err.Error(), "exists and is not a socket") {
+	if _, err := Listen(file); err == nil || !strings.Contains(err.Error(), "exists and is not a socket") {
 		t.Fatalf("regular file: %v", err)
 	}
 	if _, err := os.Stat(file); err != nil {
 		t.Fatalf("the regular file was removed: %v", err)
 	}
-	if _, err := Listen(filepath.Join(dir, "missing", "api.sock"), newHandler()); err == nil {
+	if _, err := Listen(filepath.Join(dir, "missing", "api.sock")); err == nil {
 		t.Fatal("socket in a missing directory: no error")
 	}
 }
@@ -217,5 +218,34 @@ func TestCloseCutsSlowClients(t *testing.T) {
 	}
 	if _, err := os.Lstat(path); !os.IsNotExist(err) {
 		t.Fatalf("socket file left behind: %v", err)
+	}
+}
+
+// TestHandoff: a server rebuilt from Handoff's descriptors (as in the
+// sandbox) answers on the same socket and removes the file through the
+// directory descriptor.
+func TestHandoff(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "api.sock")
+	s, err := Listen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock, dir, name, err := s.Handoff()
+	if err != nil || name != "api.sock" {
+		t.Fatalf("Handoff: %v, %q", err, name)
+	}
+	s.ln.Close() // the old process's copy goes away with its exec
+	s2, err := FromFD(path, sock, dir, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s2.Serve(newHandler())
+	runtime.GC() // no finalizer may close a descriptor the server uses
+	if got := call(t, path, `{"execute":"list_hostfwd"}`, true); got != `{"entries":[]}` {
+		t.Fatalf("rebuilt server: %s", got)
+	}
+	s2.Close()
+	if _, err := os.Lstat(path); !os.IsNotExist(err) {
+		t.Fatalf("socket file left: %v", err)
 	}
 }

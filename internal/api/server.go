@@ -8,8 +8,11 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // MaxPath is the longest path a unix socket can be bound to (sun_path,
@@ -28,6 +31,10 @@ type Server struct {
 	h    *Handler
 	ln   *net.UnixListener
 	path string
+	// dir and name locate the socket file when its path is out of reach
+	// (in the sandbox): dir is a descriptor of its directory; -1 otherwise.
+	dir  int
+	name string
 	wg   sync.WaitGroup
 	sem  chan struct{}
 	mu   sync.Mutex
@@ -48,7 +55,8 @@ func CheckPath(path string) error {
 
 // Listen binds the API socket at path. A socket left at path by an earlier
 // run is replaced (slirp4netns does the same); any other file is not.
-func Listen(path string, h *Handler) (*Server, error) {
+// Serve answers requests.
+func Listen(path string) (*Server, error) {
 	if err := CheckPath(path); err != nil {
 		return nil, err
 	}
@@ -64,12 +72,63 @@ func Listen(path string, h *Handler) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--api-socket %q: %w", path, err)
 	}
-	ln.SetUnlinkOnClose(true)
-	return &Server{h: h, ln: ln, path: path, sem: make(chan struct{}, maxClients), live: map[*net.UnixConn]bool{}}, nil
+	ln.SetUnlinkOnClose(false) // Close removes it, sandboxed or not
+	return newServer(ln, path, -1, ""), nil
 }
 
-// Serve answers clients until Close.
-func (s *Server) Serve() {
+func newServer(ln *net.UnixListener, path string, dir int, name string) *Server {
+	return &Server{ln: ln, path: path, dir: dir, name: name, sem: make(chan struct{}, maxClients), live: map[*net.UnixConn]bool{}}
+}
+
+// Handoff returns descriptors for a re-executed nsgate (the sandbox) to
+// rebuild the server with FromFD: the listening socket and the socket
+// file's directory, both to be kept open across exec, and the file's name.
+// The Server itself is left as it was.
+func (s *Server) Handoff() (sock, dir int, name string, err error) {
+	// A plain copy of the descriptor, owned by no *os.File whose
+	// finalizer could close it.
+	rc, err := s.ln.SyscallConn()
+	if err == nil {
+		cerr := rc.Control(func(fd uintptr) { sock, err = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0) })
+		if err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		return -1, -1, "", fmt.Errorf("api socket %q: %w", s.path, err)
+	}
+	dirPath, name := filepath.Split(s.path)
+	if dirPath == "" {
+		dirPath = "."
+	}
+	dir, err = unix.Open(dirPath, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		unix.Close(sock)
+		return -1, -1, "", fmt.Errorf("api socket %q: open its directory: %w", s.path, err)
+	}
+	return sock, dir, name, nil
+}
+
+// FromFD rebuilds a server from Handoff's descriptors.
+func FromFD(path string, sock, dir int, name string) (*Server, error) {
+	f := os.NewFile(uintptr(sock), path)
+	l, err := net.FileListener(f)
+	f.Close() // FileListener made its own copy
+	if err != nil {
+		return nil, fmt.Errorf("api socket %q (fd %d): %w", path, sock, err)
+	}
+	ul, ok := l.(*net.UnixListener)
+	if !ok {
+		l.Close()
+		return nil, fmt.Errorf("api socket %q (fd %d): not a unix socket", path, sock)
+	}
+	ul.SetUnlinkOnClose(false)
+	return newServer(ul, path, dir, name), nil
+}
+
+// Serve answers clients with h until Close.
+func (s *Server) Serve(h *Handler) {
+	s.h = h
 	for {
 		s.sem <- struct{}{}
 		c, err := s.ln.AcceptUnix()
@@ -152,5 +211,10 @@ func (s *Server) Close() {
 	}
 	s.mu.Unlock()
 	s.wg.Wait()
-	_ = os.Remove(s.path)
+	if s.dir >= 0 {
+		_ = unix.Unlinkat(s.dir, s.name, 0)
+		unix.Close(s.dir)
+	} else {
+		_ = os.Remove(s.path)
+	}
 }

@@ -7,6 +7,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"strconv"
@@ -15,6 +16,7 @@ import (
 	"github.com/nsgate/nsgate/internal/api"
 	"github.com/nsgate/nsgate/internal/fwd"
 	"github.com/nsgate/nsgate/internal/packet"
+	"golang.org/x/sys/unix"
 )
 
 // Defaults, as slirp4netns has them.
@@ -42,6 +44,10 @@ type Config struct {
 	MACSet              bool
 	TapName             string
 	APISocket           string     // -a: the slirp4netns API socket path
+	OutboundAddr        netip.Addr // --outbound-addr: source of outbound TCP and UDP (invalid: any)
+	OutboundAddr6       netip.Addr // --outbound-addr6 (accepted; IPv6 is not served yet)
+	EnableSandbox       bool       // mount namespace with /etc and /run only, capabilities dropped
+	EnableSeccomp       bool       // system calls limited to nsgate's own
 	Publish             []fwd.Rule // -p: static port forwards (GuestAddr unset)
 
 	// Target: exactly one of PID, NetnsPath (path mode) or Spawn is used.
@@ -103,15 +109,6 @@ func u32(v uint32) packet.IPv4Addr {
 	return packet.IPv4Addr{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}
 }
 
-// notImplemented rejects an option that nsgate accepts from slirp4netns's
-// command line but does not implement yet: saying so beats silently running
-// without, say, a sandbox the caller asked for.
-func notImplemented(name string) func(*Config, string) error {
-	return func(*Config, string) error {
-		return fmt.Errorf("--%s is not implemented yet in this version of nsgate", name)
-	}
-}
-
 func fdArg(name string, dst func(*Config) *int) func(*Config, string) error {
 	return func(c *Config, v string) error {
 		n, err := strconv.Atoi(v)
@@ -161,10 +158,18 @@ var options = []option{
 	{"netns", 0, true, func(c *Config, v string) error { c.NetnsPath, c.netnsType = v, "path"; return nil }},
 	{"userns-path", 0, true, func(c *Config, v string) error { c.UsernsPath, c.usernsSet = v, true; return nil }},
 	{"userns", 0, true, func(c *Config, v string) error { c.UsernsPath, c.usernsSet = v, true; return nil }},
-	{"enable-sandbox", 0, false, notImplemented("enable-sandbox")},
-	{"enable-seccomp", 0, false, notImplemented("enable-seccomp")},
-	{"outbound-addr", 0, true, notImplemented("outbound-addr")},
-	{"outbound-addr6", 0, true, notImplemented("outbound-addr6")},
+	{"enable-sandbox", 0, false, func(c *Config, _ string) error { c.EnableSandbox = true; return nil }},
+	{"enable-seccomp", 0, false, func(c *Config, _ string) error { c.EnableSeccomp = true; return nil }},
+	{"outbound-addr", 0, true, func(c *Config, v string) error {
+		a, err := outboundAddr("outbound-addr", v, false)
+		c.OutboundAddr = a
+		return err
+	}},
+	{"outbound-addr6", 0, true, func(c *Config, v string) error {
+		a, err := outboundAddr("outbound-addr6", v, true)
+		c.OutboundAddr6 = a
+		return err
+	}},
 	{"disable-dns", 0, false, func(c *Config, _ string) error { c.DisableDNS = true; return nil }},
 	{"macaddress", 0, true, func(c *Config, v string) error {
 		m, err := ParseMAC(v)
@@ -182,6 +187,57 @@ var options = []option{
 	}},
 	{"help", 'h', false, func(c *Config, _ string) error { c.Help = true; return nil }},
 	{"version", 'v', false, func(c *Config, _ string) error { c.Version = true; return nil }},
+}
+
+// outboundAddr resolves --outbound-addr(6) VALUE, an address or the name
+// of an interface (its first address of the family), and checks that it is
+// an address of this host, so that a typo fails now rather than every
+// connection later.
+func outboundAddr(opt, v string, six bool) (netip.Addr, error) {
+	family := "IPv4"
+	if six {
+		family = "IPv6"
+	}
+	bad := func(why string) (netip.Addr, error) {
+		return netip.Addr{}, fmt.Errorf("--%s %q: has to be a valid %s address or interface name (%s)", opt, v, family, why)
+	}
+	a, err := netip.ParseAddr(v)
+	if err != nil {
+		ifc, ierr := net.InterfaceByName(v)
+		if ierr != nil {
+			return bad("no such address or interface")
+		}
+		addrs, _ := ifc.Addrs()
+		for _, ad := range addrs {
+			if ipn, ok := ad.(*net.IPNet); ok {
+				if c, ok := netip.AddrFromSlice(ipn.IP); ok && c.Unmap().Is4() != six && !(six && c.IsLinkLocalUnicast()) {
+					a = c.Unmap()
+					break
+				}
+			}
+		}
+		if !a.IsValid() {
+			return bad("interface has no usable " + family + " address")
+		}
+	}
+	a = a.Unmap()
+	if a.Is4() == six || a.Zone() != "" {
+		return bad("wrong address family")
+	}
+	// Binding a socket is the test the kernel will apply to each connection.
+	fam, sa := unix.AF_INET, unix.Sockaddr(&unix.SockaddrInet4{Addr: a.As4()})
+	if six {
+		fam, sa = unix.AF_INET6, &unix.SockaddrInet6{Addr: a.As16()}
+	}
+	fd, err := unix.Socket(fam, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return bad(err.Error())
+	}
+	defer unix.Close(fd)
+	if err := unix.Bind(fd, sa); err != nil {
+		return bad("not an address of this host: " + err.Error())
+	}
+	return a, nil
 }
 
 // ParseMAC parses aa:bb:cc:dd:ee:ff. Multicast addresses are refused because
@@ -235,6 +291,11 @@ func Parse(args []string) (*Config, error) {
 		}
 		if c.usernsSet {
 			return nil, errors.New("--userns-path cannot be used with -- CMD: nsgate creates the namespaces itself")
+		}
+		if c.EnableSandbox {
+			// The sandbox re-executes nsgate, which would orphan CMD's
+			// bookkeeping; CMD's own namespaces are the confinement here.
+			return nil, errors.New("--enable-sandbox cannot be used with -- CMD")
 		}
 		c.Command = command
 		c.Configure = true

@@ -31,6 +31,21 @@ func TestParseCallers(t *testing.T) {
 				t.Errorf("got %+v", c)
 			}
 		}},
+		{"outbound address", []string{"--outbound-addr=127.0.0.1", self}, func(t *testing.T, c *Config) {
+			if c.OutboundAddr.String() != "127.0.0.1" {
+				t.Errorf("OutboundAddr %v", c.OutboundAddr)
+			}
+		}},
+		{"outbound interface", []string{"--outbound-addr", "lo", self}, func(t *testing.T, c *Config) {
+			if c.OutboundAddr.String() != "127.0.0.1" {
+				t.Errorf("OutboundAddr %v, want lo's 127.0.0.1", c.OutboundAddr)
+			}
+		}},
+		{"publish and api socket", []string{"-p", "8080:80", "--publish=127.0.0.1:53:53/udp", "-a", "/tmp/x.sock", self}, func(t *testing.T, c *Config) {
+			if len(c.Publish) != 2 || c.Publish[0].HostPort != 8080 || c.Publish[1].Proto != "udp" || c.APISocket != "/tmp/x.sock" {
+				t.Errorf("Publish %+v, APISocket %q", c.Publish, c.APISocket)
+			}
+		}},
 		{"defaults", []string{self}, func(t *testing.T, c *Config) {
 			if c.MTU != 1500 || c.TapName != "tap0" || c.ExitFD != -1 || c.ReadyFD != -1 || c.Configure {
 				t.Errorf("got %+v", c)
@@ -149,10 +164,11 @@ func TestParseErrors(t *testing.T) {
 		{[]string{"-p", "8080:80/sctp", self}, `--publish "8080:80/sctp": protocol "sctp": must be tcp or udp`},
 		{[]string{"--publish=0:80", self}, `--publish "0:80": host port: "0" is not a port number (1-65535)`},
 		{[]string{"-p", "[::1]:80:80", self}, `--publish "[::1]:80:80": expected [HOSTADDR:]HOSTPORT[:GUESTPORT][/tcp|/udp]`},
-		{[]string{"--enable-sandbox", self}, `--enable-sandbox is not implemented yet in this version of nsgate`},
-		{[]string{"--enable-seccomp", self}, `--enable-seccomp is not implemented yet in this version of nsgate`},
-		{[]string{"--outbound-addr=1.2.3.4", self}, `--outbound-addr is not implemented yet in this version of nsgate`},
-		{[]string{"--outbound-addr6=::1", self}, `--outbound-addr6 is not implemented yet in this version of nsgate`},
+		{[]string{"--enable-sandbox", "--", "true"}, `--enable-sandbox cannot be used with -- CMD`},
+		{[]string{"--outbound-addr=192.0.2.77", self}, `--outbound-addr "192.0.2.77": has to be a valid IPv4 address or interface name (not an address of this host: cannot assign requested address)`},
+		{[]string{"--outbound-addr=::1", self}, `--outbound-addr "::1": has to be a valid IPv4 address or interface name (wrong address family)`},
+		{[]string{"--outbound-addr=nosuchif0", self}, `--outbound-addr "nosuchif0": has to be a valid IPv4 address or interface name (no such address or interface)`},
+		{[]string{"--outbound-addr6=127.0.0.1", self}, `--outbound-addr6 "127.0.0.1": has to be a valid IPv6 address or interface name (wrong address family)`},
 		{[]string{"--target-type=bess", self}, `--target-type "bess": only netns is supported`},
 		{[]string{"--"}, `no command after --`},
 		{[]string{self, "--", "true"}, `a target (` + self + `) and a command after -- cannot both be given`},

@@ -1,8 +1,8 @@
 package config
 
 // Usage is the --help text. rootlesskit and podman grep it for option names
-// to learn what the binary supports, so every option is listed, and options
-// this version refuses say so.
+// to learn what the binary supports (and then pass them), so it lists only
+// options that work.
 const Usage = `Usage: nsgate [OPTION]... PID|PATH [TAPNAME]
        nsgate [OPTION]... --netns PATH [TAPNAME]
        nsgate [OPTION]... -- CMD [ARG]...
@@ -42,13 +42,13 @@ Options:
                            forward a host port into the namespace (repeatable;
                            ranges as 8000-8009:9000-9009; HOSTADDR defaults
                            to 0.0.0.0, GUESTPORT to HOSTPORT, the protocol to tcp)
-  --enable-sandbox         create a new mount namespace and drop capabilities
-                           (not implemented yet: refused)
-  --enable-seccomp         enable seccomp to limit syscalls (not implemented yet: refused)
-  --outbound-addr=IPv4     sets outbound ipv4 address to bound to (not implemented
-                           yet: refused)
-  --outbound-addr6=IPv6    sets outbound ipv6 address to bound to (not implemented
-                           yet: refused)
+  --enable-sandbox         create a new mount namespace (and drop all caps except
+                           CAP_NET_BIND_SERVICE): only /etc and /run remain, read-only
+  --enable-seccomp         enable seccomp to limit syscalls
+  --outbound-addr=IPv4     sets outbound ipv4 address to bound to (an address or
+                           an interface name; TCP and UDP)
+  --outbound-addr6=IPv6    sets outbound ipv6 address to bound to (accepted; IPv6
+                           is not served yet)
   -h, --help               show this help and exit
   -v, --version            show version and exit
 `

@@ -62,6 +62,9 @@ type Config struct {
 	// AllowHost, if set, approves each host address TCP connects to
 	// (tests in the machine's own namespace: loopback only).
 	AllowHost func(addr [4]byte) bool
+	// Outbound, if not zero, is the source address of the namespace's TCP
+	// connections and UDP flows (--outbound-addr).
+	Outbound [4]byte
 	// DNSServers are the host's nameservers (from /etc/resolv.conf) that
 	// queries to the DNS address are relayed to. Empty: SERVFAIL at once.
 	DNSServers []netip.Addr
@@ -186,12 +189,14 @@ func New(tap Tap, cfg Config) (*Engine, error) {
 		MaxFlows:   cfg.MaxFlows,
 		DNS:        dnsAddr,
 		DNSServers: dnsServers,
+		Outbound:   cfg.Outbound,
 	}, &protoEnv{e, tokenTCP})
 	e.udp = udp.New(udp.Config{
 		GatewayMAC: cfg.MAC,
 		NAT:        m,
 		Broadcast:  cfg.Net.Broadcast,
 		MTU:        cfg.MTU,
+		Outbound:   cfg.Outbound,
 	}, &protoEnv{e, tokenUDP})
 	e.pings = icmp.NewPings(icmp.PingConfig{GatewayMAC: cfg.MAC, HostAddr: m.Host}, &protoEnv{e, tokenPing})
 	e.fwd = fwd.New(&protoEnv{e, tokenFwd}, (*fwdSink)(e))

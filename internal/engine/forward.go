@@ -31,10 +31,20 @@ func (s *fwdSink) Closing(fd int, r *fwd.Rule) {
 // AddForward opens a port forward; a zero GuestAddr means the namespace's
 // address. Call it before Run, or on the loop (Do).
 func (e *Engine) AddForward(r fwd.Rule) (int, error) {
+	fd, err := fwd.Listen(r)
+	if err != nil {
+		return 0, err
+	}
+	return e.AddForwardFD(r, fd)
+}
+
+// AddForwardFD is AddForward with fd, the socket fwd.Listen opened for r.
+// The engine owns fd from now on.
+func (e *Engine) AddForwardFD(r fwd.Rule, fd int) (int, error) {
 	if !r.GuestAddr.IsValid() {
 		r.GuestAddr = e.cfg.Net.Guest.Netip()
 	}
-	return e.fwd.Add(r)
+	return e.fwd.AddListener(r, fd)
 }
 
 // ErrStopped is returned by Forwarder calls once the loop has stopped.

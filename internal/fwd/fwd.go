@@ -74,21 +74,13 @@ func New(env loop.Env, sink Sink) *Table {
 	return &Table{env: env, sink: sink, nextID: 1}
 }
 
-// Add opens a listener for r and returns the forward's id. r.GuestAddr must
-// be set.
-func (t *Table) Add(r Rule) (int, error) {
-	if r.Proto != "tcp" && r.Proto != "udp" {
-		return 0, fmt.Errorf("forward: protocol %q: must be tcp or udp", r.Proto)
-	}
-	if !r.HostAddr.Is4() || !r.GuestAddr.Is4() {
-		return 0, fmt.Errorf("forward %s %s:%d to %s:%d: only IPv4 is served", r.Proto, r.HostAddr, r.HostPort, r.GuestAddr, r.GuestPort)
-	}
-	if r.HostPort == 0 || r.GuestPort == 0 {
-		return 0, fmt.Errorf("forward %s: port 0", r.Proto)
-	}
-	fd, err := listen(r)
-	if err != nil {
-		return 0, err
+// AddListener adds forward r with fd, a socket Listen opened for it
+// earlier (before the sandbox closed the way to the port). The table owns
+// fd from now on, even on error.
+func (t *Table) AddListener(r Rule, fd int) (int, error) {
+	if !r.GuestAddr.Is4() || r.GuestPort == 0 {
+		unix.Close(fd)
+		return 0, fmt.Errorf("forward %s %s:%d to %s:%d: bad guest address", r.Proto, r.HostAddr, r.HostPort, r.GuestAddr, r.GuestPort)
 	}
 	idx := -1
 	for i := range t.slots {
@@ -113,8 +105,17 @@ func (t *Table) Add(r Rule) (int, error) {
 	return r.ID, nil
 }
 
-// listen opens the host socket of r.
-func listen(r Rule) (int, error) {
+// Listen opens the host socket of r: bound, and listening for TCP.
+func Listen(r Rule) (int, error) {
+	if r.Proto != "tcp" && r.Proto != "udp" {
+		return -1, fmt.Errorf("forward: protocol %q: must be tcp or udp", r.Proto)
+	}
+	if !r.HostAddr.Is4() {
+		return -1, fmt.Errorf("forward %s %s:%d: only IPv4 is served", r.Proto, r.HostAddr, r.HostPort)
+	}
+	if r.HostPort == 0 || r.GuestPort == 0 {
+		return -1, fmt.Errorf("forward %s: port 0", r.Proto)
+	}
 	typ := unix.SOCK_STREAM
 	if r.Proto == "udp" {
 		typ = unix.SOCK_DGRAM

@@ -50,6 +50,9 @@ type Config struct {
 	// DNSServers in order, the next one when a connect fails.
 	DNS        packet.IPv4Addr
 	DNSServers [][4]byte
+	// Outbound, if not zero, is the source address of every connection
+	// (--outbound-addr).
+	Outbound [4]byte
 }
 
 // Defaults.
@@ -931,6 +934,12 @@ func (t *Table) dial(addr [4]byte, port uint16) (int, error) {
 	if e := setInt(fd, unix.SOL_SOCKET, unix.SO_PEEK_OFF, 0); e != 0 {
 		unix.Close(fd)
 		return -1, fmt.Errorf("SO_PEEK_OFF: %w (TCP needs Linux 6.9 or later)", e)
+	}
+	if t.cfg.Outbound != [4]byte{} {
+		if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: t.cfg.Outbound}); err != nil {
+			unix.Close(fd)
+			return -1, fmt.Errorf("bind to --outbound-addr %v: %w", packet.IPv4Addr(t.cfg.Outbound), err)
+		}
 	}
 	err = unix.Connect(fd, &unix.SockaddrInet4{Port: int(port), Addr: addr})
 	if err != nil && err != unix.EINPROGRESS {

@@ -75,6 +75,12 @@ func New(t testing.TB) *World {
 	return w
 }
 
+// HostIP runs ip(8) with args in the host namespace (ip -n HOST ARGS...),
+// failing the test on error.
+func (w *World) HostIP(args ...string) {
+	w.ip(append([]string{"-n", w.Host}, args...)...)
+}
+
 func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {

@@ -29,6 +29,9 @@ type Config struct {
 	Broadcast  packet.IPv4Addr
 	MTU        int
 	MaxFlows   int // 0: DefaultMaxFlows
+	// Outbound, if not zero, is the source address of every flow
+	// (--outbound-addr).
+	Outbound [4]byte
 }
 
 // Defaults: conntrack's UDP timeouts.
@@ -240,6 +243,14 @@ func (t *Table) open(p *packet.Parsed, k key) (int32, bool) {
 		return 0, false
 	}
 	unix.SetsockoptInt(fd, unix.SOL_IP, unix.IP_RECVERR, 1)
+	if t.cfg.Outbound != [4]byte{} {
+		if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: t.cfg.Outbound}); err != nil {
+			t.env.Logf("udp: bind to --outbound-addr %v: %v", packet.IPv4Addr(t.cfg.Outbound), err)
+			unix.Close(fd)
+			t.unreachable(p, 1)
+			return 0, false
+		}
+	}
 	if err := unix.Connect(fd, &unix.SockaddrInet4{Addr: addr, Port: int(k.dstPort)}); err != nil {
 		unix.Close(fd)
 		t.unreachable(p, 1)

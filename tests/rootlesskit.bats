@@ -1,0 +1,63 @@
+#!/usr/bin/env bats
+# rootlesskit (Debian's, as an unprivileged user) drives nsgate as its
+# slirp4netns: --net=slirp4netns --slirp4netns-binary=nsgate. rootlesskit
+# probes nsgate's --help for the options it may pass: the first test has it
+# pass --enable-sandbox and --enable-seccomp; with --port-driver=slirp4netns
+# it adds forwards through nsgate's API socket.
+
+bats_require_minimum_version 1.5.0
+
+load lib/world
+
+setup() { world_up; }
+teardown() { world_down; }
+
+rootlesskit_nsgate() {
+	(as_user rootlesskit --state-dir="$TMP/user/state" --net=slirp4netns --slirp4netns-binary="$TMP/nsgate" \
+		--copy-up=/etc --disable-host-loopback --mtu=65520 "$@")
+}
+
+# rootlesskit_bg starts rootlesskit_nsgate in the background, tracked.
+rootlesskit_bg() {
+	as_user rootlesskit --state-dir="$TMP/user/state" --net=slirp4netns --slirp4netns-binary="$TMP/nsgate" \
+		--copy-up=/etc --disable-host-loopback --mtu=65520 "$@" 3>&- &
+	track_pid $!
+}
+
+@test "rootlesskit (nsgate sandboxed): the child gets 10.0.2.100 via 10.0.2.2, MTU 65520, and TCP to the remote namespace" {
+	head -c 20000000 /dev/urandom > "$TMP/data"
+	chmod 0644 "$TMP/data"
+	in_remote socat -u TCP-LISTEN:5000,reuseaddr "OPEN:$TMP/recv,creat,trunc" &
+	track_pid $!
+	sleep 0.3
+	run rootlesskit_nsgate --slirp4netns-sandbox=true --slirp4netns-seccomp=true sh -c "ip -4 -o addr show tap0; ip route show default; cat /sys/class/net/tap0/mtu; socat -u OPEN:$TMP/data TCP:$REMOTE_ADDR:5000"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"inet 10.0.2.100/24"* ]]
+	[[ "$output" == *"default via 10.0.2.2 dev tap0"* ]]
+	[[ "$output" == *$'\n65520'* ]]
+	for _ in $(seq 50); do [ -s "$TMP/recv" ] && [ "$(stat -c %s "$TMP/recv")" -eq 20000000 ] && break; sleep 0.1; done
+	[ "$(sha256sum < "$TMP/data")" = "$(sha256sum < "$TMP/recv")" ]
+}
+
+# page_through DRIVER PORT: a page served by busybox httpd in rootlesskit's
+# child on port 80 arrives at the host's 127.0.0.1:PORT, forwarded by the
+# port driver DRIVER.
+page_through() {
+	mkdir -p "$TMP/www"
+	echo "hello from rootlesskit's child" > "$TMP/www/index.html"
+	chmod -R a+rX "$TMP/www"
+	rootlesskit_bg --port-driver="$1" -p "127.0.0.1:$2:80/tcp" busybox httpd -f -p 80 -h "$TMP/www"
+	run http_get 127.0.0.1 "$2"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ "$output" = "hello from rootlesskit's child" ]
+}
+
+@test "rootlesskit --port-driver=slirp4netns: a page in the child is served on the host through nsgate's API socket" {
+	page_through slirp4netns 8080
+}
+
+@test "rootlesskit --port-driver=builtin: a page in the child is served on the host" {
+	page_through builtin 8081
+}
