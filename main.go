@@ -180,11 +180,14 @@ func prepare(cfg *config.Config) (*prepared, error) {
 
 func (p *prepared) close() {
 	for _, fd := range p.fwdFDs {
-		unix.Close(fd)
+		if fd >= 0 {
+			unix.Close(fd)
+		}
 	}
 	p.fwdFDs = nil
 	if p.api != nil {
 		p.api.Close()
+		p.api = nil
 	}
 }
 
@@ -289,6 +292,13 @@ type stopFD struct {
 // serve runs the engine on the tap fd until the exit fd or one of stops
 // fires, a signal arrives, or (spawn mode) started() arranges a Stop.
 func serve(cfg *config.Config, tapfd int, stops []stopFD, p *prepared, started func(*engine.Engine)) int {
+	var e *engine.Engine
+	defer func() {
+		if e != nil {
+			e.Close() // first: API requests still waiting for the loop give up
+		}
+		p.close() // on every way out: the API socket file goes
+	}()
 	if cfg.ExitFD >= 0 {
 		stops = append(stops, stopFD{cfg.ExitFD, fmt.Sprintf("exit fd %d closed", cfg.ExitFD)})
 	}
@@ -337,19 +347,15 @@ func serve(cfg *config.Config, tapfd int, stops []stopFD, p *prepared, started f
 		logger.Printf("NSGATE_TEST_IMPAIR: dropping %.2f%% and reordering %.2f%% of frames", im.Loss*100, im.Reorder*100)
 		ecfg.Impair = &im
 	}
-	e, err := engine.New(tap, ecfg)
+	e, err = engine.New(tap, ecfg)
 	if err != nil {
 		logger.Print(err)
 		return 1
 	}
-	defer func() {
-		e.Close() // first: API requests still waiting for the loop give up
-		if p.api != nil {
-			p.api.Close()
-		}
-	}()
 	for i, r := range cfg.Publish {
-		if _, err := e.AddForwardFD(r, p.fwdFDs[i]); err != nil {
+		fd := p.fwdFDs[i]
+		p.fwdFDs[i] = -1 // the engine's now, even on error
+		if _, err := e.AddForwardFD(r, fd); err != nil {
 			logger.Printf("--publish: %v", err)
 			return 1
 		}

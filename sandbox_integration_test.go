@@ -76,12 +76,22 @@ func TestSandbox(t *testing.T) {
 		if strings.Join(names, " ") != "etc run" {
 			t.Errorf("the sandbox's root holds %v, want [etc run]", names)
 		}
+		// Every mount, those below /run (the world's /run/netns/...)
+		// included, is read-only.
 		mounts, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/mountinfo")
+		n := 0
 		for _, line := range strings.Split(string(mounts), "\n") {
 			f := strings.Fields(line)
-			if len(f) > 5 && (f[4] == "/" || f[4] == "/etc" || f[4] == "/run") && !strings.HasPrefix(f[5], "ro,") && f[5] != "ro" {
+			if len(f) < 6 {
+				continue
+			}
+			n++
+			if !strings.HasPrefix(f[5], "ro,") && f[5] != "ro" {
 				t.Errorf("%s is mounted %s, want read-only", f[4], f[5])
 			}
+		}
+		if n < 4 {
+			t.Errorf("only %d mounts in the sandbox:\n%s", n, mounts)
 		}
 		// Still serving: out, in, and the API.
 		startServer(t, w.RemoteCommand("env"), "echo", testnet.RemoteAddr+":5031")

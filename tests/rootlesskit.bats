@@ -25,12 +25,15 @@ rootlesskit_bg() {
 }
 
 @test "rootlesskit (nsgate sandboxed): the child gets 10.0.2.100 via 10.0.2.2, MTU 65520, and TCP to the remote namespace" {
+	# The child waits (socat -t) until the server closes after the last
+	# byte: when the child exits, its namespace goes, and anything still in
+	# flight with it.
 	head -c 20000000 /dev/urandom > "$TMP/data"
 	chmod 0644 "$TMP/data"
 	in_remote socat -u TCP-LISTEN:5000,reuseaddr "OPEN:$TMP/recv,creat,trunc" &
 	track_pid $!
 	sleep 0.3
-	run rootlesskit_nsgate --slirp4netns-sandbox=true --slirp4netns-seccomp=true sh -c "ip -4 -o addr show tap0; ip route show default; cat /sys/class/net/tap0/mtu; socat -u OPEN:$TMP/data TCP:$REMOTE_ADDR:5000"
+	run rootlesskit_nsgate --slirp4netns-sandbox=true --slirp4netns-seccomp=true sh -c "ip -4 -o addr show tap0; ip route show default; cat /sys/class/net/tap0/mtu; socat -t 30 - TCP:$REMOTE_ADDR:5000 < $TMP/data > /dev/null"
 	echo "$output"
 	[ "$status" -eq 0 ]
 	[[ "$output" == *"inet 10.0.2.100/24"* ]]

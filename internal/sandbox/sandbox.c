@@ -80,7 +80,21 @@ static void mkdirs(const char *path)
 		die("mkdir", buf);
 }
 
-// bind_ro makes from visible read-only at to.
+// struct mount_attr and its flags (linux/mount.h clashes with sys/mount.h
+// in glibc 2.36).
+struct nsgate_mount_attr {
+	__u64 attr_set, attr_clr, propagation, userns_fd;
+};
+#define NSGATE_MOUNT_ATTR_RDONLY 0x1
+#define NSGATE_MOUNT_ATTR_NOSUID 0x2
+#define NSGATE_MOUNT_ATTR_NODEV 0x4
+#define NSGATE_MOUNT_ATTR_NOEXEC 0x8
+#ifndef AT_RECURSIVE
+#define AT_RECURSIVE 0x8000
+#endif
+
+// bind_ro makes from visible read-only at to, with every mount below it
+// (/run holds others: /run/user/UID, /run/netns/...).
 static void bind_ro(const char *from, const char *to)
 {
 	const unsigned long flags = MS_NOSUID | MS_NODEV | MS_NOEXEC;
@@ -88,6 +102,15 @@ static void bind_ro(const char *from, const char *to)
 		die("bind mount", from);
 	if (mount(NULL, to, NULL, MS_SLAVE | MS_REC, NULL) < 0)
 		die("make slave", to);
+	struct nsgate_mount_attr attr = {
+		.attr_set = NSGATE_MOUNT_ATTR_RDONLY | NSGATE_MOUNT_ATTR_NOSUID | NSGATE_MOUNT_ATTR_NODEV |
+			    NSGATE_MOUNT_ATTR_NOEXEC,
+	};
+	if (syscall(SYS_mount_setattr, AT_FDCWD, to, AT_RECURSIVE, &attr, sizeof(attr)) == 0)
+		return;
+	if (errno != ENOSYS)
+		die("make read-only", to);
+	// Before Linux 5.12: the top mount only.
 	if (mount(NULL, to, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | flags, NULL) < 0)
 		die("remount read-only", to);
 }
