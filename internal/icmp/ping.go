@@ -107,14 +107,7 @@ func (t *Pings) open(p *packet.Parsed, k pingKey) (int32, bool) {
 		unix.Close(fd)
 		return 0, false
 	}
-	var idx int32
-	if n := len(t.free); n > 0 {
-		idx = t.free[n-1]
-		t.free = t.free[:n-1]
-	} else {
-		t.flows = append(t.flows, pingFlow{fd: -1})
-		idx = int32(len(t.flows) - 1)
-	}
+	idx := loop.Alloc(&t.flows, &t.free, pingFlow{fd: -1})
 	f := &t.flows[idx]
 	*f = pingFlow{key: k, gen: f.gen + 1, fd: fd, nsMAC: p.SrcMAC, lastSeen: t.env.Now()}
 	if err := t.env.Watch(fd, unix.EPOLLIN, idx, f.gen, true); err != nil {

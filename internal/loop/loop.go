@@ -53,3 +53,16 @@ func (s *Sweep) Due(now int64) bool {
 	s.next = now + s.Period
 	return true
 }
+
+// Alloc returns a free slot of a flow table: the last index freed, or a new
+// slot, set to empty, appended to slots. The tables keep a slot's index for
+// epoll and their index maps, so slots are reused, never moved.
+func Alloc[T any](slots *[]T, free *[]int32, empty T) int32 {
+	if n := len(*free); n > 0 {
+		idx := (*free)[n-1]
+		*free = (*free)[:n-1]
+		return idx
+	}
+	*slots = append(*slots, empty)
+	return int32(len(*slots) - 1)
+}

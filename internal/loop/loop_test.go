@@ -23,3 +23,15 @@ func TestSweep(t *testing.T) {
 		t.Fatalf("not due at 110, or not rescheduled: next %d", s.Next(110, true))
 	}
 }
+
+func TestAlloc(t *testing.T) {
+	var slots []int
+	var free []int32
+	if a, b := Alloc(&slots, &free, 7), Alloc(&slots, &free, 7); a != 0 || b != 1 || len(slots) != 2 || slots[1] != 7 {
+		t.Fatalf("new slots %d %d, table %v", a, b, slots)
+	}
+	free = append(free, 0)
+	if c := Alloc(&slots, &free, 7); c != 0 || len(free) != 0 || len(slots) != 2 {
+		t.Fatalf("freed slot not reused: got %d, free %v, table %v", c, free, slots)
+	}
+}

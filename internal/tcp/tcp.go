@@ -885,15 +885,7 @@ func (t *Table) open(p *packet.Parsed, k key) {
 }
 
 // alloc returns a free flow slot.
-func (t *Table) alloc() int32 {
-	if n := len(t.free); n > 0 {
-		idx := t.free[n-1]
-		t.free = t.free[:n-1]
-		return idx
-	}
-	t.flows = append(t.flows, flow{fd: -1})
-	return int32(len(t.flows) - 1)
-}
+func (t *Table) alloc() int32 { return loop.Alloc(&t.flows, &t.free, flow{fd: -1}) }
 
 // redial replaces a DNS flow's failed socket with one connecting to the
 // next nameserver.

@@ -272,15 +272,7 @@ func (t *Table) open(p *packet.Parsed, k key) (int32, bool) {
 }
 
 // alloc returns a free flow slot.
-func (t *Table) alloc() int32 {
-	if n := len(t.free); n > 0 {
-		idx := t.free[n-1]
-		t.free = t.free[:n-1]
-		return idx
-	}
-	t.flows = append(t.flows, flow{fd: -1})
-	return int32(len(t.flows) - 1)
-}
+func (t *Table) alloc() int32 { return loop.Alloc(&t.flows, &t.free, flow{fd: -1}) }
 
 // HandleEvent reads replies (and errors) from flow idx's socket.
 func (t *Table) HandleEvent(idx int32, gen uint32, events uint32) {
