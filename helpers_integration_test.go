@@ -70,6 +70,9 @@ func listen(addr string) net.Listener {
 func runHelper(args []string) int {
 	fail := func(err error) int { fmt.Println("error", err); return 1 }
 	switch args[0] {
+	case "spawnsuite": // spawnsuite N: see spawnSuite
+		n, _ := strconv.ParseInt(args[1], 10, 64)
+		return spawnSuite(n)
 	case "sink": // sink LISTEN: receive one connection to EOF
 		c, err := listen(args[1]).Accept()
 		if err != nil {

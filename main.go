@@ -24,6 +24,7 @@ import (
 	"github.com/nsgate/nsgate/internal/dns"
 	"github.com/nsgate/nsgate/internal/engine"
 	"github.com/nsgate/nsgate/internal/fwd"
+	"github.com/nsgate/nsgate/internal/kernel"
 	"github.com/nsgate/nsgate/internal/netconf"
 	"github.com/nsgate/nsgate/internal/nsenter"
 	"github.com/nsgate/nsgate/internal/sandbox"
@@ -121,6 +122,10 @@ func runTarget(cfg *config.Config) int {
 		// during set-up is still noticed.
 		pidfd, err := unix.PidfdOpen(cfg.PID, 0)
 		if err != nil {
+			if errors.Is(err, unix.ENOSYS) {
+				logger.Printf("target PID %d: pidfd_open: %v (nsgate needs Linux %s or later)", cfg.PID, err, kernel.Oldest)
+				return 1
+			}
 			logger.Printf("target PID %d: pidfd_open: %v", cfg.PID, err)
 			return 1
 		}
@@ -316,6 +321,10 @@ func serve(cfg *config.Config, tapfd int, stops []stopFD, p *prepared, started f
 		// Until the UDP/ICMP issue, host loopback is reachable only by TCP.
 		DisableHostLoopback: cfg.DisableHostLoopback,
 		Logf:                logger.Printf,
+		Kernel:              kernel.Probe(),
+	}
+	if !ecfg.Kernel.TCPPeekOff && started == nil { // spawn mode stays quiet
+		logger.Printf("TCP sockets here lack SO_PEEK_OFF (Linux 6.9; or %s=1): host data is copied until the namespace acknowledges it", kernel.NoPeekOffEnv)
 	}
 	if cfg.OutboundAddr.IsValid() {
 		ecfg.Outbound = cfg.OutboundAddr.As4()

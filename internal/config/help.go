@@ -1,5 +1,7 @@
 package config
 
+import "github.com/nsgate/nsgate/internal/kernel"
+
 // Usage is the --help text. rootlesskit and podman grep it for option names
 // to learn what the binary supports (and then pass them), so it lists only
 // options that work.
@@ -51,4 +53,8 @@ Options:
                            is not served yet)
   -h, --help               show this help and exit
   -v, --version            show version and exit
+
+Kernels: Linux ` + kernel.Oldest + ` or later (tested on Debian 12's 6.1 and on 6.18). Before
+6.9, TCP keeps its own copy of unacknowledged bytes (no SO_PEEK_OFF); see
+docs/kernels.md.
 `

@@ -20,6 +20,7 @@ import (
 	"github.com/nsgate/nsgate/internal/dns"
 	"github.com/nsgate/nsgate/internal/fwd"
 	"github.com/nsgate/nsgate/internal/icmp"
+	"github.com/nsgate/nsgate/internal/kernel"
 	"github.com/nsgate/nsgate/internal/nat"
 	"github.com/nsgate/nsgate/internal/packet"
 	"github.com/nsgate/nsgate/internal/tapdev"
@@ -68,6 +69,8 @@ type Config struct {
 	// DNSServers are the host's nameservers (from /etc/resolv.conf) that
 	// queries to the DNS address are relayed to. Empty: SERVFAIL at once.
 	DNSServers []netip.Addr
+	// Kernel is what kernel.Probe found at start.
+	Kernel kernel.Features
 }
 
 // GatewayMAC derives nsgate's MAC from the gateway address the way libslirp
@@ -190,6 +193,7 @@ func New(tap Tap, cfg Config) (*Engine, error) {
 		DNS:        dnsAddr,
 		DNSServers: dnsServers,
 		Outbound:   cfg.Outbound,
+		NoPeekOff:  !cfg.Kernel.TCPPeekOff,
 	}, &protoEnv{e, tokenTCP})
 	e.udp = udp.New(udp.Config{
 		GatewayMAC: cfg.MAC,

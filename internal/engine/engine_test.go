@@ -10,6 +10,7 @@ import (
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/nsgate/nsgate/internal/config"
+	"github.com/nsgate/nsgate/internal/kernel"
 	"github.com/nsgate/nsgate/internal/packet"
 	"github.com/nsgate/nsgate/internal/tapdev"
 	"golang.org/x/sys/unix"
@@ -27,7 +28,7 @@ func testConfig(t testing.TB) Config {
 	}
 	// These tests run in the machine's own network namespace and feed the
 	// engine random frames: TCP may connect to the loopback only.
-	return Config{Net: n, MTU: 1500, MAC: GatewayMAC(n.Gateway), AllowHost: loopbackOnly}
+	return Config{Net: n, MTU: 1500, MAC: GatewayMAC(n.Gateway), AllowHost: loopbackOnly, Kernel: kernel.Probe()}
 }
 
 func loopbackOnly(a [4]byte) bool { return a == [4]byte{127, 0, 0, 1} }

@@ -30,8 +30,8 @@ func (t *Table) Accept(fd int, client packet.IPv4Addr, clientPort uint16, guest 
 		// 127.0.0.1:P and 127.0.0.2:P, both the gateway to the namespace).
 		return refuse("the namespace already has a connection with that address and port")
 	}
-	if e := setInt(fd, unix.SOL_SOCKET, unix.SO_PEEK_OFF, 0); e != 0 {
-		return refuse("SO_PEEK_OFF: " + e.Error() + " (TCP needs Linux 6.9 or later)")
+	if err := t.peekOff(fd); err != nil {
+		return refuse(err.Error())
 	}
 	setInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 	setInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1)

@@ -40,10 +40,12 @@ func lastSegment(t *testing.T, env *fakeEnv) *packet.Parsed {
 // namespace with its own SYN, completes the handshake on the namespace's
 // SYN-ACK, and then carries bytes both ways. The namespace's server is
 // port 40000 at nsIP; the client appears as gwIP:5555.
-func TestAcceptHandshakeAndData(t *testing.T) {
+func TestAcceptHandshakeAndData(t *testing.T) { sendPaths(t, testAcceptHandshakeAndData) }
+
+func testAcceptHandshakeAndData(t *testing.T, noPeekOff bool) {
 	client, fd := forwarded(t)
 	env := newFakeEnv()
-	tbl := New(Config{GatewayMAC: gwMAC, NAT: testNAT, MTU: 1500}, env)
+	tbl := New(Config{GatewayMAC: gwMAC, NAT: testNAT, MTU: 1500, NoPeekOff: noPeekOff}, env)
 	if !tbl.Accept(fd, gwIP, 5555, nsIP, 40000, nsMAC) {
 		t.Fatal("Accept refused")
 	}
@@ -88,7 +90,7 @@ func TestAcceptHandshakeAndData(t *testing.T) {
 func TestAcceptRefused(t *testing.T) {
 	client, fd := forwarded(t)
 	env := newFakeEnv()
-	tbl := New(Config{GatewayMAC: gwMAC, NAT: testNAT, MTU: 1500}, env)
+	tbl := New(Config{GatewayMAC: gwMAC, NAT: testNAT, MTU: 1500, NoPeekOff: kernelNoPeekOff()}, env)
 	tbl.Accept(fd, gwIP, 5555, nsIP, 40000, nsMAC)
 	iss := lastSegment(t, env).TCP.Seq()
 	var p packet.Parsed
@@ -115,7 +117,7 @@ func TestAcceptRefused(t *testing.T) {
 func TestAcceptSynRetransmit(t *testing.T) {
 	client, fd := forwarded(t)
 	env := newFakeEnv()
-	tbl := New(Config{GatewayMAC: gwMAC, NAT: testNAT, MTU: 1500}, env)
+	tbl := New(Config{GatewayMAC: gwMAC, NAT: testNAT, MTU: 1500, NoPeekOff: kernelNoPeekOff()}, env)
 	tbl.Accept(fd, gwIP, 5555, nsIP, 40000, nsMAC)
 	for i := 0; i < synRetries; i++ {
 		f := &tbl.flows[tbl.index[key{nsIP: nsIP, dstIP: gwIP, nsPort: 40000, dstPort: 5555}]]

@@ -2,10 +2,13 @@ package tcp
 
 import (
 	"bytes"
+	"fmt"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/nsgate/nsgate/internal/kernel"
 	"github.com/nsgate/nsgate/internal/nat"
 	"github.com/nsgate/nsgate/internal/packet"
 	"golang.org/x/sys/unix"
@@ -90,13 +93,31 @@ func loopbackServer(t *testing.T) (int, uint16) {
 	return l, uint16(sa.(*unix.SockaddrInet4).Port)
 }
 
+// sendPaths runs fn for both ways of sending host data to the namespace:
+// peeking at SO_PEEK_OFF, and the copy of unacknowledged bytes kept when the
+// kernel lacks it (before Linux 6.9). Both run on every kernel.
+func sendPaths(t *testing.T, fn func(t *testing.T, noPeekOff bool)) {
+	t.Run("peek-off", func(t *testing.T) {
+		if !kernel.Probe().TCPPeekOff {
+			// The old kernel in make test-kernel: this path can't run there,
+			// and the host kernel's run covers it.
+			t.Skip("this kernel's TCP sockets have no SO_PEEK_OFF (Linux 6.9)")
+		}
+		fn(t, false)
+	})
+	t.Run("copy", func(t *testing.T) { fn(t, true) })
+}
+
+// kernelNoPeekOff is the path the running kernel takes.
+func kernelNoPeekOff() bool { return !kernel.Probe().TCPPeekOff }
+
 // established opens a reflected connection to a loopback server and returns
 // the table, the fake env, the server's accepted fd, and the sequence state.
-func established(t *testing.T) (tbl *Table, env *fakeEnv, srv int, nsSeq, ourSeq uint32) {
+func established(t *testing.T, noPeekOff bool) (tbl *Table, env *fakeEnv, srv int, nsSeq, ourSeq uint32) {
 	t.Helper()
 	l, port := loopbackServer(t)
 	env = newFakeEnv()
-	tbl = New(Config{GatewayMAC: gwMAC, NAT: testNAT, MTU: 1500}, env)
+	tbl = New(Config{GatewayMAC: gwMAC, NAT: testNAT, MTU: 1500, NoPeekOff: noPeekOff}, env)
 	var p packet.Parsed
 	buf := make([]byte, 2000)
 	nsSeq = 1000
@@ -128,8 +149,10 @@ func established(t *testing.T) (tbl *Table, env *fakeEnv, srv int, nsSeq, ourSeq
 	return tbl, env, srv, nsSeq, ourSeq
 }
 
-func TestHandshakeAndData(t *testing.T) {
-	tbl, env, srv, nsSeq, ourSeq := established(t)
+func TestHandshakeAndData(t *testing.T) { sendPaths(t, testHandshakeAndData) }
+
+func testHandshakeAndData(t *testing.T, noPeekOff bool) {
+	tbl, env, srv, nsSeq, ourSeq := established(t, noPeekOff)
 	if tbl.Len() != 1 {
 		t.Fatalf("%d flows", tbl.Len())
 	}
@@ -171,7 +194,8 @@ func TestHandshakeAndData(t *testing.T) {
 	if err := data.Decode(env.last[:env.lastN]); err != nil || string(data.Payload) != "hello namespace" {
 		t.Fatalf("retransmission: %v %q", err, data.Payload)
 	}
-	// The ACK discards the bytes from the socket: nothing is left to send.
+	// The ACK discards the bytes (from the socket, or the copy): nothing is
+	// left to send.
 	ourSeq += 15
 	segment(&p, buf, port, nsSeq, ourSeq, packet.TCPAck, nil)
 	before := env.sent
@@ -208,7 +232,7 @@ func TestRefusedAndUnknown(t *testing.T) {
 	l, port := loopbackServer(t)
 	unix.Close(l) // nobody listens: refused
 	env := newFakeEnv()
-	tbl := New(Config{GatewayMAC: gwMAC, NAT: testNAT, MTU: 1500}, env)
+	tbl := New(Config{GatewayMAC: gwMAC, NAT: testNAT, MTU: 1500, NoPeekOff: kernelNoPeekOff()}, env)
 	var p packet.Parsed
 	buf := make([]byte, 2000)
 	segment(&p, buf, port, 5000, 0, packet.TCPSyn, nil)
@@ -235,7 +259,7 @@ func TestRefusedAndUnknown(t *testing.T) {
 func TestFlowLimit(t *testing.T) {
 	_, port := loopbackServer(t)
 	env := newFakeEnv()
-	tbl := New(Config{GatewayMAC: gwMAC, NAT: testNAT, MTU: 1500, MaxFlows: 1}, env)
+	tbl := New(Config{GatewayMAC: gwMAC, NAT: testNAT, MTU: 1500, MaxFlows: 1, NoPeekOff: kernelNoPeekOff()}, env)
 	var p packet.Parsed
 	buf := make([]byte, 2000)
 	segment(&p, buf, port, 1, 0, packet.TCPSyn, nil)
@@ -257,8 +281,10 @@ func binary16(b []byte, v uint16) { b[0], b[1] = byte(v>>8), byte(v) }
 
 // TestSteadyStateAllocs proves the per-segment path allocates nothing, both
 // ways, once a connection is up.
-func TestSteadyStateAllocs(t *testing.T) {
-	tbl, env, srv, nsSeq, ourSeq := established(t)
+func TestSteadyStateAllocs(t *testing.T) { sendPaths(t, testSteadyStateAllocs) }
+
+func testSteadyStateAllocs(t *testing.T, noPeekOff bool) {
+	tbl, env, srv, nsSeq, ourSeq := established(t, noPeekOff)
 	port := tbl.flows[env.idx].key.dstPort
 	var p packet.Parsed
 	buf := make([]byte, 2000)
@@ -302,7 +328,7 @@ func TestSteadyStateAllocs(t *testing.T) {
 // TestReassemblyAndSACK: segments beyond a gap are kept, described in SACK
 // blocks, and written in order once the gap fills.
 func TestReassemblyAndSACK(t *testing.T) {
-	tbl, env, srv, nsSeq, ourSeq := established(t)
+	tbl, env, srv, nsSeq, ourSeq := established(t, true)
 	port := tbl.flows[env.idx].key.dstPort
 	var p packet.Parsed
 	buf := make([]byte, 2000)
@@ -347,7 +373,7 @@ func TestReassemblyAndSACK(t *testing.T) {
 // TestIdleTimeout: a connection silent past the idle timeout is reset both
 // ways by the periodic scan.
 func TestIdleTimeout(t *testing.T) {
-	tbl, env, srv, _, _ := established(t)
+	tbl, env, srv, _, _ := established(t, true)
 	tbl.cfg.IdleTimeout = int64(time.Millisecond)
 	time.Sleep(5 * time.Millisecond)
 	tbl.sweep.Next(1-scanPeriod, true) // armed for time 1: due at once
@@ -369,3 +395,28 @@ func TestIdleTimeout(t *testing.T) {
 // machine's own namespace, lets nothing else out.
 var testNAT = nat.Mapper{Gateway: gwIP, Network: netip.MustParsePrefix("10.0.2.0/24"),
 	AllowHost: func(a [4]byte) bool { return a == [4]byte{127, 0, 0, 1} }}
+
+// TestLogAddresses: logs print addresses in dotted form, not as byte arrays.
+func TestLogAddresses(t *testing.T) {
+	k := key{nsIP: nsIP, dstIP: packet.IPv4Addr{127, 0, 0, 1}, nsPort: 40000, dstPort: 80}
+	if got, want := fmt.Sprintf("tcp %v: x", k), "tcp 10.0.2.100:40000 -> 127.0.0.1:80: x"; got != want {
+		t.Fatalf("key prints as %q, want %q", got, want)
+	}
+	// A failing connect names the address and port.
+	env := &logEnv{fakeEnv: newFakeEnv()}
+	tbl := New(Config{GatewayMAC: gwMAC, NAT: testNAT, MTU: 1500, NoPeekOff: kernelNoPeekOff(), Outbound: [4]byte{192, 0, 2, 77}}, env)
+	var p packet.Parsed
+	segment(&p, make([]byte, 2000), 80, 1, 0, packet.TCPSyn, nil)
+	tbl.HandleFrame(&p)
+	if want := "tcp: connect to 127.0.0.1:80: bind to --outbound-addr 192.0.2.77: "; !strings.HasPrefix(env.logged, want) {
+		t.Fatalf("log %q, want it to start with %q", env.logged, want)
+	}
+}
+
+// logEnv keeps the last line logged.
+type logEnv struct {
+	*fakeEnv
+	logged string
+}
+
+func (e *logEnv) Logf(format string, args ...any) { e.logged = fmt.Sprintf(format, args...) }

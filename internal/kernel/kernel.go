@@ -1,0 +1,44 @@
+// Package kernel probes, once at start, the kernel features nsgate uses
+// that are newer than the oldest kernel it supports, so that the data path
+// picks its way once and never fails per connection. docs/kernels.md lists
+// every feature nsgate uses, the first kernel that has it, and what nsgate
+// does without it.
+package kernel
+
+import (
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// Oldest is the oldest kernel nsgate supports: every feature it needs
+// unconditionally (pidfd_open and waitid(P_PIDFD) 5.4, UDP_SEGMENT 4.18,
+// SO_MEMINFO 4.12, ping sockets 3.0, ...) is older.
+const Oldest = "5.10"
+
+// Features are the probed kernel features that have a fallback.
+type Features struct {
+	// TCPPeekOff: SO_PEEK_OFF on TCP sockets (Linux 6.9). Without it,
+	// host → namespace TCP keeps its own copy of unacknowledged bytes.
+	TCPPeekOff bool
+}
+
+// NoPeekOffEnv forces the TCP fallback on a kernel that has SO_PEEK_OFF,
+// for tests and benchmarks.
+const NoPeekOffEnv = "NSGATE_NO_PEEK_OFF"
+
+// Probe asks the running kernel. It opens and closes one socket.
+func Probe() Features {
+	return Features{TCPPeekOff: tcpPeekOff() && os.Getenv(NoPeekOffEnv) != "1"}
+}
+
+// tcpPeekOff reports whether a TCP socket accepts SO_PEEK_OFF; before 6.9
+// setsockopt fails (EOPNOTSUPP, or EINVAL from older kernels).
+func tcpPeekOff() bool {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(fd)
+	return unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PEEK_OFF, 0) == nil
+}

@@ -1,0 +1,162 @@
+package tcp
+
+import (
+	"bytes"
+	"testing"
+	"time"
+
+	"github.com/nsgate/nsgate/internal/packet"
+	"golang.org/x/sys/unix"
+)
+
+// TestUnackedRing writes, acknowledges and rereads across the ring's wrap
+// and through growth, and checks every byte against a model.
+func TestUnackedRing(t *testing.T) {
+	var p ringPool
+	var u unacked
+	var model []byte // the bytes held, oldest first
+	next := byte(0)
+	fill := func(n int) {
+		space := p.reserve(&u, n)
+		n = min(n, space)
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = next
+			next++
+		}
+		u.write(b)
+		model = append(model, b...)
+	}
+	check := func() {
+		t.Helper()
+		if u.n != len(model) {
+			t.Fatalf("ring holds %d bytes, model %d", u.n, len(model))
+		}
+		got := make([]byte, u.n)
+		if n := u.read(0, got); n != u.n || !bytes.Equal(got, model) {
+			t.Fatalf("ring content differs from the model (%d bytes read)", n)
+		}
+		if u.n > 3 { // a read from an offset, as a retransmission after a partial ACK
+			part := make([]byte, 2)
+			if u.read(u.n-3, part) != 2 || !bytes.Equal(part, model[len(model)-3:len(model)-1]) {
+				t.Fatal("read at an offset differs")
+			}
+		}
+	}
+	fill(10000)
+	check()
+	if len(u.buf) != minRing {
+		t.Fatalf("first ring %d bytes, want %d", len(u.buf), minRing)
+	}
+	for i := 0; i < 50; i++ { // around the ring many times
+		u.drop(7000)
+		model = model[7000:]
+		fill(7000)
+		check()
+	}
+	if len(u.buf) != minRing {
+		t.Fatalf("ring grew to %d without need", len(u.buf))
+	}
+	fill(60000) // more than the ring: it grows, keeping its bytes in order
+	check()
+	if len(u.buf) != 128<<10 {
+		t.Fatalf("ring is %d bytes after growth, want %d", len(u.buf), 128<<10)
+	}
+	for len(model) < maxRing {
+		fill(maxRing)
+		check()
+	}
+	if len(u.buf) != maxRing || u.space() != 0 || p.reserve(&u, 1) != 0 {
+		t.Fatalf("ring at %d bytes, space %d: should stop at maxRing %d", len(u.buf), u.space(), maxRing)
+	}
+	u.drop(u.n)
+	model = nil
+	p.release(&u)
+	if p.lent != 0 || u.buf != nil {
+		t.Fatalf("after release: lent %d, ring %d bytes", p.lent, len(u.buf))
+	}
+	// The pool hands the same memory back: no allocation in steady state.
+	allocs := testing.AllocsPerRun(100, func() {
+		p.reserve(&u, 1000)
+		u.write(make([]byte, 0))
+		p.release(&u)
+	})
+	if allocs != 0 {
+		t.Fatalf("%v allocations per ring lent from a warm pool", allocs)
+	}
+}
+
+// TestRingBudget: past the budget, new flows still get a first ring of
+// minRing, and no ring grows.
+func TestRingBudget(t *testing.T) {
+	var p ringPool
+	p.lent = ringBudget - 1 // as if other flows held nearly all of it
+	var u unacked
+	if got := p.reserve(&u, 64<<10); got != minRing {
+		t.Fatalf("a new flow over budget got %d bytes of ring, want %d", got, minRing)
+	}
+	u.write(make([]byte, minRing))
+	if got := p.reserve(&u, 1); got != 0 || len(u.buf) != minRing {
+		t.Fatalf("a ring grew past the budget: space %d, size %d", got, len(u.buf))
+	}
+}
+
+// TestCopyPathRingFullStopsReading: a flow whose ring is full and cannot
+// grow does not ask epoll for EPOLLIN (which would spin, level-triggered),
+// and asks again once the namespace's ACK makes room.
+func TestCopyPathRingFullStopsReading(t *testing.T) {
+	tbl, _, _, _, _ := established(t, true)
+	f := &tbl.flows[0]
+	tbl.rings.reserve(&f.sent, maxRing)
+	for f.sent.space() > 0 || len(f.sent.buf) < maxRing {
+		f.sent.write(make([]byte, f.sent.space()))
+		tbl.rings.reserve(&f.sent, 1)
+	}
+	if tbl.canRead(f) {
+		t.Fatal("full ring at maxRing: canRead says yes")
+	}
+	f.sent.drop(1)
+	if !tbl.canRead(f) {
+		t.Fatal("room in the ring: canRead says no")
+	}
+}
+
+// TestCopyPathIdleReleasesRing: on the copy path a flow's ring holds the
+// bytes until the namespace acknowledges them, retransmits from it, and an
+// idle, empty ring goes back to the pool at the sweep.
+func TestCopyPathIdleReleasesRing(t *testing.T) {
+	tbl, env, srv, nsSeq, ourSeq := established(t, true)
+	f := &tbl.flows[env.idx]
+	port := f.key.dstPort
+	msg := bytes.Repeat([]byte("0123456789"), 300)
+	if _, err := unix.Write(srv, msg); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(10 * time.Millisecond)
+	tbl.HandleEvent(env.idx, env.gen, unix.EPOLLIN)
+	if f.sent.n != len(msg) || tbl.rings.lent != len(f.sent.buf) {
+		t.Fatalf("ring holds %d bytes (want %d), pool lent %d", f.sent.n, len(msg), tbl.rings.lent)
+	}
+	// The socket is drained: only the ring can resend.
+	if n, _ := recvFlags(f.fd, make([]byte, 10), unix.MSG_PEEK|unix.MSG_DONTWAIT); n > 0 {
+		t.Fatalf("%d bytes still queued in the socket", n)
+	}
+	tbl.rewind(f)
+	tbl.push(env.idx)
+	var p packet.Parsed
+	if err := p.Decode(env.last[:env.lastN]); err != nil || p.TCP.Seq() != ourSeq+uint32(len(msg))-uint32(len(p.Payload)) ||
+		!bytes.Equal(p.Payload, msg[len(msg)-len(p.Payload):]) {
+		t.Fatalf("retransmission from the ring: %v seq %d, %d bytes", err, p.TCP.Seq(), len(p.Payload))
+	}
+	buf := make([]byte, 2000)
+	segment(&p, buf, port, nsSeq, ourSeq+uint32(len(msg)), packet.TCPAck, nil)
+	tbl.HandleFrame(&p)
+	if f.sent.n != 0 || f.sent.buf == nil {
+		t.Fatalf("after the ACK: ring holds %d bytes, buffer kept %v", f.sent.n, f.sent.buf != nil)
+	}
+	tbl.sweep.Next(1-scanPeriod, true) // due at once
+	tbl.Tick()
+	if f.sent.buf != nil || tbl.rings.lent != 0 {
+		t.Fatalf("idle flow kept its ring: lent %d", tbl.rings.lent)
+	}
+}

@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# make test-kernel: nsgate's suites on the kernel Debian 12 ships (6.1, no
+# SO_PEEK_OFF on TCP), booted under qemu-system-x86_64 with TCG (no KVM
+# needed) from an initramfs built here. The guest has no network device:
+# its traffic stays in the namespaces the tests build inside it.
+#
+# Needs root only for apt-get download's cache directory; needs
+# qemu-system-x86, cpio, busybox-static, iproute2, util-linux, iputils-ping,
+# procps and Go. Prints the guest's console; passes when the guest's suites do.
+#
+# Environment: KERNEL_PKG (default: what linux-image-amd64 depends on),
+# KERNEL_CACHE (where the package is kept, default /var/cache/nsgate-kernel),
+# KERNEL_TIMEOUT (seconds, default 900), GUEST_RUN (extra -test.run filter).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export PATH=/usr/local/go/bin:$HOME/go/bin:$PATH
+
+cache=${KERNEL_CACHE:-/var/cache/nsgate-kernel}
+mkdir -p "$cache"
+chmod 755 "$cache"
+chown _apt "$cache" 2>/dev/null || true # apt-get download fetches as _apt
+pkg=${KERNEL_PKG:-$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')}
+if [ -z "$pkg" ]; then
+	echo "test-kernel: apt-cache knows no linux-image-amd64 (run apt-get update)" >&2
+	exit 1
+fi
+deb=$(ls "$cache/${pkg}"_*.deb 2>/dev/null | tail -1 || true)
+if [ -z "$deb" ]; then
+	(cd "$cache" && apt-get download "$pkg" >/dev/null)
+	deb=$(ls "$cache/${pkg}"_*.deb | tail -1)
+fi
+
+work=$(mktemp -d /tmp/nsgate-kernel.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+dpkg-deb -x "$deb" "$work/pkg"
+vmlinuz=$(ls "$work"/pkg/boot/vmlinuz-*)
+kver=${vmlinuz##*/vmlinuz-}
+root=$work/root
+mkdir -p "$root"/{bin,sbin,etc,lib/modules,proc,sys,dev,tmp,run,root}
+
+# The guest's modules, from the same package.
+for m in tun veth; do
+	find "$work/pkg/lib/modules/$kver" -name "$m.ko*" -exec cp {} "$root/lib/modules/" \;
+done
+for m in "$root"/lib/modules/*.ko.xz; do
+	if [ -e "$m" ]; then xz -d "$m"; fi
+done
+ls "$root/lib/modules/tun.ko" "$root/lib/modules/veth.ko" >/dev/null
+
+# nsgate and the test binaries (no Go in the guest).
+go build -o "$root/bin/nsgate" .
+go test -c -tags integration -o "$root/bin/nsgate.test" .
+go test -c -o "$root/bin/tcp.test" ./internal/tcp
+go test -c -o "$root/bin/kernel.test" ./internal/kernel
+
+# The tools the tests run, with the libraries they link.
+cp "$(command -v busybox)" "$root/bin/busybox"
+for a in sh mount umount mkdir cat echo insmod poweroff switch_root cp chmod ln grep sed uname tee rm ls sync mountpoint; do
+	ln -s busybox "$root/bin/$a"
+done
+for t in ip setpriv unshare nsenter sleep env ping sysctl; do
+	p=$(command -v "$t")
+	cp "$p" "$root/bin/$t"
+done
+for b in "$root"/bin/*; do
+	[ -L "$b" ] && continue
+	libs=$(ldd "$b" 2>/dev/null | grep -o '/[^ ]*' || true) # none: static
+	for lib in $libs; do
+		mkdir -p "$root$(dirname "$lib")"
+		cp -n "$lib" "$root$lib"
+	done
+done
+
+cat > "$root/etc/passwd" <<'P'
+root:x:0:0:root:/root:/bin/sh
+nsgate-test:x:999:999:nsgate test user:/nonexistent:/bin/false
+P
+cat > "$root/etc/group" <<'G'
+root:x:0:
+nsgate-test:x:999:
+G
+echo 'passwd: files' > "$root/etc/nsswitch.conf"
+echo 'group: files' >> "$root/etc/nsswitch.conf"
+echo 'nameserver 127.0.0.1' > "$root/etc/resolv.conf"
+cp tests/kernel/init "$root/init"
+chmod 755 "$root/init"
+echo "${GUEST_RUN:-}" > "$root/etc/guest-run"
+
+(cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) > "$work/initrd.gz"
+echo "test-kernel: booting $pkg ($kver) with a $(du -m "$work/initrd.gz" | cut -f1) MiB initramfs under TCG"
+
+log=$work/console.log
+set +e
+timeout "${KERNEL_TIMEOUT:-900}" qemu-system-x86_64 \
+	-machine q35 -accel tcg,thread=multi -cpu max -smp 2 -m 3072 \
+	-kernel "$vmlinuz" -initrd "$work/initrd.gz" \
+	-append "console=ttyS0 quiet loglevel=3 panic=-1 rdinit=/init" \
+	-nographic -no-reboot -nic none 2>&1 | tee "$log"
+set -e
+tr -d '\r' < "$log" | grep -q '^NSGATE-KERNEL: PASS' || {
+	echo "test-kernel: the suites did not pass on $kver (see above)" >&2
+	exit 1
+}
+echo "test-kernel: passed on $kver"
