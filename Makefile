@@ -82,7 +82,7 @@ lint:
 # (root). ../shared/bench/netbench compares with pasta and a veth pair too.
 bench: build setup
 	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=200000x ./internal/...
-	$(GO) test -tags integration -run='^$$' -bench=BenchmarkTCP -timeout 15m .
+	$(GO) test -tags integration -run='^$$' -bench='BenchmarkTCP|BenchmarkStalledFlowsRSS' -timeout 15m .
 
 # Runs CMD (default: ip addr) in a new namespace served by nsgate.
 run: build

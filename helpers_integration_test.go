@@ -73,6 +73,39 @@ func runHelper(args []string) int {
 	case "spawnsuite": // spawnsuite N: see spawnSuite
 		n, _ := strconv.ParseInt(args[1], 10, 64)
 		return spawnSuite(n)
+	case "spewmany": // spewmany LISTEN N: send N bytes on every connection, keep each open
+		l := listen(args[1])
+		n, _ := strconv.Atoi(args[2])
+		buf := make([]byte, n)
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return fail(err)
+			}
+			go func() {
+				c.Write(buf)
+				select {} // hold c: a collected conn is closed by its finalizer
+			}()
+		}
+	case "holdmany": // holdmany ADDR CONNS SECONDS: open CONNS connections, read nothing, hold them
+		conns, _ := strconv.Atoi(args[2])
+		secs, _ := strconv.Atoi(args[3])
+		held := make([]net.Conn, 0, conns)
+		// The buffer is set before connecting, so that the window scale
+		// offered in the SYN lets the window reach it.
+		d := net.Dialer{Timeout: 10 * time.Second, Control: func(_, _ string, rc syscall.RawConn) error {
+			return rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 1<<20) })
+		}}
+		for i := 0; i < conns; i++ {
+			c, err := d.Dial("tcp4", args[1])
+			if err != nil {
+				return fail(fmt.Errorf("connection %d: %w", i, err))
+			}
+			held = append(held, c)
+		}
+		fmt.Println("ready")
+		time.Sleep(time.Duration(secs) * time.Second)
+		fmt.Println("held", len(held))
 	case "sink": // sink LISTEN: receive one connection to EOF
 		c, err := listen(args[1]).Accept()
 		if err != nil {

@@ -674,7 +674,8 @@ func (t *Table) push(idx int32) {
 }
 
 // rewind retransmits from the oldest unacknowledged byte: the bytes are
-// still in the socket's receive queue, at peek offset 0.
+// still in the socket's receive queue, at peek offset 0, or (NoPeekOff) at
+// the head of the flow's ring.
 func (t *Table) rewind(f *flow) {
 	if !t.cfg.NoPeekOff && setInt(f.fd, unix.SOL_SOCKET, unix.SO_PEEK_OFF, 0) != 0 {
 		return
