@@ -82,6 +82,11 @@ func run(args []string) int {
 	if cfg.EnableIPv6 {
 		logger.Print("--enable-ipv6: IPv6 is not served by this version; running IPv4 only")
 	}
+	// One clear error for a kernel below the floor, not failures later.
+	if err := kernel.Check(); err != nil {
+		logger.Print(err)
+		return 1
+	}
 	if cfg.Spawn {
 		return runSpawn(cfg)
 	}
@@ -122,10 +127,6 @@ func runTarget(cfg *config.Config) int {
 		// during set-up is still noticed.
 		pidfd, err := unix.PidfdOpen(cfg.PID, 0)
 		if err != nil {
-			if errors.Is(err, unix.ENOSYS) {
-				logger.Printf("target PID %d: pidfd_open: %v (nsgate needs Linux %s or later)", cfg.PID, err, kernel.Oldest)
-				return 1
-			}
 			logger.Printf("target PID %d: pidfd_open: %v", cfg.PID, err)
 			return 1
 		}

@@ -2,11 +2,14 @@
 // that are newer than the oldest kernel it supports, so that the data path
 // picks its way once and never fails per connection. docs/kernels.md lists
 // every feature nsgate uses, the first kernel that has it, and what nsgate
-// does without it.
+// does without it. Check refuses, with one error, a kernel that lacks what
+// nsgate cannot do without.
 package kernel
 
 import (
+	"fmt"
 	"os"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -41,4 +44,50 @@ func tcpPeekOff() bool {
 	}
 	defer unix.Close(fd)
 	return unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PEEK_OFF, 0) == nil
+}
+
+// requirement is a feature nsgate has no fallback for, and its probe.
+type requirement struct {
+	name, version string
+	probe         func() error
+}
+
+// required are probed by Check. Both are older than Oldest; a kernel that
+// fails one is older still, or has it compiled out.
+var required = []requirement{
+	{"pidfd_open(2)", "5.3", func() error {
+		fd, err := unix.PidfdOpen(os.Getpid(), 0)
+		if err == nil {
+			unix.Close(fd)
+		}
+		return err
+	}},
+	{"SO_MEMINFO", "4.12", func() error {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		var mi [unix.SK_MEMINFO_VARS]uint32
+		l := uint32(len(mi) * 4)
+		_, _, e := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(fd), unix.SOL_SOCKET, unix.SO_MEMINFO,
+			uintptr(unsafe.Pointer(&mi[0])), uintptr(unsafe.Pointer(&l)), 0)
+		if e != 0 {
+			return e
+		}
+		return nil
+	}},
+}
+
+// Check probes the features nsgate cannot do without and returns one error
+// naming the first that is missing and the kernel that brought it.
+func Check() error { return check(required) }
+
+func check(reqs []requirement) error {
+	for _, r := range reqs {
+		if err := r.probe(); err != nil {
+			return fmt.Errorf("this kernel lacks %s (Linux %s; nsgate needs Linux %s or later): %w", r.name, r.version, Oldest, err)
+		}
+	}
+	return nil
 }

@@ -61,5 +61,5 @@ func (t *Table) canRead(f *flow) bool {
 		return true
 	}
 	u := &f.sent
-	return u.buf == nil || u.space() > 0 || len(u.buf) < maxRing && t.rings.lent+len(u.buf) <= ringBudget
+	return u.space() > 0 || t.rings.growTo(u, 1) > 0
 }

@@ -100,19 +100,15 @@ func (p *ringPool) put(b []byte) {
 }
 
 // reserve makes room in u for want more bytes if it can: a first ring of
-// at least minRing, or a larger one (up to maxRing, within the budget)
-// holding what u held. It returns the space u then has.
+// at least minRing, or a larger one holding what u held (growTo). It
+// returns the space u then has.
 func (p *ringPool) reserve(u *unacked, want int) int {
 	if u.space() >= want {
 		return u.space()
 	}
-	size := max(minRing, 1<<bits.Len(uint(u.n+want-1)))
-	size = min(size, maxRing)
-	if u.buf != nil && (size <= len(u.buf) || p.lent+size-len(u.buf) > ringBudget) {
+	size := p.growTo(u, want)
+	if size == 0 {
 		return u.space()
-	}
-	if u.buf == nil && size > minRing && p.lent+size > ringBudget {
-		size = minRing
 	}
 	b := p.get(size)
 	old := *u
@@ -120,6 +116,27 @@ func (p *ringPool) reserve(u *unacked, want int) int {
 	u.n = old.read(0, b)
 	p.put(old.buf)
 	return u.space()
+}
+
+// growTo returns the size u's ring can take now to hold want more bytes, or
+// 0 if it cannot grow: a power of two up to maxRing, the largest within
+// ringBudget (a first ring of minRing is always granted). A full ring can
+// grow exactly when it can double: canRead relies on that.
+func (p *ringPool) growTo(u *unacked, want int) int {
+	size := min(max(minRing, 2*len(u.buf), 1<<bits.Len(uint(u.n+want-1))), maxRing)
+	if u.buf == nil {
+		for size > minRing && p.lent+size > ringBudget {
+			size /= 2
+		}
+		return size
+	}
+	for size > len(u.buf) && p.lent+size-len(u.buf) > ringBudget {
+		size /= 2
+	}
+	if size <= len(u.buf) {
+		return 0
+	}
+	return size
 }
 
 // release gives u's ring back to the pool; u must hold nothing.

@@ -99,6 +99,15 @@ func TestRingBudget(t *testing.T) {
 	if got := p.reserve(&u, 1); got != 0 || len(u.buf) != minRing {
 		t.Fatalf("a ring grew past the budget: space %d, size %d", got, len(u.buf))
 	}
+	// Room for doubling, not for the 128 KiB a 64 KiB segment asks: the
+	// ring doubles, as canRead expects of a ring that can grow.
+	p.lent = ringBudget - 2*minRing
+	if p.growTo(&u, 1) != 2*minRing {
+		t.Fatalf("growTo(1) = %d, want %d", p.growTo(&u, 1), 2*minRing)
+	}
+	if got := p.reserve(&u, 64<<10); got != minRing || len(u.buf) != 2*minRing {
+		t.Fatalf("near the budget: space %d, size %d; want the ring doubled", got, len(u.buf))
+	}
 }
 
 // TestCopyPathRingFullStopsReading: a flow whose ring is full and cannot
