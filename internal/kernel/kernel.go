@@ -9,14 +9,13 @@ package kernel
 import (
 	"fmt"
 	"os"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
 
-// Oldest is the oldest kernel nsgate supports: every feature it needs
-// unconditionally (pidfd_open and waitid(P_PIDFD) 5.4, UDP_SEGMENT 4.18,
-// SO_MEMINFO 4.12, ping sockets 3.0, ...) is older.
+// Oldest is the oldest kernel nsgate supports: every feature it has no
+// fallback for (pidfd_open 5.3, SO_MEMINFO 4.12, user namespaces 3.8, ...)
+// is older.
 const Oldest = "5.10"
 
 // Features are the probed kernel features that have a fallback.
@@ -38,12 +37,19 @@ func Probe() Features {
 // tcpPeekOff reports whether a TCP socket accepts SO_PEEK_OFF; before 6.9
 // setsockopt fails (EOPNOTSUPP, or EINVAL from older kernels).
 func tcpPeekOff() bool {
+	return withTCPSocket(func(fd int) error {
+		return unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PEEK_OFF, 0)
+	}) == nil
+}
+
+// withTCPSocket runs probe on a new TCP socket, closed after.
+func withTCPSocket(probe func(fd int) error) error {
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return false
+		return err
 	}
 	defer unix.Close(fd)
-	return unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PEEK_OFF, 0) == nil
+	return probe(fd)
 }
 
 // requirement is a feature nsgate has no fallback for, and its probe.
@@ -63,19 +69,12 @@ var required = []requirement{
 		return err
 	}},
 	{"SO_MEMINFO", "4.12", func() error {
-		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-		if err != nil {
+		return withTCPSocket(func(fd int) error {
+			// The kernel copies as much of the array as asked for: the
+			// first word will do.
+			_, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_MEMINFO)
 			return err
-		}
-		defer unix.Close(fd)
-		var mi [unix.SK_MEMINFO_VARS]uint32
-		l := uint32(len(mi) * 4)
-		_, _, e := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(fd), unix.SOL_SOCKET, unix.SO_MEMINFO,
-			uintptr(unsafe.Pointer(&mi[0])), uintptr(unsafe.Pointer(&l)), 0)
-		if e != 0 {
-			return e
-		}
-		return nil
+		})
 	}},
 }
 
