@@ -10,7 +10,8 @@
 #
 # Environment: KERNEL_PKG (default: what linux-image-amd64 depends on),
 # KERNEL_CACHE (where the package is kept, default /var/cache/nsgate-kernel),
-# KERNEL_TIMEOUT (seconds, default 900), GUEST_RUN (extra -test.run filter).
+# KERNEL_TIMEOUT (seconds, default 900), GUEST_RUN (a -test.run filter in place
+# of the guest's own; the sandboxed rerun is then skipped).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export PATH=/usr/local/go/bin:$HOME/go/bin:$PATH
