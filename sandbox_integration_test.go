@@ -76,22 +76,17 @@ func TestSandbox(t *testing.T) {
 		if strings.Join(names, " ") != "etc run" {
 			t.Errorf("the sandbox's root holds %v, want [etc run]", names)
 		}
-		// Every mount, those below /run (the world's /run/netns/...)
-		// included, is read-only.
+		// Every mount a path reaches, those below /run (the world's
+		// /run/netns/...) included, is read-only.
 		mounts, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/mountinfo")
-		n := 0
-		for _, line := range strings.Split(string(mounts), "\n") {
-			f := strings.Fields(line)
-			if len(f) < 6 {
-				continue
-			}
-			n++
-			if !strings.HasPrefix(f[5], "ro,") && f[5] != "ro" {
-				t.Errorf("%s is mounted %s, want read-only", f[4], f[5])
+		infos := parseMountinfo(string(mounts))
+		for _, m := range infos {
+			if !m.ro && !covered(m, infos) {
+				t.Errorf("%s is mounted %s, want read-only", m.point, m.opts)
 			}
 		}
-		if n < 4 {
-			t.Errorf("only %d mounts in the sandbox:\n%s", n, mounts)
+		if len(infos) < 4 {
+			t.Errorf("only %d mounts in the sandbox:\n%s", len(infos), mounts)
 		}
 		// Still serving: out, in, and the API.
 		startServer(t, w.RemoteCommand("env"), "echo", testnet.RemoteAddr+":5031")
@@ -155,5 +150,67 @@ func TestSandboxResolvSymlink(t *testing.T) {
 	}
 	if ans, took := dig(t, tg, false, "test.nsgate"); ans != "198.51.100.99" {
 		t.Fatalf("dig through the sandbox: %q after %v\n%s", ans, took, g.stderr)
+	}
+}
+
+// mountinfo is one line of /proc/PID/mountinfo.
+type mountinfo struct {
+	id, parent string
+	point      string // the mount point, as the process sees it
+	opts       string
+	ro         bool
+}
+
+func parseMountinfo(s string) []mountinfo {
+	var out []mountinfo
+	for _, line := range strings.Split(s, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 6 {
+			continue
+		}
+		out = append(out, mountinfo{id: f[0], parent: f[1], point: f[4], opts: f[5],
+			ro: strings.HasPrefix(f[5], "ro,") || f[5] == "ro"})
+	}
+	return out
+}
+
+// covered reports whether no path reaches m: m, or one of its ancestors,
+// has a sibling (a mount on the same parent) on a directory above its own
+// mount point. That sibling was mounted later, on top: a mount made after it
+// at a path below it would have it as its parent. Mount propagation leaves
+// such copies (ip netns under a shared /run mounts each /run/netns/NAME
+// twice, one beneath the other). Before Linux 5.12 the sandbox remounts by
+// path and cannot reach them, and neither can anything inside it.
+func covered(m mountinfo, all []mountinfo) bool {
+	byID := map[string]mountinfo{}
+	for _, x := range all {
+		byID[x.id] = x
+	}
+	seen := map[string]bool{}
+	for x, ok := m, true; ok && !seen[x.id]; x, ok = byID[x.parent] {
+		seen[x.id] = true
+		for _, y := range all {
+			if y.parent == x.parent && y.id != x.id && strings.HasPrefix(x.point, strings.TrimSuffix(y.point, "/")+"/") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// TestCovered: the sandbox's mounts as Linux 5.10 left them (read off the
+// qemu guest): the copy of each netns file that propagation put beneath
+// /run/netns is covered; the files on top, and /run/netns, are not.
+func TestCovered(t *testing.T) {
+	all := parseMountinfo(`34 33 0:27 / / ro,nosuid,nodev,noexec,relatime - tmpfs tmpfs rw,size=64k,mode=755
+39 34 0:25 / /run ro,nosuid,nodev,noexec,relatime - tmpfs run rw,mode=755
+41 39 0:25 /netns /run/netns ro,nosuid,nodev,noexec,relatime - tmpfs run rw,mode=755
+42 41 0:4 net:[4026532116] /run/netns/nsg-h ro,nosuid,nodev,noexec - nsfs nsfs rw
+44 39 0:4 net:[4026532116] /run/netns/nsg-h rw - nsfs nsfs rw
+`)
+	for i, want := range []bool{false, false, false, false, true} {
+		if got := covered(all[i], all); got != want {
+			t.Errorf("mount %s on %s: covered %v, want %v", all[i].id, all[i].point, got, want)
+		}
 	}
 }

@@ -54,7 +54,7 @@ Options:
   -h, --help               show this help and exit
   -v, --version            show version and exit
 
-Kernels: Linux ` + kernel.Oldest + ` or later (tested on Debian 12's 6.1 and on 6.18). Before
-6.9, TCP keeps its own copy of unacknowledged bytes (no SO_PEEK_OFF); see
+Kernels: Linux ` + kernel.Oldest + ` or later (tested on 5.10, 6.1 and 6.18). Before 6.9,
+TCP keeps its own copy of unacknowledged bytes (no SO_PEEK_OFF); see
 docs/kernels.md.
 `

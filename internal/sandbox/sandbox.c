@@ -24,6 +24,7 @@
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -93,11 +94,75 @@ struct nsgate_mount_attr {
 #define AT_RECURSIVE 0x8000
 #endif
 
+static int under(const char *path, const char *dir)
+{
+	size_t n = strlen(dir);
+	return strncmp(path, dir, n) == 0 && (path[n] == '/' || path[n] == '\0');
+}
+
+// remount_ro remounts the mount at path read-only, nosuid, nodev and
+// noexec, keeping its atime flags: inside a user namespace they are locked,
+// and a remount that changed them would fail with EPERM.
+static void remount_ro(const char *path)
+{
+	unsigned long flags = MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC;
+	struct statvfs st;
+	if (statvfs(path, &st) == 0) {
+		if (st.f_flag & ST_NOATIME)
+			flags |= MS_NOATIME;
+		if (st.f_flag & ST_NODIRATIME)
+			flags |= MS_NODIRATIME;
+		if (st.f_flag & ST_RELATIME)
+			flags |= MS_RELATIME;
+	}
+	if (mount(NULL, path, NULL, flags, NULL) < 0)
+		die("remount read-only", path);
+}
+
+// unescape decodes mountinfo's octal escapes (\040 for a space) in place.
+static void unescape(char *s)
+{
+	char *w = s;
+	for (char *r = s; *r; r++) {
+		if (r[0] == '\\' && r[1] >= '0' && r[1] <= '3' && r[2] >= '0' && r[2] <= '7' && r[3] >= '0' && r[3] <= '7') {
+			*w++ = (char)((r[1] - '0') << 6 | (r[2] - '0') << 3 | (r[3] - '0'));
+			r += 3;
+		} else {
+			*w++ = *r;
+		}
+	}
+	*w = '\0';
+}
+
+// remount_ro_tree remounts read-only every mount at or below dir, one by
+// one from /proc/self/mountinfo: what mount_setattr(AT_RECURSIVE) does in
+// one call from Linux 5.12. A remount by path reaches the top mount at each
+// path only. A mount that propagation stacked under another one (systemd
+// makes / shared, and ip netns then leaves each /run/netns/NAME twice) keeps
+// its flags, but no path leads to it, and the sandbox cannot unmount what
+// covers it. The tree is bound whole (MS_REC), not mount by mount: in a user
+// namespace, a bind without MS_REC of a mount with locked children fails.
+static void remount_ro_tree(const char *dir)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	if (f == NULL)
+		die("open", "/proc/self/mountinfo");
+	char line[2 * PATH_MAX], mnt[PATH_MAX];
+	while (fgets(line, sizeof(line), f) != NULL) {
+		// ID PARENT MAJOR:MINOR ROOT MOUNTPOINT ...
+		if (sscanf(line, "%*s %*s %*s %*s %4095s", mnt) != 1)
+			continue;
+		unescape(mnt);
+		if (under(mnt, dir))
+			remount_ro(mnt);
+	}
+	fclose(f);
+}
+
 // bind_ro makes from visible read-only at to, with every mount below it
 // (/run holds others: /run/user/UID, /run/netns/...).
 static void bind_ro(const char *from, const char *to)
 {
-	const unsigned long flags = MS_NOSUID | MS_NODEV | MS_NOEXEC;
 	if (mount(from, to, NULL, MS_BIND | MS_REC, NULL) < 0)
 		die("bind mount", from);
 	if (mount(NULL, to, NULL, MS_SLAVE | MS_REC, NULL) < 0)
@@ -110,15 +175,7 @@ static void bind_ro(const char *from, const char *to)
 		return;
 	if (errno != ENOSYS)
 		die("make read-only", to);
-	// Before Linux 5.12: the top mount only.
-	if (mount(NULL, to, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | flags, NULL) < 0)
-		die("remount read-only", to);
-}
-
-static int under(const char *path, const char *dir)
-{
-	size_t n = strlen(dir);
-	return strncmp(path, dir, n) == 0 && (path[n] == '/' || path[n] == '\0');
+	remount_ro_tree(to); // before Linux 5.12
 }
 
 static void new_root(void)
