@@ -98,7 +98,7 @@ func loopbackServer(t *testing.T) (int, uint16) {
 // kernel lacks it (before Linux 6.9). Both run on every kernel.
 func sendPaths(t *testing.T, fn func(t *testing.T, noPeekOff bool)) {
 	t.Run("peek-off", func(t *testing.T) {
-		if !kernel.Probe().TCPPeekOff {
+		if kernelNoPeekOff() {
 			// The old kernel in make test-kernel: this path can't run there,
 			// and the host kernel's run covers it.
 			t.Skip("this kernel's TCP sockets have no SO_PEEK_OFF (Linux 6.9)")
@@ -335,7 +335,7 @@ func testSteadyStateAllocs(t *testing.T, noPeekOff bool) {
 // TestReassemblyAndSACK: segments beyond a gap are kept, described in SACK
 // blocks, and written in order once the gap fills.
 func TestReassemblyAndSACK(t *testing.T) {
-	tbl, env, srv, nsSeq, ourSeq := established(t, true)
+	tbl, env, srv, nsSeq, ourSeq := established(t, kernelNoPeekOff())
 	port := tbl.flows[env.idx].key.dstPort
 	var p packet.Parsed
 	buf := make([]byte, 2000)
@@ -380,7 +380,7 @@ func TestReassemblyAndSACK(t *testing.T) {
 // TestIdleTimeout: a connection silent past the idle timeout is reset both
 // ways by the periodic scan.
 func TestIdleTimeout(t *testing.T) {
-	tbl, env, srv, _, _ := established(t, true)
+	tbl, env, srv, _, _ := established(t, kernelNoPeekOff())
 	tbl.cfg.IdleTimeout = int64(time.Millisecond)
 	time.Sleep(5 * time.Millisecond)
 	tbl.sweep.Next(1-scanPeriod, true) // armed for time 1: due at once
