@@ -509,7 +509,8 @@ func hostileFrames(n int, seed int64) [][]byte {
 	ipv4 := func(dst packet.MAC, proto uint8, l4 []byte) []byte {
 		f := mk(dst, packet.EtherTypeIPv4, make([]byte, packet.IPv4Len+len(l4)))
 		copy(f[packet.EtherLen+packet.IPv4Len:], l4)
-		packet.IPv4(f[packet.EtherLen:]).SetHeader(packet.IPv4Len+len(l4), 1, 64, proto, packet.IPv4Addr{10, 0, 2, 100}, packet.IPv4Addr{10, 0, 2, 2})
+		packet.IPv4(f[packet.EtherLen:]).Encode(&packet.IPv4Fields{TotalLen: packet.IPv4Len + len(l4), ID: 1, Protocol: proto,
+			Src: packet.AddrFrom4([4]byte{10, 0, 2, 100}), Dst: packet.AddrFrom4([4]byte{10, 0, 2, 2})})
 		return f
 	}
 	dhcp := make([]byte, packet.UDPLen+300)
@@ -517,7 +518,8 @@ func hostileFrames(n int, seed int64) [][]byte {
 	dhcp[packet.UDPLen] = 1
 	copy(dhcp[packet.UDPLen+236:], []byte{99, 130, 83, 99, 53, 1, 1, 255})
 	arp := make([]byte, packet.ARPLen)
-	packet.ARP(arp).Set(packet.ARPRequest, packet.MAC{2, 0, 0, 0, 0, 9}, packet.IPv4Addr{10, 0, 2, 100}, packet.MAC{}, packet.IPv4Addr{10, 0, 2, 2})
+	packet.ARP(arp).Encode(&packet.ARPFields{Op: packet.ARPRequest, SenderMAC: packet.MAC{2, 0, 0, 0, 0, 9},
+		SenderIP: packet.AddrFrom4([4]byte{10, 0, 2, 100}), TargetIP: packet.AddrFrom4([4]byte{10, 0, 2, 2})})
 	templates := [][]byte{
 		mk(packet.BroadcastMAC, packet.EtherTypeARP, arp),
 		ipv4(packet.BroadcastMAC, packet.ProtoUDP, dhcp),
@@ -583,7 +585,7 @@ func TestMalformedFrames(t *testing.T) {
 		if st := g.waitExit(10 * time.Second); st != 0 {
 			t.Fatalf("exit status %d", st)
 		}
-		if !regexp.MustCompile(`malformed [1-9]\d*[;)]`).MatchString(g.stderr.String()) {
+		if !regexp.MustCompile(`malformed [1-9]\d*[,;)]`).MatchString(g.stderr.String()) {
 			t.Errorf("no malformed frames counted: %s", g.stderr)
 		}
 	})

@@ -28,6 +28,8 @@ import (
 	"net/netip"
 	"strconv"
 
+	"github.com/nsgate/nsgate/internal/publish"
+
 	"github.com/nsgate/nsgate/internal/fwd"
 )
 
@@ -37,9 +39,9 @@ const MaxRequest = 4096
 
 // Forwarder is what the API manages: the engine's forward table.
 type Forwarder interface {
-	Add(r fwd.Rule) (int, error)
+	Add(r publish.Rule) (int, error)
 	Remove(id int) error
-	List() ([]fwd.Rule, error)
+	List() ([]publish.Rule, error)
 }
 
 // Network is what the API needs to know of the virtual network: the
@@ -54,20 +56,20 @@ type Network struct {
 
 // Replies, as slirp4netns writes them.
 const (
-	errParse       = `{"error":{"desc":"bad request: cannot parse JSON"}}`
-	errNotObject   = `{"error":{"desc":"bad request: json_object() failed"}}`
-	errNoExecute   = `{"error":{"desc":"bad request: no execute found"}}`
-	errUnknown     = `{"error":{"desc":"bad request: unknown execute"}}`
-	errTooLarge    = `{"error":{"desc":"bad request: too large message"}}`
-	errProto       = `{"error":{"desc":"bad request: add_hostfwd: bad arguments.proto"}}`
-	errHostAddr    = `{"error":{"desc":"bad request: add_hostfwd: bad arguments.host_addr"}}`
-	errHostPort    = `{"error":{"desc":"bad request: add_hostfwd: bad arguments.host_port"}}`
-	errGuestAddr   = `{"error":{"desc":"bad request: add_hostfwd: bad arguments.guest_addr"}}`
-	errGuestPort   = `{"error":{"desc":"bad request: add_hostfwd: bad arguments.guest_port"}}`
-	errAddFailed   = `{"error":{"desc":"bad request: add_hostfwd: slirp_add_hostfwd failed"}}`
-	errRemoveID    = `{"error":{"desc":"bad request: remove_hostfwd: bad arguments.id"}}`
-	errRemoveFaild = `{"error":{"desc":"bad request: remove_hostfwd: slirp_remove_hostfwd failed"}}`
-	okRemoved      = `{"return":{}}`
+	errParse        = `{"error":{"desc":"bad request: cannot parse JSON"}}`
+	errNotObject    = `{"error":{"desc":"bad request: json_object() failed"}}`
+	errNoExecute    = `{"error":{"desc":"bad request: no execute found"}}`
+	errUnknown      = `{"error":{"desc":"bad request: unknown execute"}}`
+	errTooLarge     = `{"error":{"desc":"bad request: too large message"}}`
+	errProto        = `{"error":{"desc":"bad request: add_hostfwd: bad arguments.proto"}}`
+	errHostAddr     = `{"error":{"desc":"bad request: add_hostfwd: bad arguments.host_addr"}}`
+	errHostPort     = `{"error":{"desc":"bad request: add_hostfwd: bad arguments.host_port"}}`
+	errGuestAddr    = `{"error":{"desc":"bad request: add_hostfwd: bad arguments.guest_addr"}}`
+	errGuestPort    = `{"error":{"desc":"bad request: add_hostfwd: bad arguments.guest_port"}}`
+	errAddFailed    = `{"error":{"desc":"bad request: add_hostfwd: slirp_add_hostfwd failed"}}`
+	errRemoveID     = `{"error":{"desc":"bad request: remove_hostfwd: bad arguments.id"}}`
+	errRemoveFailed = `{"error":{"desc":"bad request: remove_hostfwd: slirp_remove_hostfwd failed"}}`
+	okRemoved       = `{"return":{}}`
 )
 
 // Handler answers requests.
@@ -149,7 +151,7 @@ func port(n int, ok bool) (uint16, bool) {
 }
 
 func (h *Handler) add(args object) []byte {
-	r := fwd.Rule{}
+	r := publish.Rule{}
 	var ok bool
 	if r.Proto, ok = args.str("proto"); !ok || r.Proto != "tcp" && r.Proto != "udp" {
 		return []byte(errProto)
@@ -237,7 +239,7 @@ func (h *Handler) remove(args object) []byte {
 			return []byte(errRemoveID)
 		}
 		h.logf("api: remove_hostfwd %s: %v", strconv.Itoa(id), err)
-		return []byte(errRemoveFaild)
+		return []byte(errRemoveFailed)
 	}
 	return []byte(okRemoved)
 }

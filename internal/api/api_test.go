@@ -14,17 +14,20 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nsgate/nsgate/internal/config"
+	"github.com/nsgate/nsgate/internal/publish"
+
 	"github.com/nsgate/nsgate/internal/fwd"
 )
 
 // fakeFwd is a forward table without sockets: port 1 is "in use".
 type fakeFwd struct {
 	mu    sync.Mutex
-	rules []fwd.Rule
+	rules []publish.Rule
 	next  int
 }
 
-func (f *fakeFwd) Add(r fwd.Rule) (int, error) {
+func (f *fakeFwd) Add(r publish.Rule) (int, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if r.HostPort == 1 {
@@ -48,10 +51,10 @@ func (f *fakeFwd) Remove(id int) error {
 	return fwd.ErrNoRule
 }
 
-func (f *fakeFwd) List() ([]fwd.Rule, error) {
+func (f *fakeFwd) List() ([]publish.Rule, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return append([]fwd.Rule(nil), f.rules...), nil
+	return append([]publish.Rule(nil), f.rules...), nil
 }
 
 func newHandler() *Handler {
@@ -184,7 +187,7 @@ func TestServer(t *testing.T) {
 
 func TestListenErrors(t *testing.T) {
 	dir := t.TempDir()
-	long := filepath.Join(dir, strings.Repeat("s", MaxPath))
+	long := filepath.Join(dir, strings.Repeat("s", config.MaxAPISocketPath))
 	if _, err := Listen(long); err == nil || !strings.Contains(err.Error(), "path too long for a unix socket") {
 		t.Fatalf("long path: %v", err)
 	}

@@ -12,12 +12,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nsgate/nsgate/internal/config"
+
 	"golang.org/x/sys/unix"
 )
-
-// MaxPath is the longest path a unix socket can be bound to (sun_path,
-// without its terminating NUL).
-const MaxPath = 107
 
 // Limits on clients: how many are served at once (the rest wait in the
 // listen queue), and how long one may take to send its request.
@@ -41,23 +39,11 @@ type Server struct {
 	live map[*net.UnixConn]bool // being served: Close cuts them short
 }
 
-// CheckPath reports whether path can be an API socket: short enough for a
-// unix socket address.
-func CheckPath(path string) error {
-	if path == "" {
-		return errors.New("--api-socket: empty path")
-	}
-	if len(path) > MaxPath {
-		return fmt.Errorf("--api-socket %q: path too long for a unix socket (%d bytes, at most %d)", path, len(path), MaxPath)
-	}
-	return nil
-}
-
 // Listen binds the API socket at path. A socket left at path by an earlier
 // run is replaced (slirp4netns does the same); any other file is not.
 // Serve answers requests.
 func Listen(path string) (*Server, error) {
-	if err := CheckPath(path); err != nil {
+	if err := config.CheckAPISocket(path); err != nil {
 		return nil, err
 	}
 	if fi, err := os.Lstat(path); err == nil {

@@ -7,18 +7,18 @@ import "github.com/nsgate/nsgate/internal/packet"
 // Responder answers ARP for a small, fixed set of addresses.
 type Responder struct {
 	mac   packet.MAC
-	addrs []packet.IPv4Addr
+	addrs []packet.Addr
 	// Neighbors learned from the namespace's ARP traffic: where to send
 	// frames addressed to the namespace.
 	Neighbors Table
 }
 
 // NewResponder answers for addrs with mac.
-func NewResponder(mac packet.MAC, addrs ...packet.IPv4Addr) *Responder {
+func NewResponder(mac packet.MAC, addrs ...packet.Addr) *Responder {
 	return &Responder{mac: mac, addrs: addrs}
 }
 
-func (r *Responder) owns(ip packet.IPv4Addr) bool {
+func (r *Responder) owns(ip packet.Addr) bool {
 	for _, a := range r.addrs {
 		if a == ip {
 			return true
@@ -39,7 +39,7 @@ func (r *Responder) Handle(p *packet.Parsed, out []byte) int {
 	if r.owns(spa) || sha.IsMulticast() {
 		return 0
 	}
-	if !spa.IsZero() { // 0.0.0.0 is an address probe (RFC 5227)
+	if !spa.IsUnspecified() { // 0.0.0.0 is an address probe (RFC 5227)
 		r.Neighbors.Learn(spa, sha)
 	}
 	if a.Op() != packet.ARPRequest || !r.owns(tpa) {
@@ -50,7 +50,7 @@ func (r *Responder) Handle(p *packet.Parsed, out []byte) int {
 		return 0
 	}
 	packet.Ether(out).SetHeader(sha, r.mac, packet.EtherTypeARP)
-	packet.ARP(out[packet.EtherLen:]).Set(packet.ARPReply, r.mac, tpa, sha, spa)
+	packet.ARP(out[packet.EtherLen:]).Encode(&packet.ARPFields{Op: packet.ARPReply, SenderMAC: r.mac, SenderIP: tpa, TargetMAC: sha, TargetIP: spa})
 	return n
 }
 
@@ -62,14 +62,14 @@ const TableSize = 32
 // with round-robin replacement: no allocation, bounded however many
 // addresses a hostile namespace claims.
 type Table struct {
-	ips  [TableSize]packet.IPv4Addr
+	ips  [TableSize]packet.Addr
 	macs [TableSize]packet.MAC
 	n    int // entries in use
 	next int // the entry to replace when full
 }
 
 // Learn records that ip is at mac.
-func (t *Table) Learn(ip packet.IPv4Addr, mac packet.MAC) {
+func (t *Table) Learn(ip packet.Addr, mac packet.MAC) {
 	for i := 0; i < t.n; i++ {
 		if t.ips[i] == ip {
 			t.macs[i] = mac
@@ -87,7 +87,7 @@ func (t *Table) Learn(ip packet.IPv4Addr, mac packet.MAC) {
 }
 
 // Lookup returns the MAC learned for ip.
-func (t *Table) Lookup(ip packet.IPv4Addr) (packet.MAC, bool) {
+func (t *Table) Lookup(ip packet.Addr) (packet.MAC, bool) {
 	for i := 0; i < t.n; i++ {
 		if t.ips[i] == ip {
 			return t.macs[i], true

@@ -9,15 +9,15 @@ import (
 var (
 	gwMAC   = packet.MAC{0x52, 0x55, 10, 0, 2, 2}
 	nsMAC   = packet.MAC{2, 0, 0, 0, 0, 0x64}
-	gw      = packet.IPv4Addr{10, 0, 2, 2}
-	dns     = packet.IPv4Addr{10, 0, 2, 3}
-	guestIP = packet.IPv4Addr{10, 0, 2, 100}
+	gw      = packet.AddrFrom4([4]byte{10, 0, 2, 2})
+	dns     = packet.AddrFrom4([4]byte{10, 0, 2, 3})
+	guestIP = packet.AddrFrom4([4]byte{10, 0, 2, 100})
 )
 
-func frame(op uint16, sha packet.MAC, spa packet.IPv4Addr, tpa packet.IPv4Addr) *packet.Parsed {
+func frame(op uint16, sha packet.MAC, spa packet.Addr, tpa packet.Addr) *packet.Parsed {
 	f := make([]byte, packet.EtherLen+packet.ARPLen)
 	packet.Ether(f).SetHeader(packet.BroadcastMAC, sha, packet.EtherTypeARP)
-	packet.ARP(f[packet.EtherLen:]).Set(op, sha, spa, packet.MAC{}, tpa)
+	packet.ARP(f[packet.EtherLen:]).Encode(&packet.ARPFields{Op: op, SenderMAC: sha, SenderIP: spa, TargetIP: tpa})
 	var p packet.Parsed
 	if err := p.Decode(f); err != nil {
 		panic(err)
@@ -34,10 +34,10 @@ func TestHandle(t *testing.T) {
 	}{
 		{"request for gateway", frame(packet.ARPRequest, nsMAC, guestIP, gw), true, true},
 		{"request for dns", frame(packet.ARPRequest, nsMAC, guestIP, dns), true, true},
-		{"request for another address", frame(packet.ARPRequest, nsMAC, guestIP, packet.IPv4Addr{10, 0, 2, 50}), false, true},
+		{"request for another address", frame(packet.ARPRequest, nsMAC, guestIP, packet.AddrFrom4([4]byte{10, 0, 2, 50})), false, true},
 		{"gratuitous", frame(packet.ARPRequest, nsMAC, guestIP, guestIP), false, true},
 		{"reply to gateway", frame(packet.ARPReply, nsMAC, guestIP, gw), false, true},
-		{"probe from 0.0.0.0", frame(packet.ARPRequest, nsMAC, packet.IPv4Addr{}, gw), true, false},
+		{"probe from 0.0.0.0", frame(packet.ARPRequest, nsMAC, packet.AddrFrom4([4]byte{}), gw), true, false},
 		{"sender claims the gateway", frame(packet.ARPRequest, nsMAC, gw, dns), false, false},
 		{"multicast sender", frame(packet.ARPRequest, packet.BroadcastMAC, guestIP, gw), false, false},
 	}
@@ -81,20 +81,20 @@ func TestHandleShortBuffer(t *testing.T) {
 func TestTableBounded(t *testing.T) {
 	var tb Table
 	for i := 0; i < 3*TableSize; i++ {
-		tb.Learn(packet.IPv4Addr{10, 0, byte(i >> 8), byte(i)}, packet.MAC{2, 0, 0, 0, byte(i >> 8), byte(i)})
+		tb.Learn(packet.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}), packet.MAC{2, 0, 0, 0, byte(i >> 8), byte(i)})
 	}
 	if tb.n != TableSize {
 		t.Fatalf("table holds %d entries, want %d", tb.n, TableSize)
 	}
 	last := 3*TableSize - 1
-	if m, ok := tb.Lookup(packet.IPv4Addr{10, 0, byte(last >> 8), byte(last)}); !ok || m[5] != byte(last) {
+	if m, ok := tb.Lookup(packet.AddrFrom4([4]byte{10, 0, byte(last >> 8), byte(last)})); !ok || m[5] != byte(last) {
 		t.Fatalf("latest entry lost: %v %v", m, ok)
 	}
-	if _, ok := tb.Lookup(packet.IPv4Addr{10, 0, 0, 0}); ok {
+	if _, ok := tb.Lookup(packet.AddrFrom4([4]byte{10, 0, 0, 0})); ok {
 		t.Fatal("oldest entry still present after the table wrapped")
 	}
-	tb.Learn(packet.IPv4Addr{10, 0, byte(last >> 8), byte(last)}, nsMAC)
-	if m, _ := tb.Lookup(packet.IPv4Addr{10, 0, byte(last >> 8), byte(last)}); m != nsMAC {
+	tb.Learn(packet.AddrFrom4([4]byte{10, 0, byte(last >> 8), byte(last)}), nsMAC)
+	if m, _ := tb.Lookup(packet.AddrFrom4([4]byte{10, 0, byte(last >> 8), byte(last)})); m != nsMAC {
 		t.Fatal("re-learning did not update the MAC")
 	}
 }

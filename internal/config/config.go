@@ -13,11 +13,27 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/nsgate/nsgate/internal/api"
-	"github.com/nsgate/nsgate/internal/fwd"
+	"github.com/nsgate/nsgate/internal/publish"
+
 	"github.com/nsgate/nsgate/internal/packet"
 	"golang.org/x/sys/unix"
 )
+
+// MaxAPISocketPath is the longest path a unix socket can be bound to
+// (sun_path, without its terminating NUL).
+const MaxAPISocketPath = 107
+
+// CheckAPISocket reports whether path can be the API socket: short enough
+// for a unix socket address.
+func CheckAPISocket(path string) error {
+	if path == "" {
+		return errors.New("--api-socket: empty path")
+	}
+	if len(path) > MaxAPISocketPath {
+		return fmt.Errorf("--api-socket %q: path too long for a unix socket (%d bytes, at most %d)", path, len(path), MaxAPISocketPath)
+	}
+	return nil
+}
 
 // Defaults, as slirp4netns has them.
 const (
@@ -43,12 +59,12 @@ type Config struct {
 	MAC                 packet.MAC
 	MACSet              bool
 	TapName             string
-	APISocket           string     // -a: the slirp4netns API socket path
-	OutboundAddr        netip.Addr // --outbound-addr: source of outbound TCP and UDP (invalid: any)
-	OutboundAddr6       netip.Addr // --outbound-addr6 (accepted; IPv6 is not served yet)
-	EnableSandbox       bool       // mount namespace with /etc and /run only, capabilities dropped
-	EnableSeccomp       bool       // system calls limited to nsgate's own
-	Publish             []fwd.Rule // -p: static port forwards (GuestAddr unset)
+	APISocket           string         // -a: the slirp4netns API socket path
+	OutboundAddr        netip.Addr     // --outbound-addr: source of outbound TCP and UDP (invalid: any)
+	OutboundAddr6       netip.Addr     // --outbound-addr6 (accepted; IPv6 is not served yet)
+	EnableSandbox       bool           // mount namespace with /etc and /run only, capabilities dropped
+	EnableSeccomp       bool           // system calls limited to nsgate's own
+	Publish             []publish.Rule // -p: static port forwards (GuestAddr unset)
 
 	// Target: exactly one of PID, NetnsPath (path mode) or Spawn is used.
 	PID        int
@@ -70,12 +86,12 @@ type Config struct {
 // Network holds the addresses derived from --cidr.
 type Network struct {
 	Prefix    netip.Prefix
-	Mask      packet.IPv4Addr
-	Broadcast packet.IPv4Addr
-	Gateway   packet.IPv4Addr // network+2: nsgate itself, and the host
-	DNS       packet.IPv4Addr // network+3
-	Guest     packet.IPv4Addr // network+100: the address --configure sets
-	DHCPStart packet.IPv4Addr // network+15: the first address DHCP leases
+	Mask      netip.Addr
+	Broadcast netip.Addr
+	Gateway   netip.Addr // network+2: nsgate itself, and the host
+	DNS       netip.Addr // network+3
+	Guest     netip.Addr // network+100: the address --configure sets
+	DHCPStart netip.Addr // network+15: the first address DHCP leases
 }
 
 // NewNetwork derives the fixed addresses of a network, validating it as
@@ -105,8 +121,8 @@ func NewNetwork(cidr string) (Network, error) {
 	}, nil
 }
 
-func u32(v uint32) packet.IPv4Addr {
-	return packet.IPv4Addr{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}
+func u32(v uint32) netip.Addr {
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
 }
 
 func fdArg(name string, dst func(*Config) *int) func(*Config, string) error {
@@ -135,10 +151,10 @@ var options = []option{
 	{"enable-ipv6", '6', false, func(c *Config, _ string) error { c.EnableIPv6 = true; return nil }},
 	{"api-socket", 'a', true, func(c *Config, v string) error {
 		c.APISocket = v
-		return api.CheckPath(v)
+		return CheckAPISocket(v)
 	}},
 	{"publish", 'p', true, func(c *Config, v string) error {
-		rules, err := fwd.ParsePublish(v)
+		rules, err := publish.Parse(v)
 		c.Publish = append(c.Publish, rules...)
 		return err
 	}},

@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -50,9 +51,9 @@ func TestParseCallers(t *testing.T) {
 			if c.MTU != 1500 || c.TapName != "tap0" || c.ExitFD != -1 || c.ReadyFD != -1 || c.Configure {
 				t.Errorf("got %+v", c)
 			}
-			if c.Net.Gateway != (packet.IPv4Addr{10, 0, 2, 2}) || c.Net.DNS != (packet.IPv4Addr{10, 0, 2, 3}) ||
-				c.Net.Guest != (packet.IPv4Addr{10, 0, 2, 100}) || c.Net.DHCPStart != (packet.IPv4Addr{10, 0, 2, 15}) ||
-				c.Net.Mask != (packet.IPv4Addr{255, 255, 255, 0}) || c.Net.Broadcast != (packet.IPv4Addr{10, 0, 2, 255}) {
+			if c.Net.Gateway != (netip.AddrFrom4([4]byte{10, 0, 2, 2})) || c.Net.DNS != (netip.AddrFrom4([4]byte{10, 0, 2, 3})) ||
+				c.Net.Guest != (netip.AddrFrom4([4]byte{10, 0, 2, 100})) || c.Net.DHCPStart != (netip.AddrFrom4([4]byte{10, 0, 2, 15})) ||
+				c.Net.Mask != (netip.AddrFrom4([4]byte{255, 255, 255, 0})) || c.Net.Broadcast != (netip.AddrFrom4([4]byte{10, 0, 2, 255})) {
 				t.Errorf("network %+v", c.Net)
 			}
 		}},
@@ -82,8 +83,8 @@ func TestParseCallers(t *testing.T) {
 			}
 		}},
 		{"cidr", []string{"--cidr=192.168.5.128/25", self}, func(t *testing.T, c *Config) {
-			if c.Net.Gateway != (packet.IPv4Addr{192, 168, 5, 130}) || c.Net.Guest != (packet.IPv4Addr{192, 168, 5, 228}) ||
-				c.Net.DHCPStart != (packet.IPv4Addr{192, 168, 5, 143}) || c.Net.Broadcast != (packet.IPv4Addr{192, 168, 5, 255}) {
+			if c.Net.Gateway != (netip.AddrFrom4([4]byte{192, 168, 5, 130})) || c.Net.Guest != (netip.AddrFrom4([4]byte{192, 168, 5, 228})) ||
+				c.Net.DHCPStart != (netip.AddrFrom4([4]byte{192, 168, 5, 143})) || c.Net.Broadcast != (netip.AddrFrom4([4]byte{192, 168, 5, 255})) {
 				t.Errorf("network %+v", c.Net)
 			}
 		}},

@@ -11,6 +11,7 @@ package dhcp
 import (
 	"bytes"
 	"net"
+	"net/netip"
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
@@ -38,11 +39,11 @@ const offerTime = 30 * time.Second
 // Config is the network the server describes.
 type Config struct {
 	ServerMAC packet.MAC
-	ServerIP  packet.IPv4Addr // the gateway: server identifier and router
-	Mask      packet.IPv4Addr
-	Broadcast packet.IPv4Addr
-	DNS       packet.IPv4Addr // zero: no DNS option (--disable-dns)
-	PoolStart packet.IPv4Addr
+	ServerIP  netip.Addr // the gateway: server identifier and router
+	Mask      netip.Addr
+	Broadcast netip.Addr
+	DNS       netip.Addr // invalid: no DNS option (--disable-dns)
+	PoolStart netip.Addr
 	MTU       int
 }
 
@@ -74,10 +75,10 @@ func NewServer(cfg Config) *Server {
 	return &Server{cfg: cfg, Now: time.Now}
 }
 
-func (s *Server) addr(i int) packet.IPv4Addr {
-	a := s.cfg.PoolStart
+func (s *Server) addr(i int) netip.Addr {
+	a := s.cfg.PoolStart.As4()
 	a[3] += byte(i) // the pool never crosses a /24 boundary: --cidr is at most /25 and starts at +15
-	return a
+	return netip.AddrFrom4(a)
 }
 
 func (s *Server) index(ip net.IP) int {
@@ -86,8 +87,7 @@ func (s *Server) index(ip net.IP) int {
 		return -1
 	}
 	for i := range s.leases {
-		a := s.addr(i)
-		if bytes.Equal(ip4, a[:]) {
+		if a := s.addr(i).As4(); bytes.Equal(ip4, a[:]) {
 			return i
 		}
 	}
@@ -177,7 +177,7 @@ func (s *Server) Handle(p *packet.Parsed, out []byte) int {
 		if req.ClientIPAddr.To4() == nil || req.ClientIPAddr.IsUnspecified() {
 			return 0
 		}
-		return s.reply(req, dhcpv4.MessageTypeAck, packet.IPv4Addr{}, false, out)
+		return s.reply(req, dhcpv4.MessageTypeAck, netip.Addr{}, false, out)
 	}
 	return 0
 }
@@ -185,7 +185,7 @@ func (s *Server) Handle(p *packet.Parsed, out []byte) int {
 // request answers a REQUEST in any of its RFC 2131 states.
 func (s *Server) request(req *dhcpv4.DHCPv4, client string, now time.Time, out []byte) int {
 	sid := req.ServerIdentifier()
-	if sid != nil && !sid.Equal(net.IP(s.cfg.ServerIP[:])) {
+	if sid != nil && !sid.Equal(net.IP(s.cfg.ServerIP.AsSlice())) {
 		// SELECTING another server's offer: release ours.
 		if i := s.find(client); i >= 0 && s.leases[i].state == offered {
 			s.leases[i] = lease{}
@@ -199,30 +199,30 @@ func (s *Server) request(req *dhcpv4.DHCPv4, client string, now time.Time, out [
 	i := s.index(want)
 	if i < 0 || s.find(client) != i {
 		// Not an address this server offered or leased to this client.
-		return s.reply(req, dhcpv4.MessageTypeNak, packet.IPv4Addr{}, false, out)
+		return s.reply(req, dhcpv4.MessageTypeNak, netip.Addr{}, false, out)
 	}
 	s.leases[i] = lease{client: client, state: bound, expiry: now.Add(LeaseTime)}
 	return s.reply(req, dhcpv4.MessageTypeAck, s.addr(i), true, out)
 }
 
 // reply builds the answer and its UDP/IPv4/Ethernet framing into out.
-func (s *Server) reply(req *dhcpv4.DHCPv4, typ dhcpv4.MessageType, yiaddr packet.IPv4Addr, withLease bool, out []byte) int {
-	server := net.IP(s.cfg.ServerIP[:])
+func (s *Server) reply(req *dhcpv4.DHCPv4, typ dhcpv4.MessageType, yiaddr netip.Addr, withLease bool, out []byte) int {
+	server := net.IP(s.cfg.ServerIP.AsSlice())
 	mods := []dhcpv4.Modifier{
 		dhcpv4.WithMessageType(typ),
 		dhcpv4.WithOption(dhcpv4.OptServerIdentifier(server)),
 	}
 	if typ != dhcpv4.MessageTypeNak {
 		mods = append(mods,
-			dhcpv4.WithYourIP(net.IP(yiaddr[:])),
+			dhcpv4.WithYourIP(net.IP(yiaddr.AsSlice())),
 			dhcpv4.WithServerIP(server),
-			dhcpv4.WithOption(dhcpv4.OptSubnetMask(net.IPMask(s.cfg.Mask[:]))),
+			dhcpv4.WithOption(dhcpv4.OptSubnetMask(net.IPMask(s.cfg.Mask.AsSlice()))),
 			dhcpv4.WithOption(dhcpv4.OptRouter(server)),
-			dhcpv4.WithOption(dhcpv4.OptBroadcastAddress(net.IP(s.cfg.Broadcast[:]))),
+			dhcpv4.WithOption(dhcpv4.OptBroadcastAddress(net.IP(s.cfg.Broadcast.AsSlice()))),
 			dhcpv4.WithGeneric(dhcpv4.OptionInterfaceMTU, []byte{byte(s.cfg.MTU >> 8), byte(s.cfg.MTU)}),
 		)
-		if !s.cfg.DNS.IsZero() {
-			mods = append(mods, dhcpv4.WithOption(dhcpv4.OptDNS(net.IP(s.cfg.DNS[:]))))
+		if s.cfg.DNS.IsValid() {
+			mods = append(mods, dhcpv4.WithOption(dhcpv4.OptDNS(net.IP(s.cfg.DNS.AsSlice()))))
 		}
 		if withLease {
 			mods = append(mods, dhcpv4.WithOption(dhcpv4.OptIPAddressLeaseTime(LeaseTime)))
@@ -237,17 +237,17 @@ func (s *Server) reply(req *dhcpv4.DHCPv4, typ dhcpv4.MessageType, yiaddr packet
 	// to the offered address at the client's MAC.
 	var chaddr packet.MAC
 	copy(chaddr[:], req.ClientHWAddr)
-	dstMAC, dstIP := chaddr, packet.IPv4Addr{255, 255, 255, 255}
+	dstMAC, dstIP := chaddr, packet.IPv4Broadcast
 	ciaddr := req.ClientIPAddr.To4()
 	switch {
 	case typ == dhcpv4.MessageTypeNak:
 		dstMAC = packet.BroadcastMAC
 	case ciaddr != nil && !ciaddr.IsUnspecified():
-		copy(dstIP[:], ciaddr)
+		dstIP = packet.AddrFrom4([4]byte(ciaddr))
 	case req.IsBroadcast():
 		dstMAC = packet.BroadcastMAC
 	default:
-		dstIP = yiaddr
+		dstIP = packet.AddrFromNetip(yiaddr)
 	}
 	payload := resp.ToBytes()
 	hdr := packet.EtherLen + packet.IPv4Len + packet.UDPLen
@@ -257,7 +257,10 @@ func (s *Server) reply(req *dhcpv4.DHCPv4, typ dhcpv4.MessageType, yiaddr packet
 	}
 	copy(out[hdr:], payload)
 	packet.Ether(out).SetHeader(dstMAC, s.cfg.ServerMAC, packet.EtherTypeIPv4)
-	packet.IPv4(out[packet.EtherLen:]).SetHeader(n-packet.EtherLen, 0, 64, packet.ProtoUDP, s.cfg.ServerIP, dstIP)
-	packet.UDP(out[packet.EtherLen+packet.IPv4Len:]).SetHeader(ServerPort, ClientPort, packet.UDPLen+len(payload), s.cfg.ServerIP, dstIP)
+	src := packet.AddrFromNetip(s.cfg.ServerIP)
+	packet.IPv4(out[packet.EtherLen:]).Encode(&packet.IPv4Fields{TotalLen: n - packet.EtherLen, Protocol: packet.ProtoUDP, Src: src, Dst: dstIP})
+	u := packet.UDP(out[packet.EtherLen+packet.IPv4Len:])
+	u.Encode(&packet.UDPFields{SrcPort: ServerPort, DstPort: ClientPort, Length: packet.UDPLen + len(payload)})
+	u.SetChecksum(src, dstIP)
 	return n
 }

@@ -2,6 +2,7 @@ package dhcp
 
 import (
 	"net"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -11,11 +12,11 @@ import (
 
 var testCfg = Config{
 	ServerMAC: packet.MAC{0x52, 0x55, 10, 0, 2, 2},
-	ServerIP:  packet.IPv4Addr{10, 0, 2, 2},
-	Mask:      packet.IPv4Addr{255, 255, 255, 0},
-	Broadcast: packet.IPv4Addr{10, 0, 2, 255},
-	DNS:       packet.IPv4Addr{10, 0, 2, 3},
-	PoolStart: packet.IPv4Addr{10, 0, 2, 15},
+	ServerIP:  netip.AddrFrom4([4]byte{10, 0, 2, 2}),
+	Mask:      netip.AddrFrom4([4]byte{255, 255, 255, 0}),
+	Broadcast: netip.AddrFrom4([4]byte{10, 0, 2, 255}),
+	DNS:       netip.AddrFrom4([4]byte{10, 0, 2, 3}),
+	PoolStart: netip.AddrFrom4([4]byte{10, 0, 2, 15}),
 	MTU:       65520,
 }
 
@@ -42,9 +43,12 @@ func rawFrame(t *testing.T, payload []byte, src packet.MAC) *packet.Parsed {
 	f := make([]byte, n)
 	copy(f[n-len(payload):], payload)
 	packet.Ether(f).SetHeader(packet.BroadcastMAC, src, packet.EtherTypeIPv4)
-	bc := packet.IPv4Addr{255, 255, 255, 255}
-	packet.IPv4(f[packet.EtherLen:]).SetHeader(n-packet.EtherLen, 0, 64, packet.ProtoUDP, packet.IPv4Addr{}, bc)
-	packet.UDP(f[packet.EtherLen+packet.IPv4Len:]).SetHeader(ClientPort, ServerPort, packet.UDPLen+len(payload), packet.IPv4Addr{}, bc)
+	bc := packet.AddrFrom4([4]byte{255, 255, 255, 255})
+	zero := packet.AddrFrom4([4]byte{})
+	packet.IPv4(f[packet.EtherLen:]).Encode(&packet.IPv4Fields{TotalLen: n - packet.EtherLen, Protocol: packet.ProtoUDP, Src: zero, Dst: bc})
+	u := packet.UDP(f[packet.EtherLen+packet.IPv4Len:])
+	u.Encode(&packet.UDPFields{SrcPort: ClientPort, DstPort: ServerPort, Length: packet.UDPLen + len(payload)})
+	u.SetChecksum(zero, bc)
 	var p packet.Parsed
 	if err := p.Decode(f); err != nil {
 		t.Fatalf("test frame does not decode: %v", err)
@@ -64,7 +68,7 @@ func exchange(t *testing.T, s *Server, m *dhcpv4.DHCPv4) (*dhcpv4.DHCPv4, *packe
 	if err := p.Decode(out[:n]); err != nil { // checks IPv4 and UDP checksums
 		t.Fatalf("reply frame does not decode: %v", err)
 	}
-	if p.UDP.SrcPort() != ServerPort || p.UDP.DstPort() != ClientPort || p.Src != testCfg.ServerIP || p.SrcMAC != testCfg.ServerMAC {
+	if p.UDP.SrcPort() != ServerPort || p.UDP.DstPort() != ClientPort || p.Src != packet.AddrFromNetip(testCfg.ServerIP) || p.SrcMAC != testCfg.ServerMAC {
 		t.Fatalf("reply from %v:%d (%v) to port %d", p.Src, p.UDP.SrcPort(), p.SrcMAC, p.UDP.DstPort())
 	}
 	r, err := dhcpv4.FromBytes(p.Payload)
@@ -134,7 +138,7 @@ func TestDiscoverRequestAck(t *testing.T) {
 	}
 	checkLeaseOptions(t, offer, "10.0.2.15")
 	// Not broadcast-flagged: unicast to the offered address at chaddr.
-	if p.DstMAC != packet.MAC(mac(1)) || p.Dst != (packet.IPv4Addr{10, 0, 2, 15}) {
+	if p.DstMAC != packet.MAC(mac(1)) || p.Dst != (packet.AddrFrom4([4]byte{10, 0, 2, 15})) {
 		t.Errorf("OFFER sent to %v/%v", p.DstMAC, p.Dst)
 	}
 	ack, _ := exchange(t, s, requestFor(t, offer))
@@ -155,7 +159,7 @@ func TestDiscoverRequestAck(t *testing.T) {
 func TestBroadcastFlag(t *testing.T) {
 	s, _ := newServer()
 	_, p := exchange(t, s, discover(t, mac(1), dhcpv4.WithBroadcast(true)))
-	if p.DstMAC != packet.BroadcastMAC || p.Dst != (packet.IPv4Addr{255, 255, 255, 255}) {
+	if p.DstMAC != packet.BroadcastMAC || p.Dst != (packet.AddrFrom4([4]byte{255, 255, 255, 255})) {
 		t.Errorf("broadcast-flagged OFFER sent to %v/%v", p.DstMAC, p.Dst)
 	}
 }
@@ -217,7 +221,7 @@ func TestInitRebootAndRenew(t *testing.T) {
 	if r == nil || r.MessageType() != dhcpv4.MessageTypeAck {
 		t.Fatalf("RENEW: %v", r)
 	}
-	if p.Dst != (packet.IPv4Addr{10, 0, 2, 15}) || p.DstMAC != packet.MAC(mac(1)) {
+	if p.Dst != (packet.AddrFrom4([4]byte{10, 0, 2, 15})) || p.DstMAC != packet.MAC(mac(1)) {
 		t.Errorf("RENEW ACK sent to %v/%v", p.DstMAC, p.Dst)
 	}
 }
@@ -274,7 +278,7 @@ func TestInform(t *testing.T) {
 	if !r.YourIPAddr.IsUnspecified() || r.Options.Has(dhcpv4.OptionIPAddressLeaseTime) {
 		t.Errorf("INFORM ACK carries a lease: yiaddr %v", r.YourIPAddr)
 	}
-	if r.Router()[0].String() != "10.0.2.2" || p.Dst != (packet.IPv4Addr{10, 0, 2, 100}) {
+	if r.Router()[0].String() != "10.0.2.2" || p.Dst != (packet.AddrFrom4([4]byte{10, 0, 2, 100})) {
 		t.Errorf("INFORM ACK router %v sent to %v", r.Router(), p.Dst)
 	}
 }
@@ -301,7 +305,7 @@ func TestPoolExhaustionAndExpiry(t *testing.T) {
 
 func TestDisableDNS(t *testing.T) {
 	cfg := testCfg
-	cfg.DNS = packet.IPv4Addr{}
+	cfg.DNS = netip.Addr{}
 	s := NewServer(cfg)
 	o, _ := exchange(t, s, discover(t, mac(1)))
 	if o.Options.Has(dhcpv4.OptionDomainNameServer) {

@@ -17,8 +17,11 @@ import (
 	"net/netip"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/nsgate/nsgate/internal/packet"
 )
 
 // HeaderLen is the length of a DNS message header.
@@ -55,9 +58,9 @@ func ReadResolvConf(path string) ([]netip.Addr, error) {
 
 // Client identifies who asked, so the loop can address the answer.
 type Client struct {
-	IP   [4]byte
+	IP   packet.Addr
 	Port uint16
-	MAC  [6]byte
+	MAC  packet.MAC
 }
 
 // Answer is a reply for the loop to send.
@@ -66,18 +69,54 @@ type Answer struct {
 	Msg    []byte
 }
 
-// Relay forwards queries.
+// Relay forwards queries, one goroutine per query in flight (at most
+// MaxInFlight). Close stops them and waits for them, as wireguard-go's
+// Device.Close waits for its goroutines.
 type Relay struct {
 	servers  []netip.Addr
 	answers  chan Answer
 	wake     func()
 	inFlight atomic.Int32
+	wg       sync.WaitGroup
+	mu       sync.Mutex
+	closed   bool
+	conns    map[*net.UDPConn]struct{} // sockets of queries in flight: Close cuts them short
+	port     uint16                    // the nameservers' port: 53 (tests change it)
 }
 
 // NewRelay relays to servers (port 53). wake is called after each answer is
 // queued (the loop's eventfd).
 func NewRelay(servers []netip.Addr, wake func()) *Relay {
-	return &Relay{servers: servers, answers: make(chan Answer, MaxInFlight), wake: wake}
+	return &Relay{servers: servers, answers: make(chan Answer, MaxInFlight), wake: wake, conns: make(map[*net.UDPConn]struct{}), port: 53}
+}
+
+// Close ends the queries in flight (their answers are dropped) and waits
+// for their goroutines; later queries are dropped. wake is not called once
+// Close has returned.
+func (r *Relay) Close() {
+	r.mu.Lock()
+	r.closed = true
+	for c := range r.conns {
+		c.Close()
+	}
+	r.mu.Unlock()
+	r.wg.Wait()
+}
+
+// track adds (or, with add false, removes) a query's socket; it reports
+// false if the relay is closed.
+func (r *Relay) track(c *net.UDPConn, add bool) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !add {
+		delete(r.conns, c)
+		return true
+	}
+	if r.closed {
+		return false
+	}
+	r.conns[c] = struct{}{}
+	return true
 }
 
 // Servers returns the nameservers in use.
@@ -96,15 +135,33 @@ func (r *Relay) Query(c Client, query []byte) {
 		r.inFlight.Add(-1)
 		return
 	}
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		r.inFlight.Add(-1)
+		return
+	}
+	r.wg.Add(1)
+	r.mu.Unlock()
 	q := append([]byte(nil), query...)
 	go func() {
+		defer r.wg.Done()
 		defer r.inFlight.Add(-1)
 		msg := r.exchange(q)
+		r.mu.Lock()
+		closed := r.closed
+		r.mu.Unlock()
+		if closed {
+			return
+		}
 		if msg == nil {
 			msg = ServFail(q)
 		}
-		r.answers <- Answer{Client: c, Msg: msg}
-		r.wake()
+		select {
+		case r.answers <- Answer{Client: c, Msg: msg}:
+			r.wake()
+		default: // the loop has fallen behind by MaxInFlight answers: drop it, as a network would
+		}
 	}()
 }
 
@@ -113,29 +170,40 @@ func (r *Relay) Query(c Client, query []byte) {
 func (r *Relay) exchange(q []byte) []byte {
 	buf := make([]byte, 65535)
 	for _, s := range r.servers {
-		conn, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(s, 53)))
+		conn, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(s, r.port)))
 		if err != nil {
 			continue
 		}
-		deadline := time.Now().Add(PerServerTimeout)
-		conn.SetDeadline(deadline)
-		if _, err := conn.Write(q); err != nil {
+		if !r.track(conn, true) {
 			conn.Close()
-			continue
+			return nil
 		}
-		for {
-			n, err := conn.Read(buf)
-			if err != nil {
-				break // refused (ICMP) or silent: next server
-			}
-			if n >= HeaderLen && buf[0] == q[0] && buf[1] == q[1] && buf[2]&0x80 != 0 {
-				conn.Close()
-				return append([]byte(nil), buf[:n]...)
-			}
-		}
+		msg := r.ask(conn, q, buf)
+		r.track(conn, false)
 		conn.Close()
+		if msg != nil {
+			return msg
+		}
 	}
 	return nil
+}
+
+// ask sends q on conn and returns the first answer with its ID, or nil on
+// timeout, refusal or Close.
+func (r *Relay) ask(conn *net.UDPConn, q, buf []byte) []byte {
+	conn.SetDeadline(time.Now().Add(PerServerTimeout))
+	if _, err := conn.Write(q); err != nil {
+		return nil
+	}
+	for {
+		n, err := conn.Read(buf)
+		if err != nil {
+			return nil // refused (ICMP), silent or closed: next server
+		}
+		if n >= HeaderLen && buf[0] == q[0] && buf[1] == q[1] && buf[2]&0x80 != 0 {
+			return append([]byte(nil), buf[:n]...)
+		}
+	}
 }
 
 // ServFail builds a SERVFAIL response to query: the header with QR set,

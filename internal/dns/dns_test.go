@@ -1,9 +1,11 @@
 package dns
 
 import (
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -86,4 +88,35 @@ func FuzzServFail(f *testing.F) {
 			t.Fatalf("bad SERVFAIL % x for % x", r, q)
 		}
 	})
+}
+
+// TestCloseWaits: Close cuts short a query whose nameserver is silent,
+// waits for its goroutine, and no answer or wake-up follows.
+func TestCloseWaits(t *testing.T) {
+	silent, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	var woke atomic.Int32
+	ap := silent.LocalAddr().(*net.UDPAddr).AddrPort()
+	r := NewRelay([]netip.Addr{ap.Addr()}, func() { woke.Add(1) })
+	r.port = ap.Port()
+	q := []byte{0xbe, 0xef, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1}
+	start := time.Now()
+	r.Query(Client{Port: 5000}, q)
+	buf := make([]byte, 512)
+	silent.SetReadDeadline(time.Now().Add(time.Second))
+	if n, _, err := silent.ReadFrom(buf); err != nil || n != len(q) {
+		t.Fatalf("the nameserver got %d bytes, %v", n, err)
+	}
+	r.Close()
+	if d := time.Since(start); d > PerServerTimeout/2 {
+		t.Fatalf("Close took %v: the query's wait was not cut short", d)
+	}
+	r.Query(Client{}, q) // after Close: dropped
+	time.Sleep(50 * time.Millisecond)
+	if woke.Load() != 0 || len(r.Answers()) != 0 {
+		t.Fatalf("after Close: %d wake-ups, %d answers", woke.Load(), len(r.Answers()))
+	}
 }

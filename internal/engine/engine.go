@@ -1,9 +1,10 @@
 // Package engine is nsgate's event loop. One goroutine owns the tap, the
-// protocol state and (in later versions) every host socket and timer; it
-// waits in epoll_wait and dispatches each frame, parsed once, to the protocol
-// that answers it. Nothing on the per-frame path allocates or locks.
-// Control-plane goroutines (signals, the API socket) reach the loop only
-// through Stop and Do, which write an eventfd.
+// protocol state, every host socket and every timer; it waits in epoll_wait
+// and dispatches each frame, parsed once, to the protocol that answers it.
+// Nothing on the per-frame path allocates or locks. Control-plane
+// goroutines (signals, the API socket, the DNS relay) reach the loop only
+// through Stop, Do and the relay's answers, which wake it through one
+// eventfd (wakeLoop).
 package engine
 
 import (
@@ -60,12 +61,12 @@ type Config struct {
 	Logf func(format string, args ...any)
 	// Impair, if set, drops and reorders frames on the tap (tests only).
 	Impair *Impairment
-	// AllowHost, if set, approves each host address TCP connects to
-	// (tests in the machine's own namespace: loopback only).
-	AllowHost func(addr [4]byte) bool
-	// Outbound, if not zero, is the source address of the namespace's TCP
+	// AllowHost, if set, approves each host address flows go to (tests in
+	// the machine's own namespace: loopback only).
+	AllowHost func(addr packet.Addr) bool
+	// Outbound, if valid, is the source address of the namespace's TCP
 	// connections and UDP flows (--outbound-addr).
-	Outbound [4]byte
+	Outbound netip.Addr
 	// DNSServers are the host's nameservers (from /etc/resolv.conf) that
 	// queries to the DNS address are relayed to. Empty: SERVFAIL at once.
 	DNSServers []netip.Addr
@@ -75,8 +76,9 @@ type Config struct {
 
 // GatewayMAC derives nsgate's MAC from the gateway address the way libslirp
 // does (52:55:IP), so that it is stable across restarts.
-func GatewayMAC(gw packet.IPv4Addr) packet.MAC {
-	return packet.MAC{0x52, 0x55, gw[0], gw[1], gw[2], gw[3]}
+func GatewayMAC(gw netip.Addr) packet.MAC {
+	a := gw.As4()
+	return packet.MAC{0x52, 0x55, a[0], a[1], a[2], a[3]}
 }
 
 // Stats counts frames. Only the loop writes them; read them after Run.
@@ -84,7 +86,7 @@ type Stats struct {
 	RxFrames  uint64 // frames read from the tap
 	TxFrames  uint64 // frames written to the tap
 	Malformed uint64 // frames that failed to decode
-	Ignored   uint64 // well-formed frames no protocol answers (yet)
+	Ignored   uint64 // well-formed frames no protocol answers (IPv6, others' MACs)
 	TxErrors  uint64 // frames the tap refused (queue full)
 }
 
@@ -128,7 +130,9 @@ type Engine struct {
 	wakeMu   sync.RWMutex // Close against Do's write to wake
 	closed   bool
 	dns      *dns.Relay // nil with --disable-dns
-	stops    []string   // reason per stop descriptor, by index
+	dnsAddr  packet.Addr
+	gateway  packet.Addr
+	stops    []string // reason per stop descriptor, by index
 	stopping atomic.Pointer[string]
 	stats    Stats
 }
@@ -144,11 +148,14 @@ func New(tap Tap, cfg Config) (*Engine, error) {
 		unix.Close(ep)
 		return nil, fmt.Errorf("eventfd: %w", err)
 	}
-	owned := []packet.IPv4Addr{cfg.Net.Gateway}
-	dnsAddr := cfg.Net.DNS
+	gateway := packet.AddrFromNetip(cfg.Net.Gateway)
+	owned := []packet.Addr{gateway}
+	var dnsAddr packet.Addr
+	dhcpDNS := cfg.Net.DNS
 	if cfg.DisableDNS {
-		dnsAddr = packet.IPv4Addr{}
+		dhcpDNS = netip.Addr{}
 	} else {
+		dnsAddr = packet.AddrFromNetip(cfg.Net.DNS)
 		owned = append(owned, dnsAddr)
 	}
 	if cfg.Impair != nil {
@@ -156,35 +163,35 @@ func New(tap Tap, cfg Config) (*Engine, error) {
 	}
 	h := tap.Headroom()
 	e := &Engine{
-		tap:  tap,
-		cfg:  cfg,
-		ep:   ep,
-		wake: wake,
-		in:   make([][]byte, readBuffers),
-		out:  make([]byte, h+tapdev.MaxFrame),
-		arp:  arp.NewResponder(cfg.MAC, owned...),
+		tap:     tap,
+		cfg:     cfg,
+		ep:      ep,
+		wake:    wake,
+		dnsAddr: dnsAddr,
+		gateway: gateway,
+		in:      make([][]byte, readBuffers),
+		out:     make([]byte, h+tapdev.MaxFrame),
+		arp:     arp.NewResponder(cfg.MAC, owned...),
 		dhcp: dhcp.NewServer(dhcp.Config{
 			ServerMAC: cfg.MAC,
 			ServerIP:  cfg.Net.Gateway,
 			Mask:      cfg.Net.Mask,
 			Broadcast: cfg.Net.Broadcast,
-			DNS:       dnsAddr,
+			DNS:       dhcpDNS,
 			PoolStart: cfg.Net.DHCPStart,
 			MTU:       cfg.MTU,
 		}),
 	}
-	var dnsServers [][4]byte
+	var dnsServers []packet.Addr
 	if !cfg.DisableDNS {
 		for _, a := range cfg.DNSServers {
-			dnsServers = append(dnsServers, a.As4())
+			dnsServers = append(dnsServers, packet.AddrFromNetip(a))
 		}
-		e.dns = dns.NewRelay(cfg.DNSServers, func() {
-			var one = [8]byte{1}
-			_, _ = unix.Write(e.wake, one[:])
-		})
+		e.dns = dns.NewRelay(cfg.DNSServers, e.wakeLoop)
 	}
-	m := nat.Mapper{Gateway: cfg.Net.Gateway, Network: cfg.Net.Prefix,
+	m := nat.Mapper{Gateway: gateway, Network: cfg.Net.Prefix,
 		DisableHostLoopback: cfg.DisableHostLoopback, AllowHost: cfg.AllowHost}
+	outbound := packet.AddrFromNetip(cfg.Outbound)
 	e.tcp = tcp.New(tcp.Config{
 		GatewayMAC: cfg.MAC,
 		NAT:        m,
@@ -192,15 +199,15 @@ func New(tap Tap, cfg Config) (*Engine, error) {
 		MaxFlows:   cfg.MaxFlows,
 		DNS:        dnsAddr,
 		DNSServers: dnsServers,
-		Outbound:   cfg.Outbound,
+		Outbound:   outbound,
 		NoPeekOff:  !cfg.Kernel.TCPPeekOff,
 	}, &protoEnv{e, tokenTCP})
 	e.udp = udp.New(udp.Config{
 		GatewayMAC: cfg.MAC,
 		NAT:        m,
-		Broadcast:  cfg.Net.Broadcast,
+		Broadcast:  packet.AddrFromNetip(cfg.Net.Broadcast),
 		MTU:        cfg.MTU,
-		Outbound:   cfg.Outbound,
+		Outbound:   outbound,
 	}, &protoEnv{e, tokenUDP})
 	e.pings = icmp.NewPings(icmp.PingConfig{GatewayMAC: cfg.MAC, HostAddr: m.Host}, &protoEnv{e, tokenPing})
 	e.fwd = fwd.New(&protoEnv{e, tokenFwd}, (*fwdSink)(e))
@@ -242,6 +249,18 @@ func (e *Engine) AddStopFD(fd int, reason string) error {
 // Stop makes Run return reason. Any goroutine may call it.
 func (e *Engine) Stop(reason string) {
 	if e.stopping.CompareAndSwap(nil, &reason) {
+		e.wakeLoop()
+	}
+}
+
+// wakeLoop makes epoll_wait return: the one writer of the eventfd (Stop,
+// Do, the DNS relay's answers). The write is made under wakeMu and only
+// while the engine is open, so that none can reach a descriptor Close has
+// closed, or one reused since.
+func (e *Engine) wakeLoop() {
+	e.wakeMu.RLock()
+	defer e.wakeMu.RUnlock()
+	if !e.closed {
 		var one = [8]byte{1}
 		_, _ = unix.Write(e.wake, one[:])
 	}
@@ -251,9 +270,13 @@ func (e *Engine) Stop(reason string) {
 func (e *Engine) Stats() Stats { return e.stats }
 
 // Close releases the loop's descriptors (not the tap's), the forwards'
-// listeners among them. Call it after Run has returned.
+// listeners among them, and waits for the DNS relay's goroutines. Call it
+// after Run has returned.
 func (e *Engine) Close() {
 	e.exitOnce.Do(func() { close(e.exited) })
+	if e.dns != nil {
+		e.dns.Close()
+	}
 	e.fwd.Close()
 	e.wakeMu.Lock()
 	e.closed = true
@@ -277,7 +300,7 @@ func (e *Engine) Run() (string, error) {
 		}
 		timeout := -1
 		if next := e.nextTimer(); next != 0 {
-			timeout = max(int((next-monotime()+999_999)/1e6), 0)
+			timeout = max(int((next-monotime()+time.Millisecond-1)/time.Millisecond), 0)
 		}
 		n, err := unix.EpollWait(e.ep, events, timeout)
 		if err == unix.EINTR {
@@ -386,7 +409,7 @@ func (e *Engine) HandleFrame(frame []byte) {
 	case p.Proto == packet.ProtoTCP && p.DstMAC == e.cfg.MAC:
 		e.tcp.HandleFrame(p)
 		return
-	case p.Proto == packet.ProtoUDP && e.dns != nil && p.Dst == e.cfg.Net.DNS && p.UDP.DstPort() == 53 && p.DstMAC == e.cfg.MAC:
+	case p.Proto == packet.ProtoUDP && e.dns != nil && p.Dst == e.dnsAddr && p.UDP.DstPort() == 53 && p.DstMAC == e.cfg.MAC:
 		e.dns.Query(dns.Client{IP: p.Src, Port: p.UDP.SrcPort(), MAC: p.SrcMAC}, p.Payload)
 		return
 	case p.Proto == packet.ProtoUDP:
@@ -400,8 +423,8 @@ func (e *Engine) HandleFrame(frame []byte) {
 	e.send(n)
 }
 
-func (e *Engine) ownsIP(ip packet.IPv4Addr) bool {
-	return ip == e.cfg.Net.Gateway || (!e.cfg.DisableDNS && ip == e.cfg.Net.DNS)
+func (e *Engine) ownsIP(ip packet.Addr) bool {
+	return ip == e.gateway || (!e.cfg.DisableDNS && ip == e.dnsAddr)
 }
 
 // send writes the n-byte frame built in e.out after the headroom. A full tap
@@ -417,9 +440,9 @@ func (e *Engine) sendFrame(n int, csumStart, csumOffset uint16) {
 }
 
 // nextTimer returns the earliest timer of the translators, or 0.
-func (e *Engine) nextTimer() int64 {
+func (e *Engine) nextTimer() time.Duration {
 	next := e.tcp.NextTimer()
-	for _, t := range [2]int64{e.udp.NextTimer(), e.pings.NextTimer()} {
+	for _, t := range [2]time.Duration{e.udp.NextTimer(), e.pings.NextTimer()} {
 		if t != 0 && (next == 0 || t < next) {
 			next = t
 		}
@@ -447,10 +470,12 @@ func (e *Engine) dnsAnswers() {
 				a.Msg[2] |= 0x02
 			}
 			copy(out[hdr:], a.Msg)
-			src, dst := e.cfg.Net.DNS, packet.IPv4Addr(a.Client.IP)
-			packet.Ether(out).SetHeader(packet.MAC(a.Client.MAC), e.cfg.MAC, packet.EtherTypeIPv4)
-			packet.IPv4(out[packet.EtherLen:]).SetHeader(n-packet.EtherLen, 0, 64, packet.ProtoUDP, src, dst)
-			packet.UDP(out[packet.EtherLen+packet.IPv4Len:]).SetHeader(53, a.Client.Port, n-packet.EtherLen-packet.IPv4Len, src, dst)
+			src, dst := e.dnsAddr, a.Client.IP
+			packet.Ether(out).SetHeader(a.Client.MAC, e.cfg.MAC, packet.EtherTypeIPv4)
+			packet.IPv4(out[packet.EtherLen:]).Encode(&packet.IPv4Fields{TotalLen: n - packet.EtherLen, Protocol: packet.ProtoUDP, Src: src, Dst: dst})
+			u := packet.UDP(out[packet.EtherLen+packet.IPv4Len:])
+			u.Encode(&packet.UDPFields{SrcPort: 53, DstPort: a.Client.Port, Length: n - packet.EtherLen - packet.IPv4Len})
+			u.SetChecksum(src, dst)
 			e.send(n)
 		default:
 			return
@@ -464,8 +489,15 @@ func (e *Engine) TCPStats() (open int, opened, refused, resets, forwarded uint64
 	return e.tcp.Len(), e.tcp.Opened, e.tcp.Refused, e.tcp.Resets, e.tcp.Inbound
 }
 
-// protoEnv is the engine as one protocol translator sees it (tcp.Env,
-// udp.Env, icmp.Env): its descriptors are reported with the protocol's token.
+// UDPStats returns the UDP translator's counters: flows open now, opened in
+// all, host datagrams dropped (too big for the MTU, or over the flow
+// limit), and ICMP errors passed to the namespace.
+func (e *Engine) UDPStats() (open int, opened, dropped, icmpErrors uint64) {
+	return e.udp.Len(), e.udp.Opened, e.udp.Dropped, e.udp.ICMPErrors
+}
+
+// protoEnv is the engine as one protocol translator sees it (flow.Env): its
+// descriptors are reported with the protocol's token.
 type protoEnv struct {
 	e    *Engine
 	kind int
@@ -486,7 +518,7 @@ func (v *protoEnv) Watch(fd int, events uint32, idx int32, gen uint32, add bool)
 
 func (v *protoEnv) Unwatch(fd int) { _ = unix.EpollCtl(v.e.ep, unix.EPOLL_CTL_DEL, fd, nil) }
 
-func (v *protoEnv) Now() int64 { return monotime() }
+func (v *protoEnv) Now() time.Duration { return monotime() }
 
 func (v *protoEnv) Logf(format string, args ...any) {
 	if v.e.cfg.Logf != nil {
@@ -498,5 +530,6 @@ func (v *protoEnv) Logf(format string, args ...any) {
 // the vDSO, where unix.ClockGettime would be a system call per frame.
 var clockBase = time.Now()
 
-// monotime returns monotonic nanoseconds, without allocation.
-func monotime() int64 { return int64(time.Since(clockBase)) + 1 }
+// monotime returns the time since clockBase, without allocation. It is
+// never 0, which the timers read as "not armed".
+func monotime() time.Duration { return time.Since(clockBase) + 1 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math/rand"
 	"net"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -18,7 +19,7 @@ import (
 
 var (
 	nsMAC   = packet.MAC{2, 0, 0, 0, 0, 0x64}
-	guestIP = packet.IPv4Addr{10, 0, 2, 100}
+	guestIP = packet.AddrFrom4([4]byte{10, 0, 2, 100})
 )
 
 func testConfig(t testing.TB) Config {
@@ -31,7 +32,10 @@ func testConfig(t testing.TB) Config {
 	return Config{Net: n, MTU: 1500, MAC: GatewayMAC(n.Gateway), AllowHost: loopbackOnly, Kernel: kernel.Probe()}
 }
 
-func loopbackOnly(a [4]byte) bool { return a == [4]byte{127, 0, 0, 1} }
+func loopbackOnly(a packet.Addr) bool { return a == packet.AddrFrom4([4]byte{127, 0, 0, 1}) }
+
+// addr is a netip.Addr from the configuration in the data path's form.
+func addr(a netip.Addr) packet.Addr { return packet.AddrFromNetip(a) }
 
 // TestTCPStaysOnLoopback: a SYN to an outside address is refused, not
 // connected, under the tests' AllowHost.
@@ -39,10 +43,10 @@ func TestTCPStaysOnLoopback(t *testing.T) {
 	cfg := testConfig(t)
 	_, p, _ := newLoop(t, cfg)
 	seg := make([]byte, packet.TCPLen)
-	packet.TCP(seg).SetHeader(40000, 443, 1, 0, packet.TCPSyn, 1000, packet.TCPLen)
-	p.send(ipFrame(GatewayMAC(cfg.Net.Gateway), guestIP, packet.IPv4Addr{192, 0, 2, 80}, packet.ProtoTCP, seg))
+	packet.TCP(seg).Encode(&packet.TCPFields{SrcPort: 40000, DstPort: 443, Seq: 1, Flags: packet.TCPSyn, Window: 1000, HeaderLen: packet.TCPLen})
+	p.send(ipFrame(GatewayMAC(cfg.Net.Gateway), guestIP, packet.AddrFrom4([4]byte{192, 0, 2, 80}), packet.ProtoTCP, seg))
 	r := p.recv(2 * time.Second)
-	if r == nil || r.TCP == nil || r.TCP.Flags()&packet.TCPRst == 0 {
+	if r == nil || r.TCP == nil || !r.TCP.Flags().Has(packet.TCPRst) {
 		t.Fatalf("SYN to an outside address in a test: %+v, want RST", r)
 	}
 }
@@ -116,53 +120,54 @@ func (p *peer) recv(timeout time.Duration) *packet.Parsed {
 	return &parsed
 }
 
-func arpRequest(target packet.IPv4Addr) []byte {
+func arpRequest(target packet.Addr) []byte {
 	f := make([]byte, packet.EtherLen+packet.ARPLen)
 	packet.Ether(f).SetHeader(packet.BroadcastMAC, nsMAC, packet.EtherTypeARP)
-	packet.ARP(f[packet.EtherLen:]).Set(packet.ARPRequest, nsMAC, guestIP, packet.MAC{}, target)
+	packet.ARP(f[packet.EtherLen:]).Encode(&packet.ARPFields{Op: packet.ARPRequest, SenderMAC: nsMAC, SenderIP: guestIP, TargetIP: target})
 	return f
 }
 
-func ipFrame(dstMAC packet.MAC, src, dst packet.IPv4Addr, proto uint8, l4 []byte) []byte {
+func ipFrame(dstMAC packet.MAC, src, dst packet.Addr, proto uint8, l4 []byte) []byte {
 	f := make([]byte, packet.EtherLen+packet.IPv4Len+len(l4))
 	packet.Ether(f).SetHeader(dstMAC, nsMAC, packet.EtherTypeIPv4)
 	copy(f[packet.EtherLen+packet.IPv4Len:], l4)
-	packet.IPv4(f[packet.EtherLen:]).SetHeader(packet.IPv4Len+len(l4), 1, 64, proto, src, dst)
+	packet.IPv4(f[packet.EtherLen:]).Encode(&packet.IPv4Fields{TotalLen: packet.IPv4Len + len(l4), ID: 1, Protocol: proto, Src: src, Dst: dst})
 	return f
 }
 
-func echoRequest(dst packet.IPv4Addr, seq uint16) []byte {
+func echoRequest(dst packet.Addr, seq uint16) []byte {
 	m := make([]byte, 64)
 	binary.BigEndian.PutUint16(m[4:], 77)
 	binary.BigEndian.PutUint16(m[6:], seq)
 	packet.ICMP(m).SetTypeCode(packet.ICMPEchoRequest, 0)
-	return ipFrame(GatewayMAC(packet.IPv4Addr{10, 0, 2, 2}), guestIP, dst, packet.ProtoICMP, m)
+	return ipFrame(GatewayMAC(netip.AddrFrom4([4]byte{10, 0, 2, 2})), guestIP, dst, packet.ProtoICMP, m)
 }
 
 func dhcpFrame(m *dhcpv4.DHCPv4) []byte {
 	payload := m.ToBytes()
 	u := make([]byte, packet.UDPLen+len(payload))
 	copy(u[packet.UDPLen:], payload)
-	bc := packet.IPv4Addr{255, 255, 255, 255}
-	packet.UDP(u).SetHeader(68, 67, len(u), packet.IPv4Addr{}, bc)
-	return ipFrame(packet.BroadcastMAC, packet.IPv4Addr{}, bc, packet.ProtoUDP, u)
+	bc, zero := packet.IPv4Broadcast, packet.AddrFrom4([4]byte{})
+	packet.UDP(u).Encode(&packet.UDPFields{SrcPort: 68, DstPort: 67, Length: len(u)})
+	packet.UDP(u).SetChecksum(zero, bc)
+	return ipFrame(packet.BroadcastMAC, zero, bc, packet.ProtoUDP, u)
 }
 
 func TestLoopAnswers(t *testing.T) {
 	cfg := testConfig(t)
 	_, p, _ := newLoop(t, cfg)
 
-	p.send(arpRequest(cfg.Net.Gateway))
+	p.send(arpRequest(addr(cfg.Net.Gateway)))
 	r := p.recv(2 * time.Second)
-	if r == nil || r.ARP == nil || r.ARP.Op() != packet.ARPReply || r.ARP.SenderMAC() != cfg.MAC || r.ARP.SenderIP() != cfg.Net.Gateway {
+	if r == nil || r.ARP == nil || r.ARP.Op() != packet.ARPReply || r.ARP.SenderMAC() != cfg.MAC || r.ARP.SenderIP() != addr(cfg.Net.Gateway) {
 		t.Fatalf("ARP for the gateway: %+v", r)
 	}
-	p.send(arpRequest(cfg.Net.DNS))
-	if r := p.recv(2 * time.Second); r == nil || r.ARP.SenderIP() != cfg.Net.DNS {
+	p.send(arpRequest(addr(cfg.Net.DNS)))
+	if r := p.recv(2 * time.Second); r == nil || r.ARP.SenderIP() != addr(cfg.Net.DNS) {
 		t.Fatalf("ARP for DNS: %+v", r)
 	}
 
-	for _, dst := range []packet.IPv4Addr{cfg.Net.Gateway, cfg.Net.DNS} {
+	for _, dst := range []packet.Addr{addr(cfg.Net.Gateway), addr(cfg.Net.DNS)} {
 		p.send(echoRequest(dst, 5))
 		r := p.recv(2 * time.Second)
 		if r == nil || r.ICMP.Type() != packet.ICMPEchoReply || r.Src != dst || r.Dst != guestIP || r.ICMP.EchoSeq() != 5 || r.DstMAC != nsMAC {
@@ -193,31 +198,40 @@ func TestLoopAnswers(t *testing.T) {
 
 func TestLoopIgnores(t *testing.T) {
 	cfg := testConfig(t)
-	e, p, _ := newLoop(t, cfg)
-	other := packet.IPv4Addr{10, 0, 2, 50}
-	p.send(arpRequest(other))                                                                                  // not ours
-	p.send(echoRequest(other, 1))                                                                              // not ours (no ping sockets yet)
-	p.send(echoRequest(cfg.Net.Gateway, 1)[:30])                                                               // truncated
-	p.send([]byte{1, 2, 3})                                                                                    // runt
-	p.send(ipFrame(packet.MAC{2, 9, 9, 9, 9, 9}, guestIP, cfg.Net.Gateway, packet.ProtoICMP, make([]byte, 8))) // another MAC
+	e, p, done := newLoop(t, cfg)
+	other := packet.AddrFrom4([4]byte{10, 0, 2, 50})
+	p.send(arpRequest(other))                          // not ours
+	p.send(echoRequest(other, 1))                      // not ours (no ping sockets yet)
+	p.send(echoRequest(addr(cfg.Net.Gateway), 1)[:30]) // truncated
+	p.send([]byte{1, 2, 3})                            // runt
+	toOther := echoRequest(addr(cfg.Net.Gateway), 1)
+	packet.Ether(toOther).SetHeader(packet.MAC{2, 9, 9, 9, 9, 9}, nsMAC, packet.EtherTypeIPv4)
+	p.send(toOther) // another MAC
 	if r := p.recv(200 * time.Millisecond); r != nil {
 		t.Fatalf("answered something it should ignore: %+v", r)
 	}
 	// The loop still works.
-	p.send(arpRequest(cfg.Net.Gateway))
+	p.send(arpRequest(addr(cfg.Net.Gateway)))
 	if r := p.recv(2 * time.Second); r == nil {
 		t.Fatal("loop stopped answering after bad frames")
 	}
 	e.Stop("check stats")
-	time.Sleep(50 * time.Millisecond)
+	err := <-done
+	done <- err // for the cleanup
+	// Two malformed (truncated, runt), two ignored (ARP for another
+	// address, a frame to another MAC); the echo to 10.0.2.50 went to the
+	// ping translator, which refused it (inside the virtual network).
+	if st := e.Stats(); st.RxFrames != 6 || st.Malformed != 2 || st.Ignored != 2 || st.TxFrames != 1 || st.TxErrors != 0 {
+		t.Fatalf("stats %+v: want 6 in, 2 malformed, 2 ignored, 1 out", st)
+	}
 }
 
 func TestDisableDNS(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.DisableDNS = true
 	_, p, _ := newLoop(t, cfg)
-	p.send(arpRequest(cfg.Net.DNS))
-	p.send(echoRequest(cfg.Net.DNS, 1))
+	p.send(arpRequest(addr(cfg.Net.DNS)))
+	p.send(echoRequest(addr(cfg.Net.DNS), 1))
 	if r := p.recv(200 * time.Millisecond); r != nil {
 		t.Fatalf("answered for the DNS address with --disable-dns: %+v", r)
 	}
@@ -312,10 +326,10 @@ func TestHandleFrameAllocs(t *testing.T) {
 	}
 	defer e.Close()
 	frames := map[string][]byte{
-		"arp":       arpRequest(cfg.Net.Gateway),
-		"icmp echo": echoRequest(cfg.Net.Gateway, 1),
-		"malformed": echoRequest(cfg.Net.Gateway, 1)[:25],
-		"ignored":   echoRequest(packet.IPv4Addr{10, 0, 2, 50}, 1),
+		"arp":       arpRequest(addr(cfg.Net.Gateway)),
+		"icmp echo": echoRequest(addr(cfg.Net.Gateway), 1),
+		"malformed": echoRequest(addr(cfg.Net.Gateway), 1)[:25],
+		"ignored":   echoRequest(packet.AddrFrom4([4]byte{10, 0, 2, 50}), 1),
 	}
 	for name, f := range frames {
 		if n := testing.AllocsPerRun(200, func() { e.HandleFrame(f) }); n != 0 {
@@ -337,7 +351,7 @@ func BenchmarkHandleFrame(b *testing.B) {
 	for _, bc := range []struct {
 		name string
 		f    []byte
-	}{{"arp", arpRequest(cfg.Net.Gateway)}, {"icmp-echo", echoRequest(cfg.Net.Gateway, 1)}} {
+	}{{"arp", arpRequest(addr(cfg.Net.Gateway))}, {"icmp-echo", echoRequest(addr(cfg.Net.Gateway), 1)}} {
 		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()
 			b.SetBytes(int64(len(bc.f)))
@@ -351,7 +365,7 @@ func BenchmarkHandleFrame(b *testing.B) {
 func FuzzHandleFrame(f *testing.F) {
 	cfg := testConfig(f)
 	d, _ := dhcpv4.NewDiscovery(net.HardwareAddr(nsMAC[:]))
-	for _, fr := range [][]byte{arpRequest(cfg.Net.Gateway), echoRequest(cfg.Net.Gateway, 1), dhcpFrame(d)} {
+	for _, fr := range [][]byte{arpRequest(addr(cfg.Net.Gateway)), echoRequest(addr(cfg.Net.Gateway), 1), dhcpFrame(d)} {
 		f.Add(fr)
 	}
 	tap := newDiscardTap(f)
@@ -376,20 +390,41 @@ func FuzzHandleFrame(f *testing.F) {
 // dispatcher: a quick version of the fuzz target that always runs.
 func TestRandomFrames(t *testing.T) {
 	cfg := testConfig(t)
-	e, err := New(newDiscardTap(t), cfg)
+	tap := newDiscardTap(t)
+	e, err := New(tap, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer e.Close()
 	d, _ := dhcpv4.NewDiscovery(net.HardwareAddr(nsMAC[:]))
-	seeds := [][]byte{arpRequest(cfg.Net.Gateway), echoRequest(cfg.Net.Gateway, 1), dhcpFrame(d)}
+	seeds := [][]byte{arpRequest(addr(cfg.Net.Gateway)), echoRequest(addr(cfg.Net.Gateway), 1), dhcpFrame(d)}
 	r := rand.New(rand.NewSource(2))
-	for i := 0; i < 50000; i++ {
+	const frames = 50000
+	var p packet.Parsed
+	for i := 0; i < frames; i++ {
 		f := append([]byte{}, seeds[r.Intn(len(seeds))]...)
 		for j := r.Intn(8); j > 0; j-- {
 			f[r.Intn(len(f))] = byte(r.Intn(256))
 		}
 		f = f[:r.Intn(len(f)+1)]
+		before := tap.written
 		e.HandleFrame(f)
+		// Whatever the engine answers must itself be a valid frame.
+		if tap.written != before {
+			if err := p.Decode(tap.last); err != nil {
+				t.Fatalf("frame %d (% x): the answer does not decode: %v", i, f, err)
+			}
+		}
+	}
+	// Every frame is accounted for: malformed, ignored, or answered; and
+	// the mutations must have produced some of each.
+	st := e.Stats()
+	if st.Malformed == 0 || st.Ignored == 0 || tap.written == 0 || st.Malformed+st.Ignored+uint64(tap.written) > frames {
+		t.Fatalf("after %d random frames: %+v, %d answers", frames, st, tap.written)
+	}
+	// And the engine still answers a well-formed request correctly.
+	e.HandleFrame(arpRequest(addr(cfg.Net.Gateway)))
+	if err := p.Decode(tap.last); err != nil || p.ARP == nil || p.ARP.SenderIP() != addr(cfg.Net.Gateway) {
+		t.Fatalf("ARP after the random frames: %v %+v", err, p.ARP)
 	}
 }

@@ -3,26 +3,27 @@ package engine
 import (
 	"errors"
 
+	"github.com/nsgate/nsgate/internal/publish"
+
 	"github.com/nsgate/nsgate/internal/fwd"
 	"github.com/nsgate/nsgate/internal/packet"
-	"golang.org/x/sys/unix"
 )
 
 // fwdSink is the engine as the forward table sees it: accepted connections
 // and datagrams go to the TCP and UDP translators.
 type fwdSink Engine
 
-func (s *fwdSink) AcceptTCP(fd int, client [4]byte, clientPort uint16, r *fwd.Rule) {
+func (s *fwdSink) AcceptTCP(fd int, client packet.Addr, clientPort uint16, r *publish.Rule) {
 	e := (*Engine)(s)
-	e.tcp.Accept(fd, e.tcp.Client(client), clientPort, packet.AddrFrom(r.GuestAddr), r.GuestPort, e.guestMAC)
+	e.tcp.Accept(fd, e.tcp.Client(client), clientPort, packet.AddrFromNetip(r.GuestAddr), r.GuestPort, e.guestMAC)
 }
 
-func (s *fwdSink) ReadUDP(fd int, r *fwd.Rule) {
+func (s *fwdSink) ReadUDP(fd int, r *publish.Rule) {
 	e := (*Engine)(s)
-	e.udp.ReadForward(fd, packet.AddrFrom(r.GuestAddr), r.GuestPort, e.guestMAC)
+	e.udp.ReadForward(fd, packet.AddrFromNetip(r.GuestAddr), r.GuestPort, e.guestMAC)
 }
 
-func (s *fwdSink) Closing(fd int, r *fwd.Rule) {
+func (s *fwdSink) Closing(fd int, r *publish.Rule) {
 	if r.Proto == "udp" {
 		(*Engine)(s).udp.Forget(fd)
 	}
@@ -30,7 +31,7 @@ func (s *fwdSink) Closing(fd int, r *fwd.Rule) {
 
 // AddForward opens a port forward; a zero GuestAddr means the namespace's
 // address. Call it before Run, or on the loop (Do).
-func (e *Engine) AddForward(r fwd.Rule) (int, error) {
+func (e *Engine) AddForward(r publish.Rule) (int, error) {
 	fd, err := fwd.Listen(r)
 	if err != nil {
 		return 0, err
@@ -40,9 +41,9 @@ func (e *Engine) AddForward(r fwd.Rule) (int, error) {
 
 // AddForwardFD is AddForward with fd, the socket fwd.Listen opened for r.
 // The engine owns fd from now on.
-func (e *Engine) AddForwardFD(r fwd.Rule, fd int) (int, error) {
+func (e *Engine) AddForwardFD(r publish.Rule, fd int) (int, error) {
 	if !r.GuestAddr.IsValid() {
-		r.GuestAddr = e.cfg.Net.Guest.Netip()
+		r.GuestAddr = e.cfg.Net.Guest
 	}
 	return e.fwd.AddListener(r, fd)
 }
@@ -60,12 +61,7 @@ func (e *Engine) Do(fn func()) bool {
 	case <-e.exited:
 		return false
 	}
-	e.wakeMu.RLock()
-	if !e.closed {
-		var one = [8]byte{1}
-		_, _ = unix.Write(e.wake, one[:])
-	}
-	e.wakeMu.RUnlock()
+	e.wakeLoop()
 	select {
 	case <-done:
 		return true
@@ -99,7 +95,7 @@ type Forwarder struct{ e *Engine }
 func (e *Engine) Forwarder() Forwarder { return Forwarder{e} }
 
 // Add opens a forward (see Engine.AddForward).
-func (f Forwarder) Add(r fwd.Rule) (id int, err error) {
+func (f Forwarder) Add(r publish.Rule) (id int, err error) {
 	if !f.e.Do(func() { id, err = f.e.AddForward(r) }) {
 		return 0, ErrStopped
 	}
@@ -115,7 +111,7 @@ func (f Forwarder) Remove(id int) (err error) {
 }
 
 // List returns the forwards, in the order added.
-func (f Forwarder) List() (rules []fwd.Rule, err error) {
+func (f Forwarder) List() (rules []publish.Rule, err error) {
 	if !f.e.Do(func() { rules = f.e.fwd.List() }) {
 		return nil, ErrStopped
 	}

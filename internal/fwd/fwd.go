@@ -11,33 +11,24 @@ package fwd
 import (
 	"errors"
 	"fmt"
-	"net/netip"
 	"slices"
 
-	"github.com/nsgate/nsgate/internal/loop"
+	"github.com/nsgate/nsgate/internal/publish"
+
+	"github.com/nsgate/nsgate/internal/flow"
+	"github.com/nsgate/nsgate/internal/packet"
 	"golang.org/x/sys/unix"
 )
-
-// Rule is one forward: HostAddr:HostPort on the host to GuestAddr:GuestPort
-// in the namespace.
-type Rule struct {
-	ID        int    // from 1, in the order added; set by Table.Add
-	Proto     string // "tcp" or "udp"
-	HostAddr  netip.Addr
-	HostPort  uint16
-	GuestAddr netip.Addr
-	GuestPort uint16
-}
 
 // Sink is where the listeners' traffic goes: the engine.
 type Sink interface {
 	// AcceptTCP takes over fd, a connection accepted for r from
 	// client:clientPort.
-	AcceptTCP(fd int, client [4]byte, clientPort uint16, r *Rule)
+	AcceptTCP(fd int, client packet.Addr, clientPort uint16, r *publish.Rule)
 	// ReadUDP reads the datagrams waiting on fd, r's socket.
-	ReadUDP(fd int, r *Rule)
+	ReadUDP(fd int, r *publish.Rule)
 	// Closing is called just before fd, r's socket, is closed.
-	Closing(fd int, r *Rule)
+	Closing(fd int, r *publish.Rule)
 }
 
 // ErrNoRule is returned by Remove for an unknown id.
@@ -52,7 +43,7 @@ const acceptBatch = 64
 const backlog = 4096
 
 type slot struct {
-	rule   Rule
+	rule   publish.Rule
 	fd     int
 	gen    uint32
 	warned bool // an accept error was logged
@@ -60,7 +51,7 @@ type slot struct {
 
 // Table is the set of forwards.
 type Table struct {
-	env    loop.Env
+	env    flow.Env
 	sink   Sink
 	slots  []slot
 	nextID int
@@ -70,14 +61,14 @@ type Table struct {
 
 // New returns an empty table. env registers the listeners with the event
 // loop, which reports their readiness to HandleEvent.
-func New(env loop.Env, sink Sink) *Table {
+func New(env flow.Env, sink Sink) *Table {
 	return &Table{env: env, sink: sink, nextID: 1}
 }
 
 // AddListener adds forward r with fd, a socket Listen opened for it
 // earlier (before the sandbox closed the way to the port). The table owns
 // fd from now on, even on error.
-func (t *Table) AddListener(r Rule, fd int) (int, error) {
+func (t *Table) AddListener(r publish.Rule, fd int) (int, error) {
 	if !r.GuestAddr.Is4() || r.GuestPort == 0 {
 		unix.Close(fd)
 		return 0, fmt.Errorf("forward %s %s:%d to %s:%d: bad guest address", r.Proto, r.HostAddr, r.HostPort, r.GuestAddr, r.GuestPort)
@@ -106,7 +97,7 @@ func (t *Table) AddListener(r Rule, fd int) (int, error) {
 }
 
 // Listen opens the host socket of r: bound, and listening for TCP.
-func Listen(r Rule) (int, error) {
+func Listen(r publish.Rule) (int, error) {
 	if r.Proto != "tcp" && r.Proto != "udp" {
 		return -1, fmt.Errorf("forward: protocol %q: must be tcp or udp", r.Proto)
 	}
@@ -159,18 +150,18 @@ func (t *Table) close(s *slot) {
 	t.env.Unwatch(s.fd)
 	unix.Close(s.fd)
 	s.fd = -1
-	s.rule = Rule{}
+	s.rule = publish.Rule{}
 }
 
 // List returns the forwards in the order they were added.
-func (t *Table) List() []Rule {
-	var out []Rule
+func (t *Table) List() []publish.Rule {
+	var out []publish.Rule
 	for _, s := range t.slots {
 		if s.fd >= 0 {
 			out = append(out, s.rule)
 		}
 	}
-	slices.SortFunc(out, func(a, b Rule) int { return a.ID - b.ID })
+	slices.SortFunc(out, func(a, b publish.Rule) int { return a.ID - b.ID })
 	return out
 }
 
@@ -215,7 +206,7 @@ func (t *Table) HandleEvent(idx int32, gen uint32, events uint32) {
 			continue
 		}
 		t.Accepted++
-		t.sink.AcceptTCP(fd, sa4.Addr, uint16(sa4.Port), &s.rule)
+		t.sink.AcceptTCP(fd, packet.AddrFrom4(sa4.Addr), uint16(sa4.Port), &s.rule)
 	}
 }
 

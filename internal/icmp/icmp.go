@@ -1,6 +1,7 @@
-// Package icmp handles ICMPv4 from the namespace. For now: echo requests to
-// nsgate's own addresses (gateway, DNS), answered locally so that
-// "ping 10.0.2.2" works whatever the host allows.
+// Package icmp handles ICMPv4 echo from the namespace: requests to nsgate's
+// own addresses (gateway, DNS) are answered locally (EchoReply), so that
+// "ping 10.0.2.2" works whatever the host allows; requests to other hosts
+// go out on unprivileged ping sockets (Pings).
 package icmp
 
 import "github.com/nsgate/nsgate/internal/packet"
@@ -14,7 +15,7 @@ func EchoReply(p *packet.Parsed, src packet.MAC, out []byte) int {
 		return 0
 	}
 	// Never answer towards a broadcast or unspecified source.
-	if p.SrcMAC.IsMulticast() || p.Src.IsZero() || p.Src == (packet.IPv4Addr{255, 255, 255, 255}) {
+	if p.SrcMAC.IsMulticast() || p.Src.IsUnspecified() || p.Src == packet.IPv4Broadcast {
 		return 0
 	}
 	l4 := len(p.ICMP)
@@ -24,7 +25,7 @@ func EchoReply(p *packet.Parsed, src packet.MAC, out []byte) int {
 	}
 	packet.Ether(out).SetHeader(p.SrcMAC, src, packet.EtherTypeIPv4)
 	ip := packet.IPv4(out[packet.EtherLen:])
-	ip.SetHeader(packet.IPv4Len+l4, p.IP.ID(), 64, packet.ProtoICMP, p.Dst, p.Src)
+	ip.Encode(&packet.IPv4Fields{TotalLen: packet.IPv4Len + l4, ID: p.IP.ID(), Protocol: packet.ProtoICMP, Src: p.Dst, Dst: p.Src})
 	msg := packet.ICMP(ip[packet.IPv4Len : packet.IPv4Len+l4])
 	copy(msg, p.ICMP)
 	msg.SetTypeCode(packet.ICMPEchoReply, 0)

@@ -19,8 +19,8 @@ func request(typ uint8, payload string) *packet.Parsed {
 	f := make([]byte, packet.EtherLen+packet.IPv4Len+len(m))
 	packet.Ether(f).SetHeader(gwMAC, packet.MAC{2, 0, 0, 0, 0, 1}, packet.EtherTypeIPv4)
 	copy(f[packet.EtherLen+packet.IPv4Len:], m)
-	packet.IPv4(f[packet.EtherLen:]).SetHeader(packet.IPv4Len+len(m), 9, 64, packet.ProtoICMP,
-		packet.IPv4Addr{10, 0, 2, 100}, packet.IPv4Addr{10, 0, 2, 2})
+	packet.IPv4(f[packet.EtherLen:]).Encode(&packet.IPv4Fields{TotalLen: packet.IPv4Len + len(m), ID: 9, Protocol: packet.ProtoICMP,
+		Src: packet.AddrFrom4([4]byte{10, 0, 2, 100}), Dst: packet.AddrFrom4([4]byte{10, 0, 2, 2})})
 	var p packet.Parsed
 	if err := p.Decode(f); err != nil {
 		panic(err)
@@ -60,7 +60,7 @@ func TestEchoReplyIgnores(t *testing.T) {
 		t.Error("wrote past a short buffer")
 	}
 	p := request(packet.ICMPEchoRequest, "x")
-	p.Src = packet.IPv4Addr{}
+	p.Src = packet.Addr{}
 	if n := EchoReply(p, gwMAC, out); n != 0 {
 		t.Error("answered towards 0.0.0.0")
 	}

@@ -12,32 +12,33 @@ import (
 
 // Mapper decides where a destination goes.
 type Mapper struct {
-	Gateway             packet.IPv4Addr // the host's 127.0.0.1, unless DisableHostLoopback
-	Network             netip.Prefix    // the virtual network: nothing else is there
+	Gateway             packet.Addr  // the host's 127.0.0.1, unless DisableHostLoopback
+	Network             netip.Prefix // the virtual network: nothing else is there
 	DisableHostLoopback bool
 	// AllowHost, if set, must approve every host address (tests in the
 	// machine's own namespace allow only the loopback).
-	AllowHost func(addr [4]byte) bool
+	AllowHost func(addr packet.Addr) bool
 }
+
+// hostLoopback is the address the gateway maps to.
+var hostLoopback = packet.AddrFrom4([4]byte{127, 0, 0, 1})
 
 // Host returns the host address for dst, or false if traffic to dst must not
 // leave: the gateway with --disable-host-loopback, other addresses of the
 // virtual network, loopback, multicast, broadcast and unspecified addresses.
-func (m *Mapper) Host(dst packet.IPv4Addr) ([4]byte, bool) {
-	var out [4]byte
+func (m *Mapper) Host(dst packet.Addr) (packet.Addr, bool) {
+	out := dst
 	switch a := dst.Netip(); {
 	case dst == m.Gateway:
 		if m.DisableHostLoopback {
-			return out, false
+			return packet.Addr{}, false
 		}
-		out = [4]byte{127, 0, 0, 1}
+		out = hostLoopback
 	case m.Network.Contains(a) || a.IsLoopback() || !a.IsGlobalUnicast() && !a.IsPrivate():
-		return out, false
-	default:
-		out = dst
+		return packet.Addr{}, false
 	}
 	if m.AllowHost != nil && !m.AllowHost(out) {
-		return out, false
+		return packet.Addr{}, false
 	}
 	return out, true
 }
@@ -47,8 +48,8 @@ func (m *Mapper) Host(dst packet.IPv4Addr) ([4]byte, bool) {
 // loopback, and anything inside the virtual network (which would collide
 // with the namespace's own neighbours), appear as the gateway, the way
 // slirp4netns shows them.
-func (m *Mapper) Client(addr [4]byte) packet.IPv4Addr {
-	a := netip.AddrFrom4(addr)
+func (m *Mapper) Client(addr packet.Addr) packet.Addr {
+	a := addr.Netip()
 	if a.IsLoopback() || a.IsUnspecified() || m.Network.Contains(a) {
 		return m.Gateway
 	}

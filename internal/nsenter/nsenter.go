@@ -132,8 +132,16 @@ type Conn struct {
 	fd int
 }
 
-// Close closes the socket.
-func (c *Conn) Close() error { return unix.Close(c.fd) }
+// Close closes the socket. Closing again does nothing: a deferred Close
+// after an explicit one must not close a descriptor that reused the number.
+func (c *Conn) Close() error {
+	if c.fd < 0 {
+		return nil
+	}
+	fd := c.fd
+	c.fd = -1
+	return unix.Close(fd)
+}
 
 // SendFD sends fd with the tag "K".
 func (c *Conn) SendFD(fd int) error {

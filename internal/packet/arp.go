@@ -30,22 +30,29 @@ func (a ARP) Op() uint16 { return binary.BigEndian.Uint16(a[6:8]) }
 func (a ARP) SenderMAC() (m MAC) { copy(m[:], a[8:14]); return }
 
 // SenderIP returns the sender protocol address.
-func (a ARP) SenderIP() (ip IPv4Addr) { copy(ip[:], a[14:18]); return }
+func (a ARP) SenderIP() Addr { return AddrFrom4([4]byte(a[14:18])) }
 
 // TargetMAC returns the target hardware address.
 func (a ARP) TargetMAC() (m MAC) { copy(m[:], a[18:24]); return }
 
 // TargetIP returns the target protocol address.
-func (a ARP) TargetIP() (ip IPv4Addr) { copy(ip[:], a[24:28]); return }
+func (a ARP) TargetIP() Addr { return AddrFrom4([4]byte(a[24:28])) }
 
-// Set writes a complete Ethernet/IPv4 ARP packet into a[:ARPLen].
-func (a ARP) Set(op uint16, sha MAC, spa IPv4Addr, tha MAC, tpa IPv4Addr) {
+// ARPFields is what Encode writes into an ARP packet.
+type ARPFields struct {
+	Op                   uint16
+	SenderMAC, TargetMAC MAC
+	SenderIP, TargetIP   Addr // IPv4 addresses
+}
+
+// Encode writes a complete Ethernet/IPv4 ARP packet into a[:ARPLen].
+func (a ARP) Encode(f *ARPFields) {
 	binary.BigEndian.PutUint16(a[0:2], 1)
 	binary.BigEndian.PutUint16(a[2:4], EtherTypeIPv4)
 	a[4], a[5] = 6, 4
-	binary.BigEndian.PutUint16(a[6:8], op)
-	copy(a[8:14], sha[:])
-	copy(a[14:18], spa[:])
-	copy(a[18:24], tha[:])
-	copy(a[24:28], tpa[:])
+	binary.BigEndian.PutUint16(a[6:8], f.Op)
+	copy(a[8:14], f.SenderMAC[:])
+	copy(a[14:18], f.SenderIP[12:])
+	copy(a[18:24], f.TargetMAC[:])
+	copy(a[24:28], f.TargetIP[12:])
 }

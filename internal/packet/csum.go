@@ -41,11 +41,18 @@ func Fold(s uint32) uint16 {
 	return uint16(s)
 }
 
-// PseudoHeaderSum returns the partial sum of the IPv4 pseudo header used by
-// TCP and UDP checksums. length is the L4 length (header and payload).
-func PseudoHeaderSum(src, dst IPv4Addr, proto uint8, length int) uint32 {
-	s := uint32(binary.BigEndian.Uint16(src[0:2])) + uint32(binary.BigEndian.Uint16(src[2:4]))
-	s += uint32(binary.BigEndian.Uint16(dst[0:2])) + uint32(binary.BigEndian.Uint16(dst[2:4]))
-	s += uint32(proto) + uint32(length)
-	return s
+// PseudoHeaderSum returns the partial sum of the pseudo header that TCP, UDP
+// (and ICMPv6) checksums cover: IPv4's (RFC 793) when both addresses are
+// IPv4, IPv6's (RFC 8200 8.1) otherwise. length is the L4 length (header and
+// payload).
+func PseudoHeaderSum(src, dst Addr, proto uint8, length int) uint32 {
+	var s uint32
+	if src.Is4() && dst.Is4() {
+		s = Sum(src[12:], 0)
+		s = Sum(dst[12:], s)
+	} else {
+		s = Sum(src[:], 0)
+		s = Sum(dst[:], s)
+	}
+	return s + uint32(proto) + uint32(length>>16) + uint32(length&0xffff)
 }

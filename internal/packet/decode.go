@@ -30,8 +30,8 @@ type Parsed struct {
 	Type    uint16 // EtherType
 	ARP     ARP    // set when Type == EtherTypeARP
 	IP      IPv4   // IPv4 header and payload, trimmed to TotalLen
-	Src     IPv4Addr
-	Dst     IPv4Addr
+	Src     Addr
+	Dst     Addr
 	Proto   uint8
 	L4      []byte // transport header and payload, trimmed
 	UDP     UDP    // set when Proto == ProtoUDP
@@ -113,7 +113,7 @@ func (p *Parsed) decodeIPv4(b []byte, verifyUDP bool) error {
 			return ErrUDPLength
 		}
 		u = u[:n]
-		if verifyUDP && (u[6] != 0 || u[7] != 0) && Checksum(u, PseudoHeaderSum(p.Src, p.Dst, ProtoUDP, n)) != 0 {
+		if verifyUDP && u.Checksum() != 0 && Checksum(u, PseudoHeaderSum(p.Src, p.Dst, ProtoUDP, n)) != 0 {
 			return ErrL4Checksum
 		}
 		p.UDP, p.Payload = u, u[UDPLen:]
@@ -129,7 +129,7 @@ func (p *Parsed) decodeIPv4(b []byte, verifyUDP bool) error {
 		if off := t.HeaderLen(); off < TCPLen || off > len(t) {
 			return ErrTCPOffset
 		}
-		p.TCP, p.Payload = t, t[t.HeaderLen():]
+		p.TCP, p.Payload = t, t.Payload()
 	case ProtoICMP:
 		if len(p.L4) < ICMPEchoLen {
 			return ErrL4Short

@@ -1,18 +1,64 @@
 package packet
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"strings"
+)
 
 // TCPLen is the length of a TCP header without options.
 const TCPLen = 20
 
+// Offsets of the TCP header's fields.
+const (
+	tcpSrcPort    = 0
+	tcpDstPort    = 2
+	tcpSeq        = 4
+	tcpAck        = 8
+	tcpDataOffset = 12
+	tcpFlags      = 13
+	tcpWindow     = 14
+	tcpChecksum   = 16
+	tcpUrgent     = 18
+)
+
+// TCPChecksumOffset is where the checksum sits in a TCP header: the csum
+// offset of a partial checksum (vnet header).
+const TCPChecksumOffset = tcpChecksum
+
+// TCPFlags is the flags byte of a TCP header.
+type TCPFlags uint8
+
 // TCP flags.
 const (
-	TCPFin = 0x01
-	TCPSyn = 0x02
-	TCPRst = 0x04
-	TCPPsh = 0x08
-	TCPAck = 0x10
+	TCPFin TCPFlags = 0x01
+	TCPSyn TCPFlags = 0x02
+	TCPRst TCPFlags = 0x04
+	TCPPsh TCPFlags = 0x08
+	TCPAck TCPFlags = 0x10
 )
+
+// Has reports whether all of want are set.
+func (f TCPFlags) Has(want TCPFlags) bool { return f&want == want }
+
+// Any reports whether any of want is set.
+func (f TCPFlags) Any(want TCPFlags) bool { return f&want != 0 }
+
+// String lists the flags set, as tcpdump does ("S.", "F.", "R").
+func (f TCPFlags) String() string {
+	var b strings.Builder
+	for _, x := range [...]struct {
+		f TCPFlags
+		c byte
+	}{{TCPSyn, 'S'}, {TCPFin, 'F'}, {TCPRst, 'R'}, {TCPPsh, 'P'}, {TCPAck, '.'}} {
+		if f&x.f != 0 {
+			b.WriteByte(x.c)
+		}
+	}
+	if b.Len() == 0 {
+		return "none"
+	}
+	return b.String()
+}
 
 // TCP option kinds nsgate reads or writes.
 const (
@@ -24,35 +70,62 @@ const (
 	tcpOptSACK     = 5
 )
 
+// TCPMaxWScale is the largest window scale (RFC 7323 2.3); larger offers are
+// read as this.
+const TCPMaxWScale = 14
+
+// TCPDefaultMSS is the MSS assumed when a SYN carries none (RFC 9293 3.7.1).
+const TCPDefaultMSS = 536
+
 // TCP is a view of a TCP header and payload. Decode checks the data offset.
 type TCP []byte
 
 // SrcPort returns the source port.
-func (t TCP) SrcPort() uint16 { return binary.BigEndian.Uint16(t[0:2]) }
+func (t TCP) SrcPort() uint16 { return binary.BigEndian.Uint16(t[tcpSrcPort:]) }
 
 // DstPort returns the destination port.
-func (t TCP) DstPort() uint16 { return binary.BigEndian.Uint16(t[2:4]) }
+func (t TCP) DstPort() uint16 { return binary.BigEndian.Uint16(t[tcpDstPort:]) }
 
 // Seq returns the sequence number.
-func (t TCP) Seq() uint32 { return binary.BigEndian.Uint32(t[4:8]) }
+func (t TCP) Seq() uint32 { return binary.BigEndian.Uint32(t[tcpSeq:]) }
 
 // Ack returns the acknowledgment number.
-func (t TCP) Ack() uint32 { return binary.BigEndian.Uint32(t[8:12]) }
+func (t TCP) Ack() uint32 { return binary.BigEndian.Uint32(t[tcpAck:]) }
 
 // HeaderLen returns the data offset in bytes.
-func (t TCP) HeaderLen() int { return int(t[12]>>4) * 4 }
+func (t TCP) HeaderLen() int { return int(t[tcpDataOffset]>>4) * 4 }
 
-// Flags returns the flag bits (FIN, SYN, RST, PSH, ACK, ...).
-func (t TCP) Flags() uint8 { return t[13] }
+// Flags returns the flag bits.
+func (t TCP) Flags() TCPFlags { return TCPFlags(t[tcpFlags]) }
 
 // Window returns the raw (unscaled) window field.
-func (t TCP) Window() uint16 { return binary.BigEndian.Uint16(t[14:16]) }
+func (t TCP) Window() uint16 { return binary.BigEndian.Uint16(t[tcpWindow:]) }
 
-// SynOptions returns the MSS, window scale and SACK-permitted options of a
-// SYN, with ok flags. Options are parsed defensively: a length that runs past
-// the header, or a malformed known option, ends parsing (RFC 9293 3.1 says to
-// ignore what one cannot parse, not to trust it).
-func (t TCP) SynOptions() (mss uint16, hasMSS bool, wscale uint8, hasWScale bool, sackPerm bool) {
+// Payload returns the bytes after the header.
+func (t TCP) Payload() []byte { return t[t.HeaderLen():] }
+
+// SynOptions are the options of a SYN that nsgate reads and writes.
+type SynOptions struct {
+	MSS       uint16 // valid if HasMSS
+	HasMSS    bool
+	WScale    uint8 // valid if HasWScale; at most TCPMaxWScale
+	HasWScale bool
+	SACKPerm  bool
+}
+
+// MSSOr returns the MSS offered, or def if none was.
+func (o SynOptions) MSSOr(def uint16) uint16 {
+	if o.HasMSS {
+		return o.MSS
+	}
+	return def
+}
+
+// SynOptions parses the MSS, window scale and SACK-permitted options.
+// Options are parsed defensively: a length that runs past the header, or a
+// malformed known option, ends parsing (RFC 9293 3.1 says to ignore what
+// one cannot parse, not to trust it).
+func (t TCP) SynOptions() (o SynOptions) {
 	opts := t[TCPLen:t.HeaderLen()]
 	for len(opts) > 0 {
 		kind := opts[0]
@@ -69,38 +142,35 @@ func (t TCP) SynOptions() (mss uint16, hasMSS bool, wscale uint8, hasWScale bool
 		n := int(opts[1])
 		switch {
 		case kind == tcpOptMSS && n == 4:
-			mss, hasMSS = binary.BigEndian.Uint16(opts[2:4]), true
+			o.MSS, o.HasMSS = binary.BigEndian.Uint16(opts[2:4]), true
 		case kind == tcpOptWScale && n == 3:
-			wscale, hasWScale = opts[2], true
-			if wscale > 14 { // RFC 7323 2.3
-				wscale = 14
-			}
+			o.WScale, o.HasWScale = min(opts[2], TCPMaxWScale), true
 		case kind == tcpOptSACKPerm && n == 2:
-			sackPerm = true
+			o.SACKPerm = true
 		}
 		opts = opts[n:]
 	}
-	return
+	return o
 }
 
 // TCPSynOptLen is the length of the options SetSynOptions writes.
 const TCPSynOptLen = 12
 
-// SetSynOptions writes into t[20:32] the options of a SYN-ACK: MSS(4),
-// NOP WS(3) if wscale >= 0, NOP NOP SACK-permitted(2) if sackPerm, padded
-// with NOPs to TCPSynOptLen.
-func (t TCP) SetSynOptions(mss uint16, wscale int, sackPerm bool) {
-	o := t[TCPLen : TCPLen+TCPSynOptLen]
-	o[0], o[1] = tcpOptMSS, 4
-	binary.BigEndian.PutUint16(o[2:4], mss)
-	for i := 4; i < len(o); i++ {
-		o[i] = tcpOptNop
+// SetSynOptions writes into t[20:32] the options of a SYN or SYN-ACK:
+// MSS(4), NOP WS(3) if o.HasWScale, NOP NOP SACK-permitted(2) if
+// o.SACKPerm, padded with NOPs to TCPSynOptLen. o.HasMSS is implied.
+func (t TCP) SetSynOptions(o SynOptions) {
+	b := t[TCPLen : TCPLen+TCPSynOptLen]
+	b[0], b[1] = tcpOptMSS, 4
+	binary.BigEndian.PutUint16(b[2:4], o.MSS)
+	for i := 4; i < len(b); i++ {
+		b[i] = tcpOptNop
 	}
-	if wscale >= 0 {
-		o[5], o[6], o[7] = tcpOptWScale, 3, byte(wscale)
+	if o.HasWScale {
+		b[5], b[6], b[7] = tcpOptWScale, 3, o.WScale
 	}
-	if sackPerm {
-		o[10], o[11] = tcpOptSACKPerm, 2
+	if o.SACKPerm {
+		b[10], b[11] = tcpOptSACKPerm, 2
 	}
 }
 
@@ -121,22 +191,42 @@ func (t TCP) SetSACK(blocks []SACKBlock) {
 	}
 }
 
-// SetHeader writes the fixed header with data offset hdrLen (options, if
-// any, are already in place) and leaves the checksum zero.
-func (t TCP) SetHeader(srcPort, dstPort uint16, seq, ack uint32, flags uint8, window uint16, hdrLen int) {
-	binary.BigEndian.PutUint16(t[0:2], srcPort)
-	binary.BigEndian.PutUint16(t[2:4], dstPort)
-	binary.BigEndian.PutUint32(t[4:8], seq)
-	binary.BigEndian.PutUint32(t[8:12], ack)
-	t[12] = byte(hdrLen/4) << 4
-	t[13] = flags
-	binary.BigEndian.PutUint16(t[14:16], window)
-	t[16], t[17], t[18], t[19] = 0, 0, 0, 0
+// TCPFields is what Encode writes into a TCP header.
+type TCPFields struct {
+	SrcPort, DstPort uint16
+	Seq, Ack         uint32
+	Flags            TCPFlags
+	Window           uint16
+	HeaderLen        int // with options, which are already in place
+}
+
+// Encode writes the fixed header and zeroes the checksum and urgent
+// pointer.
+func (t TCP) Encode(f *TCPFields) {
+	binary.BigEndian.PutUint16(t[tcpSrcPort:], f.SrcPort)
+	binary.BigEndian.PutUint16(t[tcpDstPort:], f.DstPort)
+	binary.BigEndian.PutUint32(t[tcpSeq:], f.Seq)
+	binary.BigEndian.PutUint32(t[tcpAck:], f.Ack)
+	t[tcpDataOffset] = byte(f.HeaderLen/4) << 4
+	t[tcpFlags] = byte(f.Flags)
+	binary.BigEndian.PutUint16(t[tcpWindow:], f.Window)
+	t[tcpChecksum], t[tcpChecksum+1] = 0, 0
+	t[tcpUrgent], t[tcpUrgent+1] = 0, 0
 }
 
 // SetChecksum computes the checksum over t (header and payload) with the
 // pseudo header of src and dst.
-func (t TCP) SetChecksum(src, dst IPv4Addr) {
-	t[16], t[17] = 0, 0
-	binary.BigEndian.PutUint16(t[16:18], Checksum(t, PseudoHeaderSum(src, dst, ProtoTCP, len(t))))
+func (t TCP) SetChecksum(src, dst Addr) {
+	t[tcpChecksum], t[tcpChecksum+1] = 0, 0
+	binary.BigEndian.PutUint16(t[tcpChecksum:], Checksum(t, PseudoHeaderSum(src, dst, ProtoTCP, len(t))))
 }
+
+// SetPartialChecksum stores only the pseudo-header sum over len(t), for a
+// frame sent with a partial checksum (CHECKSUM_PARTIAL): the payload is
+// never summed by anyone on the way into the namespace.
+func (t TCP) SetPartialChecksum(src, dst Addr) {
+	binary.BigEndian.PutUint16(t[tcpChecksum:], Fold(PseudoHeaderSum(src, dst, ProtoTCP, len(t))))
+}
+
+// Checksum returns the checksum field.
+func (t TCP) Checksum() uint16 { return binary.BigEndian.Uint16(t[tcpChecksum:]) }

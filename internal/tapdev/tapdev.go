@@ -2,19 +2,20 @@
 // golang.org/x/sys/unix, and reads and writes frames on them.
 //
 // Taps are opened with IFF_VNET_HDR: every frame is preceded by a
-// virtio_net_hdr (VnetHdrLen bytes). No offloads are enabled yet, so the
-// header is all zeroes both ways, but the frame I/O already carries it, so
-// that TSO/checksum offload (64 KiB frames, no checksums computed) can be
-// switched on later without reshaping the data path.
+// virtio_net_hdr (VnetHdrLen bytes, VirtioNetHdr). No offloads are enabled
+// on the tap yet, so frames from the namespace come with no GSO; frames to
+// it carry NEEDS_CSUM when their checksum is partial (Write), and are zero
+// otherwise. The frame I/O carries the header already, so that TSO (64 KiB
+// frames) can be switched on later without reshaping the data path.
 package tapdev
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"unsafe"
 
+	"github.com/nsgate/nsgate/internal/packet"
 	"golang.org/x/sys/unix"
 )
 
@@ -114,20 +115,20 @@ func (d *Device) Read(buf []byte) (int, error) {
 	}
 }
 
-// VIRTIO_NET_HDR_F_NEEDS_CSUM: the checksum is partial.
-const hdrFNeedsCsum = 1
-
 // Write writes buf, whose first Headroom() bytes are the header, which Write
 // fills in. With csumStart > 0 the frame carries a partial checksum, as a
 // virtio guest sends it: the field at csumStart+csumOffset holds only the
 // pseudo-header sum, and the kernel completes it if the frame ever needs one
 // (never, for local delivery). csumStart counts from the Ethernet header.
 func (d *Device) Write(buf []byte, csumStart, csumOffset uint16) error {
-	clear(buf[:d.headroom])
-	if csumStart > 0 && d.headroom > 0 {
-		buf[0] = hdrFNeedsCsum
-		binary.LittleEndian.PutUint16(buf[6:8], csumStart)
-		binary.LittleEndian.PutUint16(buf[8:10], csumOffset)
+	if d.headroom > 0 {
+		h := VirtioNetHdr{}
+		if csumStart > 0 {
+			h = VirtioNetHdr{Flags: VirtioNetHdrFNeedsCsum, CsumStart: csumStart, CsumOffset: csumOffset}
+		}
+		if err := h.Encode(buf[:d.headroom]); err != nil {
+			return err
+		}
 	}
 	for {
 		_, err := unix.Write(d.fd, buf)
@@ -144,8 +145,8 @@ func (d *Device) Close() error { return unix.Close(d.fd) }
 // HardwareAddr returns the MAC address of the tap behind fd: the
 // namespace's end of the link. The tap's fd answers SIOCGIFHWADDR itself,
 // so this works from outside the namespace.
-func HardwareAddr(fd int) ([6]byte, error) {
-	var mac [6]byte
+func HardwareAddr(fd int) (packet.MAC, error) {
+	var mac packet.MAC
 	ifr, err := unix.NewIfreq("")
 	if err != nil {
 		return mac, err

@@ -89,8 +89,8 @@ func TestKernelFrames(t *testing.T) {
 		f := out[VnetHdrLen:]
 		packet.Ether(f).SetHeader(kernelMAC, packet.MAC{2, 0, 0, 0, 0, 2}, packet.EtherTypeIPv4)
 		copy(f[packet.EtherLen+packet.IPv4Len:], m)
-		packet.IPv4(f[packet.EtherLen:]).SetHeader(packet.IPv4Len+len(m), 1, 64, packet.ProtoICMP,
-			packet.IPv4Addr{10, 9, 0, 2}, packet.IPv4Addr{10, 9, 0, 1})
+		packet.IPv4(f[packet.EtherLen:]).Encode(&packet.IPv4Fields{TotalLen: packet.IPv4Len + len(m), ID: 1, Protocol: packet.ProtoICMP,
+			Src: packet.AddrFrom4([4]byte{10, 9, 0, 2}), Dst: packet.AddrFrom4([4]byte{10, 9, 0, 1})})
 		if err := dev.Write(out, 0, 0); err != nil {
 			return err
 		}

@@ -3,6 +3,7 @@ package tcp
 import (
 	"math/rand/v2"
 
+	"github.com/nsgate/nsgate/internal/flow"
 	"github.com/nsgate/nsgate/internal/packet"
 	"golang.org/x/sys/unix"
 )
@@ -13,8 +14,8 @@ import (
 // sees for that client) to guest:guestPort, by sending the SYN itself.
 // Once the namespace answers, the flow is like any other. Accept owns fd;
 // if the connection cannot be opened, the client gets a reset.
-func (t *Table) Accept(fd int, client packet.IPv4Addr, clientPort uint16, guest packet.IPv4Addr, guestPort uint16, guestMAC packet.MAC) bool {
-	k := key{nsIP: guest, dstIP: client, nsPort: guestPort, dstPort: clientPort}
+func (t *Table) Accept(fd int, client packet.Addr, clientPort uint16, guest packet.Addr, guestPort uint16, guestMAC packet.MAC) bool {
+	k := flow.Key{NS: guest, Dst: client, NSPort: guestPort, DstPort: clientPort}
 	refuse := func(why string) bool {
 		t.env.Logf("tcp: forwarded connection from %v:%d to %v:%d: %s", client, clientPort, guest, guestPort, why)
 		unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
@@ -22,10 +23,10 @@ func (t *Table) Accept(fd int, client packet.IPv4Addr, clientPort uint16, guest 
 		t.Refused++
 		return false
 	}
-	if len(t.index) >= t.cfg.MaxFlows {
+	if t.flows.Full() {
 		return refuse("flow table full")
 	}
-	if _, dup := t.index[k]; dup {
+	if _, dup := t.flows.Lookup(k); dup {
 		// Two host clients that map to the same address and port (say
 		// 127.0.0.1:P and 127.0.0.2:P, both the gateway to the namespace).
 		return refuse("the namespace already has a connection with that address and port")
@@ -35,11 +36,9 @@ func (t *Table) Accept(fd int, client packet.IPv4Addr, clientPort uint16, guest 
 	}
 	setInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 	setInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1)
-	idx := t.alloc()
-	f := &t.flows[idx]
-	*f = flow{
+	_, f := t.flows.Add(k)
+	*f = conn{
 		key:      k,
-		gen:      f.gen + 1,
 		fd:       fd,
 		state:    stSynSent,
 		inbound:  true,
@@ -47,12 +46,11 @@ func (t *Table) Accept(fd int, client packet.IPv4Addr, clientPort uint16, guest 
 		iss:      rand.Uint32(),
 		wscale:   true, // offered; the SYN-ACK decides
 		sack:     true,
-		mss:      536,
+		mss:      packet.TCPDefaultMSS,
 		rto:      rtoMin,
 		lastSeen: t.env.Now(),
 	}
 	f.sndUna, f.sndNxt = f.iss, f.iss+1
-	t.index[k] = idx
 	t.Opened++
 	t.Inbound++
 	t.sendCtl(f, packet.TCPSyn, f.iss)
@@ -64,29 +62,26 @@ func (t *Table) Accept(fd int, client packet.IPv4Addr, clientPort uint16, guest 
 // connection: a SYN-ACK establishes it, a RST refuses it (the client gets a
 // reset too, as if it had reached the server directly).
 func (t *Table) synSent(idx int32, p *packet.Parsed) {
-	f := &t.flows[idx]
+	f := t.flows.At(idx)
 	seg := p.TCP
 	flags := seg.Flags()
-	ackOK := flags&packet.TCPAck != 0 && seg.Ack() == f.iss+1
+	ackOK := flags.Has(packet.TCPAck) && seg.Ack() == f.iss+1
 	switch {
-	case flags&packet.TCPAck != 0 && !ackOK:
+	case flags.Has(packet.TCPAck) && !ackOK:
 		t.resetFor(p) // not for our SYN (RFC 9293 3.10.7.3)
 		return
-	case flags&packet.TCPRst != 0:
+	case flags.Has(packet.TCPRst):
 		if ackOK {
 			t.Refused++
 			t.abort(idx, false)
 		}
 		return
-	case flags&packet.TCPSyn == 0 || !ackOK:
+	case !flags.Has(packet.TCPSyn) || !ackOK:
 		return // a bare SYN (simultaneous open) is not expected here
 	}
-	mss, hasMSS, ws, hasWS, sackPerm := seg.SynOptions()
-	if !hasMSS {
-		mss = 536
-	}
-	f.mss = max(min(int(mss), t.cfg.MTU-packet.IPv4Len-packet.TCPLen), 64)
-	f.wscale, f.nsWScale, f.sack = hasWS, ws, sackPerm
+	o := seg.SynOptions()
+	f.mss = t.mss(o)
+	f.wscale, f.nsWScale, f.sack = o.HasWScale, o.WScale, o.SACKPerm
 	f.rcvNxt = seg.Seq() + 1
 	f.sndUna = f.iss + 1
 	f.sndWnd = uint32(seg.Window()) // a SYN's window is never scaled
@@ -96,11 +91,11 @@ func (t *Table) synSent(idx int32, p *packet.Parsed) {
 	t.stopTimer(f)
 	t.sendCtl(f, packet.TCPAck, f.sndNxt)
 	t.push(idx) // the client may have spoken already
-	if t.flows[idx].fd >= 0 {
+	if t.flows.Live(idx) {
 		t.update(idx)
 	}
 }
 
 // Client returns the address the namespace sees for a forward's client
 // (nat.Mapper.Client).
-func (t *Table) Client(addr [4]byte) packet.IPv4Addr { return t.cfg.NAT.Client(addr) }
+func (t *Table) Client(addr packet.Addr) packet.Addr { return t.cfg.NAT.Client(addr) }

@@ -2,7 +2,9 @@ package tcp
 
 import (
 	"testing"
+	"time"
 
+	"github.com/nsgate/nsgate/internal/flow/flowtest"
 	"github.com/nsgate/nsgate/internal/packet"
 	"golang.org/x/sys/unix"
 )
@@ -27,10 +29,10 @@ func forwarded(t *testing.T) (client, accepted int) {
 	return c, a
 }
 
-func lastSegment(t *testing.T, env *fakeEnv) *packet.Parsed {
+func lastSegment(t *testing.T, env *flowtest.Env) *packet.Parsed {
 	t.Helper()
 	var p packet.Parsed
-	if err := p.DecodeTrusted(env.last[:env.lastN]); err != nil || p.TCP == nil {
+	if err := p.DecodeTrusted(env.Last()); err != nil || p.TCP == nil {
 		t.Fatalf("last frame is not TCP: %v", err)
 	}
 	return &p
@@ -44,17 +46,17 @@ func TestAcceptHandshakeAndData(t *testing.T) { sendPaths(t, testAcceptHandshake
 
 func testAcceptHandshakeAndData(t *testing.T, noPeekOff bool) {
 	client, fd := forwarded(t)
-	env := newFakeEnv()
+	env := flowtest.New()
 	tbl := New(Config{GatewayMAC: gwMAC, NAT: testNAT, MTU: 1500, NoPeekOff: noPeekOff}, env)
 	if !tbl.Accept(fd, gwIP, 5555, nsIP, 40000, nsMAC) {
 		t.Fatal("Accept refused")
 	}
 	syn := lastSegment(t, env)
 	if syn.TCP.Flags() != packet.TCPSyn || syn.Src != gwIP || syn.Dst != nsIP || syn.TCP.SrcPort() != 5555 || syn.TCP.DstPort() != 40000 || syn.DstMAC != nsMAC {
-		t.Fatalf("SYN: flags %#x %v:%d -> %v:%d to %v", syn.TCP.Flags(), syn.Src, syn.TCP.SrcPort(), syn.Dst, syn.TCP.DstPort(), syn.DstMAC)
+		t.Fatalf("SYN: flags %v %v:%d -> %v:%d to %v", syn.TCP.Flags(), syn.Src, syn.TCP.SrcPort(), syn.Dst, syn.TCP.DstPort(), syn.DstMAC)
 	}
-	if mss, ok, ws, wsok, sack := syn.TCP.SynOptions(); !ok || mss != 1460 || !wsok || ws != ourWScale || !sack {
-		t.Fatalf("SYN options: mss %d %v ws %d %v sack %v", mss, ok, ws, wsok, sack)
+	if o := syn.TCP.SynOptions(); o != (packet.SynOptions{MSS: 1460, HasMSS: true, WScale: ourWScale, HasWScale: true, SACKPerm: true}) {
+		t.Fatalf("SYN options: %+v", o)
 	}
 	iss := syn.TCP.Seq()
 	// Data the client sends before the namespace answers waits in the socket.
@@ -89,7 +91,7 @@ func testAcceptHandshakeAndData(t *testing.T, noPeekOff bool) {
 // listens): the client's connection is reset too, and the flow is gone.
 func TestAcceptRefused(t *testing.T) {
 	client, fd := forwarded(t)
-	env := newFakeEnv()
+	env := flowtest.New()
 	tbl := New(Config{GatewayMAC: gwMAC, NAT: testNAT, MTU: 1500, NoPeekOff: kernelNoPeekOff()}, env)
 	tbl.Accept(fd, gwIP, 5555, nsIP, 40000, nsMAC)
 	iss := lastSegment(t, env).TCP.Seq()
@@ -113,24 +115,28 @@ func TestAcceptRefused(t *testing.T) {
 }
 
 // TestAcceptSynRetransmit: an unanswered SYN is sent again on the timer,
-// and after synRetries the client is reset.
+// not before it is due, backing off from rtoMin; after synRetries the client
+// is reset.
 func TestAcceptSynRetransmit(t *testing.T) {
 	client, fd := forwarded(t)
-	env := newFakeEnv()
+	env := flowtest.New()
 	tbl := New(Config{GatewayMAC: gwMAC, NAT: testNAT, MTU: 1500, NoPeekOff: kernelNoPeekOff()}, env)
 	tbl.Accept(fd, gwIP, 5555, nsIP, 40000, nsMAC)
 	for i := 0; i < synRetries; i++ {
-		f := &tbl.flows[tbl.index[key{nsIP: nsIP, dstIP: gwIP, nsPort: 40000, dstPort: 5555}]]
-		f.rtoAt = 1 // due
-		sent := env.sent
+		rto := rtoMin << i
+		sent := env.Sent
+		env.Advance(rto - time.Millisecond)
 		tbl.Tick()
-		if env.sent != sent+1 || lastSegment(t, env).TCP.Flags() != packet.TCPSyn {
-			t.Fatalf("retry %d: no SYN", i+1)
+		if env.Sent != sent {
+			t.Fatalf("retry %d: sent %v before the timer (%v) was due", i+1, rto-time.Millisecond, rto)
+		}
+		env.Advance(rtoPeriod) // timers are looked at every rtoPeriod
+		tbl.Tick()
+		if env.Sent != sent+1 || lastSegment(t, env).TCP.Flags() != packet.TCPSyn {
+			t.Fatalf("retry %d: no SYN after %v", i+1, rto)
 		}
 	}
-	for _, idx := range tbl.index {
-		tbl.flows[idx].rtoAt = 1
-	}
+	env.Advance(rtoMin<<synRetries + rtoPeriod)
 	tbl.Tick()
 	if tbl.Len() != 0 {
 		t.Fatal("flow still open after the last SYN")

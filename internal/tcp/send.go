@@ -1,8 +1,13 @@
 package tcp
 
+// Host → namespace: data read from the host socket (with SO_PEEK_OFF, or
+// into the flow's unacked ring without it) and sent as segments within the
+// namespace's window, and retransmitted from sndUna when it asks.
+
 import (
 	"fmt"
 
+	"github.com/nsgate/nsgate/internal/packet"
 	"golang.org/x/sys/unix"
 )
 
@@ -21,7 +26,7 @@ func (t *Table) peekOff(fd int) error {
 // fill reads the next bytes for the namespace into dst, inflight bytes
 // past sndUna. resent says they came from the flow's own copy (a
 // retransmission without SO_PEEK_OFF), not from the socket.
-func (t *Table) fill(f *flow, dst []byte, inflight int) (n int, e unix.Errno, resent bool) {
+func (t *Table) fill(f *conn, dst []byte, inflight int) (n int, e unix.Errno, resent bool) {
 	if !t.cfg.NoPeekOff {
 		n, e = recvFlags(f.fd, dst, unix.MSG_PEEK|unix.MSG_DONTWAIT)
 		return n, e, false
@@ -42,7 +47,7 @@ func (t *Table) fill(f *flow, dst []byte, inflight int) (n int, e unix.Errno, re
 }
 
 // acked forgets n bytes the namespace acknowledged.
-func (t *Table) acked(f *flow, n int) {
+func (t *Table) acked(f *conn, n int) {
 	if t.cfg.NoPeekOff {
 		f.sent.drop(n)
 		return
@@ -56,10 +61,71 @@ func (t *Table) acked(f *flow, n int) {
 // with SO_PEEK_OFF always, without it while the flow's ring has or can get
 // room. epoll is level-triggered, so asking for EPOLLIN when push cannot
 // read would spin.
-func (t *Table) canRead(f *flow) bool {
+func (t *Table) canRead(f *conn) bool {
 	if !t.cfg.NoPeekOff {
 		return true
 	}
 	u := &f.sent
 	return u.space() > 0 || t.rings.growTo(u, 1) > 0
+}
+
+// push sends host data to the namespace while its window allows.
+func (t *Table) push(idx int32) {
+	f := t.flows.At(idx)
+	if f.state != stEstablished || f.finSent {
+		return
+	}
+	wnd := t.window(f, false) // once per burst: a syscall per segment would cost more than it tells
+	for {
+		inflight := f.sndNxt - f.sndUna
+		if inflight >= f.sndWnd {
+			return // window full: the namespace's ACK resumes us
+		}
+		room := min(int(f.sndWnd-inflight), f.mss)
+		buf := t.env.Frame()
+		n, e, resent := t.fill(f, buf[hdrLen:hdrLen+room], int(inflight))
+		switch {
+		case e == unix.EAGAIN:
+			return
+		case e != 0:
+			t.abort(idx, true)
+			return
+		case n == 0: // EOF after everything queued: FIN
+			f.hostEOF = true
+			t.sendCtl(f, packet.TCPFin|packet.TCPAck, f.sndNxt)
+			f.sndNxt++
+			f.finSent = true
+			t.startTimer(f)
+			return
+		}
+		flags := packet.TCPAck
+		drained := n < room && !resent
+		if drained {
+			flags |= packet.TCPPsh // the socket is drained for now
+		}
+		fl := t.frame(f, buf, flags, f.sndNxt, false, n, wnd)
+		// Only the pseudo-header sum: the payload is never summed by
+		// anyone on the way into the namespace.
+		packet.TCP(buf[tcpOff:fl]).SetPartialChecksum(f.key.Dst, f.key.NS)
+		t.env.Send(fl, tcpOff, packet.TCPChecksumOffset)
+		f.ackPending = false
+		f.sndNxt += uint32(n)
+		if f.rtoAt == 0 {
+			t.startTimer(f)
+		}
+		if drained {
+			return
+		}
+	}
+}
+
+// rewind retransmits from the oldest unacknowledged byte: the bytes are
+// still in the socket's receive queue, at peek offset 0, or (NoPeekOff) at
+// the head of the flow's ring.
+func (t *Table) rewind(f *conn) {
+	if !t.cfg.NoPeekOff && setInt(f.fd, unix.SOL_SOCKET, unix.SO_PEEK_OFF, 0) != 0 {
+		return
+	}
+	f.sndNxt = f.sndUna
+	f.finSent = false
 }

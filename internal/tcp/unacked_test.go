@@ -115,7 +115,7 @@ func TestRingBudget(t *testing.T) {
 // and asks again once the namespace's ACK makes room.
 func TestCopyPathRingFullStopsReading(t *testing.T) {
 	tbl, _, _, _, _ := established(t, true)
-	f := &tbl.flows[0]
+	f := tbl.flows.At(0)
 	tbl.rings.reserve(&f.sent, maxRing)
 	for f.sent.space() > 0 || len(f.sent.buf) < maxRing {
 		f.sent.write(make([]byte, f.sent.space()))
@@ -135,14 +135,14 @@ func TestCopyPathRingFullStopsReading(t *testing.T) {
 // idle, empty ring goes back to the pool at the sweep.
 func TestCopyPathIdleReleasesRing(t *testing.T) {
 	tbl, env, srv, nsSeq, ourSeq := established(t, true)
-	f := &tbl.flows[env.idx]
-	port := f.key.dstPort
+	f := tbl.flows.At(env.Idx)
+	port := f.key.DstPort
 	msg := bytes.Repeat([]byte("0123456789"), 300)
 	if _, err := unix.Write(srv, msg); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(10 * time.Millisecond)
-	tbl.HandleEvent(env.idx, env.gen, unix.EPOLLIN)
+	tbl.HandleEvent(env.Idx, env.Gen, unix.EPOLLIN)
 	if f.sent.n != len(msg) || tbl.rings.lent != len(f.sent.buf) {
 		t.Fatalf("ring holds %d bytes (want %d), pool lent %d", f.sent.n, len(msg), tbl.rings.lent)
 	}
@@ -151,9 +151,9 @@ func TestCopyPathIdleReleasesRing(t *testing.T) {
 		t.Fatalf("%d bytes still queued in the socket", n)
 	}
 	tbl.rewind(f)
-	tbl.push(env.idx)
+	tbl.push(env.Idx)
 	var p packet.Parsed
-	if err := p.Decode(env.last[:env.lastN]); err != nil || p.TCP.Seq() != ourSeq+uint32(len(msg))-uint32(len(p.Payload)) ||
+	if err := p.Decode(env.Last()); err != nil || p.TCP.Seq() != ourSeq+uint32(len(msg))-uint32(len(p.Payload)) ||
 		!bytes.Equal(p.Payload, msg[len(msg)-len(p.Payload):]) {
 		t.Fatalf("retransmission from the ring: %v seq %d, %d bytes", err, p.TCP.Seq(), len(p.Payload))
 	}
@@ -163,7 +163,8 @@ func TestCopyPathIdleReleasesRing(t *testing.T) {
 	if f.sent.n != 0 || f.sent.buf == nil {
 		t.Fatalf("after the ACK: ring holds %d bytes, buffer kept %v", f.sent.n, f.sent.buf != nil)
 	}
-	tbl.sweep.Next(1-scanPeriod, true) // due at once
+	tbl.NextTimer() // arms the idle scan
+	env.Advance(scanPeriod)
 	tbl.Tick()
 	if f.sent.buf != nil || tbl.rings.lent != 0 {
 		t.Fatalf("idle flow kept its ring: lent %d", tbl.rings.lent)

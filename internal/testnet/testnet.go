@@ -1,5 +1,6 @@
 // Package testnet builds the sealed test world of nsgate's integration tests
-// (see DESIGN, "Tests: where traffic may go") and tears it down:
+// and tears it down; traffic goes only to loopback and to the namespaces a
+// test created (the README's "Test traffic" rule):
 //
 //   - a "host" network namespace where nsgate runs, with lo up, its own
 //     /etc/netns/NAME/resolv.conf, and a veth to

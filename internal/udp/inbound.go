@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"unsafe"
 
+	"github.com/nsgate/nsgate/internal/flow"
 	"github.com/nsgate/nsgate/internal/packet"
 	"golang.org/x/sys/unix"
 )
@@ -13,7 +14,7 @@ import (
 // client, as the namespace sees it (nat.Mapper.Client). Each client is a
 // flow, so the namespace's replies go back to the client that asked, from
 // the forward's socket.
-func (t *Table) ReadForward(fd int, guest packet.IPv4Addr, guestPort uint16, guestMAC packet.MAC) {
+func (t *Table) ReadForward(fd int, guest packet.Addr, guestPort uint16, guestMAC packet.MAC) {
 	room := t.cfg.MTU - packet.IPv4Len - packet.UDPLen
 	for i := 0; i < batch; i++ {
 		buf := t.env.Frame()
@@ -29,24 +30,23 @@ func (t *Table) ReadForward(fd int, guest packet.IPv4Addr, guestPort uint16, gue
 		}
 		n := int(r)
 		if n > room || sa.Family != unix.AF_INET {
-			t.Errors++ // larger than the namespace's MTU: it could not take it whole
+			t.Dropped++ // larger than the namespace's MTU: it could not take it whole
 			continue
 		}
 		port := binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&sa.Port))[:])
-		k := key{nsIP: guest, nsPort: guestPort, dstIP: t.cfg.NAT.Client(sa.Addr), dstPort: port}
-		idx, ok := t.index[k]
+		k := flow.Key{NS: guest, NSPort: guestPort, Dst: t.cfg.NAT.Client(packet.AddrFrom4(sa.Addr)), DstPort: port}
+		idx, ok := t.flows.Lookup(k)
 		if !ok {
-			if len(t.index) >= t.cfg.MaxFlows {
-				t.Errors++
+			if t.flows.Full() {
+				t.Dropped++
 				continue
 			}
-			idx = t.alloc()
-			f := &t.flows[idx]
-			*f = flow{key: k, gen: f.gen + 1, fd: fd, nsMAC: guestMAC, shared: true, peer: sa}
-			t.index[k] = idx
+			var f *udpFlow
+			idx, f = t.flows.Add(k)
+			*f = udpFlow{key: k, fd: fd, nsMAC: guestMAC, shared: true, peer: sa}
 			t.Opened++
 		}
-		f := &t.flows[idx]
+		f := t.flows.At(idx)
 		f.lastSeen = t.env.Now()
 		t.sendUDP(f, buf, n)
 	}
@@ -54,9 +54,9 @@ func (t *Table) ReadForward(fd int, guest packet.IPv4Addr, guestPort uint16, gue
 
 // Forget removes the flows of a forward whose socket fd is about to close.
 func (t *Table) Forget(fd int) {
-	for i := range t.flows {
-		if f := &t.flows[i]; f.shared && f.fd == fd {
-			t.remove(int32(i))
+	for idx, f := range t.flows.All {
+		if f.shared && f.fd == fd {
+			t.remove(idx)
 		}
 	}
 }

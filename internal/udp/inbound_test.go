@@ -3,6 +3,7 @@ package udp
 import (
 	"testing"
 
+	"github.com/nsgate/nsgate/internal/flow/flowtest"
 	"github.com/nsgate/nsgate/internal/packet"
 	"golang.org/x/sys/unix"
 )
@@ -14,7 +15,7 @@ import (
 func TestForwardRoundTripAndAllocs(t *testing.T) {
 	fwdFd, fwdPort := loopbackUDP(t)
 	client, clientPort := loopbackUDP(t)
-	env := newFakeEnv()
+	env := flowtest.New()
 	tbl := newTable(env)
 	to := &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}, Port: int(fwdPort)}
 	if err := unix.Sendto(client, []byte("question"), 0, to); err != nil {
@@ -22,7 +23,7 @@ func TestForwardRoundTripAndAllocs(t *testing.T) {
 	}
 	tbl.ReadForward(fwdFd, nsIP, 40000, nsMAC)
 	var r packet.Parsed
-	if err := r.Decode(env.last[:env.lastN]); err != nil || string(r.Payload) != "question" ||
+	if err := r.Decode(env.Last()); err != nil || string(r.Payload) != "question" ||
 		r.Src != gwIP || r.Dst != nsIP || r.UDP.SrcPort() != clientPort || r.UDP.DstPort() != 40000 || r.DstMAC != nsMAC {
 		t.Fatalf("datagram to the namespace: %v %+v", err, r)
 	}

@@ -10,51 +10,44 @@
 package udp
 
 import (
-	"encoding/binary"
+	"time"
 	"unsafe"
 
-	"github.com/nsgate/nsgate/internal/loop"
+	"github.com/nsgate/nsgate/internal/flow"
 	"github.com/nsgate/nsgate/internal/nat"
 	"github.com/nsgate/nsgate/internal/packet"
 	"golang.org/x/sys/unix"
 )
 
-// Env is what the engine lends the UDP translator.
-type Env = loop.Env
-
 // Config describes the network.
 type Config struct {
 	GatewayMAC packet.MAC
 	NAT        nat.Mapper // which destinations may leave, and where to
-	Broadcast  packet.IPv4Addr
+	Broadcast  packet.Addr
 	MTU        int
 	MaxFlows   int // 0: DefaultMaxFlows
 	// Outbound, if not zero, is the source address of every flow
 	// (--outbound-addr).
-	Outbound [4]byte
+	Outbound packet.Addr
 }
 
 // Defaults: conntrack's UDP timeouts.
 const (
 	DefaultMaxFlows  = 16384
-	unrepliedTimeout = 30e9
-	repliedTimeout   = 120e9
-	scanPeriod       = 1e9
+	unrepliedTimeout = 30 * time.Second
+	repliedTimeout   = 120 * time.Second
+	scanPeriod       = time.Second
 	batch            = 64
 )
 
-type key struct {
-	nsIP, dstIP     packet.IPv4Addr
-	nsPort, dstPort uint16
-}
-
-type flow struct {
-	key      key
-	gen      uint32
+// udpFlow is one flow: the namespace's address and port (key.NS) and the
+// connected host socket fd that carries its datagrams.
+type udpFlow struct {
+	key      flow.Key
 	fd       int
 	nsMAC    packet.MAC
 	replied  bool
-	lastSeen int64
+	lastSeen time.Duration
 	// A forwarded flow's fd is its forward's socket, shared with the
 	// forward's other clients: replies go to peer with sendto, and the
 	// socket is neither watched nor closed here.
@@ -83,53 +76,60 @@ const maxPending = 64
 // Table is the UDP flow table.
 type Table struct {
 	cfg    Config
-	env    Env
-	flows  []flow
-	free   []int32
-	index  map[key]int32
+	env    flow.Env
+	flows  *flow.Table[udpFlow]
 	ipID   uint16
 	warned bool
-	sweep  loop.Sweep
+	sweep  flow.Sweep
 	errBuf [512]byte
 	oob    [256]byte
 	pend   [maxPending]pending
 	npend  int
 	msgs   [maxPending]mmsghdr
 	iovs   [maxPending]unix.Iovec
-	// Stats.
-	Opened, Errors uint64
+	// Stats: flows opened, datagrams from the host dropped (too big for
+	// the namespace's MTU, or for a forward over the flow limit), ICMP
+	// errors passed on.
+	Opened, Dropped, ICMPErrors uint64
 }
 
 // New returns an empty table.
-func New(cfg Config, env Env) *Table {
+func New(cfg Config, env flow.Env) *Table {
 	if cfg.MaxFlows <= 0 {
 		cfg.MaxFlows = DefaultMaxFlows
 	}
-	return &Table{cfg: cfg, env: env, index: make(map[key]int32), sweep: loop.Sweep{Period: scanPeriod}}
+	return &Table{cfg: cfg, env: env, flows: flow.NewTable(cfg.MaxFlows, udpFlow{fd: -1}), sweep: flow.Sweep{Period: scanPeriod}}
 }
 
 // Len returns the number of flows.
-func (t *Table) Len() int { return len(t.index) }
+func (t *Table) Len() int { return t.flows.Len() }
 
-const hdrLen = packet.EtherLen + packet.IPv4Len + packet.UDPLen
+// Offsets of a datagram to the namespace in its frame: IPv4 for now.
+const (
+	ipOff  = packet.EtherLen
+	udpOff = ipOff + packet.IPv4Len
+	hdrLen = udpOff + packet.UDPLen
+)
 
 // HandleFrame sends a datagram from the namespace. Broadcast and multicast
 // never leave: DHCP is answered by nsgate, everything else has no host to go
 // to.
 func (t *Table) HandleFrame(p *packet.Parsed) {
 	dst := p.Dst
-	if p.DstMAC.IsMulticast() || dst[0] >= 224 || dst == t.cfg.Broadcast || dst.IsZero() || p.Src.IsZero() {
+	// 224.0.0.0 and up: multicast, class E and the limited broadcast.
+	if p.DstMAC.IsMulticast() || dst.Is4() && dst.As4()[0] >= 224 || dst == t.cfg.Broadcast ||
+		dst.IsUnspecified() || p.Src.IsUnspecified() {
 		return
 	}
 	u := p.UDP
-	k := key{nsIP: p.Src, dstIP: dst, nsPort: u.SrcPort(), dstPort: u.DstPort()}
-	idx, ok := t.index[k]
+	k := flow.Key{NS: p.Src, Dst: dst, NSPort: u.SrcPort(), DstPort: u.DstPort()}
+	idx, ok := t.flows.Lookup(k)
 	if !ok {
 		if idx, ok = t.open(p, k); !ok {
 			return
 		}
 	}
-	t.flows[idx].lastSeen = t.env.Now()
+	t.flows.At(idx).lastSeen = t.env.Now()
 	// Queued, not sent: Flush sends each flow's run of datagrams with one
 	// sendmmsg, after the engine's batch of frames.
 	t.pend[t.npend] = pending{idx: idx, data: p.Payload}
@@ -192,12 +192,12 @@ func (t *Table) Flush() {
 				t.iovs[k].Base = &d[0]
 			}
 			t.msgs[k] = mmsghdr{hdr: unix.Msghdr{Iov: &t.iovs[k], Iovlen: 1}}
-			if f := &t.flows[idx]; f.shared {
+			if f := t.flows.At(idx); f.shared {
 				t.msgs[k].hdr.Name = (*byte)(unsafe.Pointer(&f.peer))
 				t.msgs[k].hdr.Namelen = unix.SizeofSockaddrInet4
 			}
 		}
-		fd := t.flows[idx].fd
+		fd := t.flows.At(idx).fd
 		if fd >= 0 && t.sendGSO(fd, i, j) {
 			i = j
 			continue
@@ -222,64 +222,58 @@ func (t *Table) Flush() {
 	t.npend = 0
 }
 
-func (t *Table) open(p *packet.Parsed, k key) (int32, bool) {
-	if len(t.index) >= t.cfg.MaxFlows {
+func (t *Table) open(p *packet.Parsed, k flow.Key) (int32, bool) {
+	if t.flows.Full() {
 		if !t.warned {
 			t.warned = true
 			t.env.Logf("udp: flow table full (%d flows): dropping datagrams of new flows", t.cfg.MaxFlows)
 		}
 		return 0, false
 	}
-	addr, ok := t.cfg.NAT.Host(k.dstIP)
+	addr, ok := t.cfg.NAT.Host(k.Dst)
 	if !ok {
 		// Prohibited (--disable-host-loopback) or nothing there: say so at
 		// once, as a router would.
-		t.unreachable(p, 13)
+		t.unreachable(p, packet.ICMPAdminProhibited)
 		return 0, false
 	}
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	fd, err := unix.Socket(flow.Family(addr), unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.env.Logf("udp: socket: %v", err)
 		return 0, false
 	}
 	unix.SetsockoptInt(fd, unix.SOL_IP, unix.IP_RECVERR, 1)
-	if t.cfg.Outbound != [4]byte{} {
-		if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: t.cfg.Outbound}); err != nil {
-			t.env.Logf("udp: bind to --outbound-addr %v: %v", packet.IPv4Addr(t.cfg.Outbound), err)
+	if !t.cfg.Outbound.IsZero() {
+		if err := unix.Bind(fd, flow.Sockaddr(t.cfg.Outbound, 0)); err != nil {
+			t.env.Logf("udp: bind to --outbound-addr %v: %v", t.cfg.Outbound, err)
 			unix.Close(fd)
-			t.unreachable(p, 1)
+			t.unreachable(p, packet.ICMPHostUnreachable)
 			return 0, false
 		}
 	}
-	if err := unix.Connect(fd, &unix.SockaddrInet4{Addr: addr, Port: int(k.dstPort)}); err != nil {
+	if err := unix.Connect(fd, flow.Sockaddr(addr, k.DstPort)); err != nil {
 		unix.Close(fd)
-		t.unreachable(p, 1)
+		t.unreachable(p, packet.ICMPHostUnreachable)
 		return 0, false
 	}
-	idx := t.alloc()
-	f := &t.flows[idx]
-	*f = flow{key: k, gen: f.gen + 1, fd: fd, nsMAC: p.SrcMAC, lastSeen: t.env.Now()}
-	if err := t.env.Watch(fd, unix.EPOLLIN, idx, f.gen, true); err != nil {
+	idx, f := t.flows.Add(k)
+	*f = udpFlow{key: k, fd: fd, nsMAC: p.SrcMAC, lastSeen: t.env.Now()}
+	if err := t.env.Watch(fd, unix.EPOLLIN, idx, t.flows.Gen(idx), true); err != nil {
 		t.env.Logf("udp: epoll: %v", err)
 		unix.Close(fd)
-		f.fd = -1
-		t.free = append(t.free, idx)
+		t.flows.Remove(idx)
 		return 0, false
 	}
-	t.index[k] = idx
 	t.Opened++
 	return idx, true
 }
 
-// alloc returns a free flow slot.
-func (t *Table) alloc() int32 { return loop.Alloc(&t.flows, &t.free, flow{fd: -1}) }
-
 // HandleEvent reads replies (and errors) from flow idx's socket.
 func (t *Table) HandleEvent(idx int32, gen uint32, events uint32) {
-	if int(idx) >= len(t.flows) || t.flows[idx].gen != gen || t.flows[idx].fd < 0 {
+	f := t.flows.Event(idx, gen)
+	if f == nil {
 		return
 	}
-	f := &t.flows[idx]
 	if events&unix.EPOLLERR != 0 {
 		t.readErrors(f)
 	}
@@ -302,7 +296,7 @@ func (t *Table) HandleEvent(idx int32, gen uint32, events uint32) {
 		}
 		n := int(r)
 		if n > room {
-			t.Errors++ // larger than the namespace's MTU: it could not take it whole
+			t.Dropped++ // larger than the namespace's MTU: it could not take it whole
 			continue
 		}
 		f.replied = true
@@ -313,22 +307,26 @@ func (t *Table) HandleEvent(idx int32, gen uint32, events uint32) {
 
 // sendUDP frames n payload bytes already at buf[hdrLen:] as a datagram from
 // the flow's destination to the namespace, with a partial checksum.
-func (t *Table) sendUDP(f *flow, buf []byte, n int) {
+func (t *Table) sendUDP(f *udpFlow, buf []byte, n int) {
 	l4 := packet.UDPLen + n
-	packet.Ether(buf).SetHeader(f.nsMAC, t.cfg.GatewayMAC, packet.EtherTypeIPv4)
+	t.ipHeader(buf, f.nsMAC, f.key.Dst, f.key.NS, packet.ProtoUDP, l4)
+	u := packet.UDP(buf[udpOff:])
+	u.Encode(&packet.UDPFields{SrcPort: f.key.DstPort, DstPort: f.key.NSPort, Length: l4})
+	u.SetPartialChecksum(f.key.Dst, f.key.NS)
+	t.env.Send(udpOff+l4, udpOff, packet.UDPChecksumOffset)
+}
+
+// ipHeader writes the Ethernet and IPv4 headers of a frame to the
+// namespace at dstMAC, from src to dst, around l4 bytes of protocol proto.
+func (t *Table) ipHeader(buf []byte, dstMAC packet.MAC, src, dst packet.Addr, proto uint8, l4 int) {
+	packet.Ether(buf).SetHeader(dstMAC, t.cfg.GatewayMAC, packet.EtherTypeIPv4)
 	t.ipID++
-	packet.IPv4(buf[packet.EtherLen:]).SetHeader(packet.IPv4Len+l4, t.ipID, 64, packet.ProtoUDP, f.key.dstIP, f.key.nsIP)
-	u := buf[packet.EtherLen+packet.IPv4Len:]
-	binary.BigEndian.PutUint16(u[0:2], f.key.dstPort)
-	binary.BigEndian.PutUint16(u[2:4], f.key.nsPort)
-	binary.BigEndian.PutUint16(u[4:6], uint16(l4))
-	binary.BigEndian.PutUint16(u[6:8], packet.Fold(packet.PseudoHeaderSum(f.key.dstIP, f.key.nsIP, packet.ProtoUDP, l4)))
-	t.env.Send(packet.EtherLen+packet.IPv4Len+l4, packet.EtherLen+packet.IPv4Len, 6)
+	packet.IPv4(buf[ipOff:]).Encode(&packet.IPv4Fields{TotalLen: packet.IPv4Len + l4, ID: t.ipID, Protocol: proto, Src: src, Dst: dst})
 }
 
 // readErrors drains the socket's error queue and reports ICMP errors to the
 // namespace, quoting the flow's datagram as the original would have been.
-func (t *Table) readErrors(f *flow) {
+func (t *Table) readErrors(f *udpFlow) {
 	for i := 0; i < batch; i++ {
 		var iov unix.Iovec
 		iov.Base = &t.errBuf[0]
@@ -346,7 +344,7 @@ func (t *Table) readErrors(f *flow) {
 		if !ok || ee.Origin != unix.SO_EE_ORIGIN_ICMP {
 			continue
 		}
-		t.Errors++
+		t.ICMPErrors++
 		t.icmpError(f, ee.Type, ee.Code, ee.Info, int(r))
 	}
 }
@@ -377,26 +375,22 @@ func extendedErr(oob []byte) (unix.SockExtendedErr, bool) {
 // icmpError sends an ICMP error (type, code) about the flow to the
 // namespace: from the flow's destination, quoting an IPv4 and UDP header of
 // the namespace's datagram (payloadLen bytes long).
-func (t *Table) icmpError(f *flow, typ, code uint8, info uint32, payloadLen int) {
+func (t *Table) icmpError(f *udpFlow, typ, code uint8, info uint32, payloadLen int) {
 	buf := t.env.Frame()
 	const quote = packet.IPv4Len + packet.UDPLen
 	l4 := packet.ICMPEchoLen + quote
-	packet.Ether(buf).SetHeader(f.nsMAC, t.cfg.GatewayMAC, packet.EtherTypeIPv4)
-	t.ipID++
-	packet.IPv4(buf[packet.EtherLen:]).SetHeader(packet.IPv4Len+l4, t.ipID, 64, packet.ProtoICMP, f.key.dstIP, f.key.nsIP)
-	m := buf[packet.EtherLen+packet.IPv4Len : packet.EtherLen+packet.IPv4Len+l4]
-	clear(m[:packet.ICMPEchoLen])
-	if typ == packet.ICMPUnreachable && code == 4 { // fragmentation needed: next-hop MTU
-		binary.BigEndian.PutUint16(m[6:8], uint16(info))
+	t.ipHeader(buf, f.nsMAC, f.key.Dst, f.key.NS, packet.ProtoICMP, l4)
+	m := packet.ICMP(buf[ipOff+packet.IPv4Len : ipOff+packet.IPv4Len+l4])
+	var mtu uint16
+	if typ == packet.ICMPUnreachable && code == packet.ICMPFragNeeded {
+		mtu = uint16(info)
 	}
+	m.SetError(mtu)
 	q := m[packet.ICMPEchoLen:]
-	packet.IPv4(q).SetHeader(quote+payloadLen, 0, 64, packet.ProtoUDP, f.key.nsIP, f.key.dstIP)
-	binary.BigEndian.PutUint16(q[20:22], f.key.nsPort)
-	binary.BigEndian.PutUint16(q[22:24], f.key.dstPort)
-	binary.BigEndian.PutUint16(q[24:26], uint16(packet.UDPLen+payloadLen))
-	binary.BigEndian.PutUint16(q[26:28], 0)
-	packet.ICMP(m).SetTypeCode(typ, code)
-	t.env.Send(packet.EtherLen+packet.IPv4Len+l4, 0, 0)
+	packet.IPv4(q).Encode(&packet.IPv4Fields{TotalLen: quote + payloadLen, Protocol: packet.ProtoUDP, Src: f.key.NS, Dst: f.key.Dst})
+	packet.UDP(q[packet.IPv4Len:]).Encode(&packet.UDPFields{SrcPort: f.key.NSPort, DstPort: f.key.DstPort, Length: packet.UDPLen + payloadLen})
+	m.SetTypeCode(typ, code)
+	t.env.Send(ipOff+packet.IPv4Len+l4, 0, 0)
 }
 
 // unreachable answers a datagram that cannot leave with ICMP destination
@@ -408,30 +402,26 @@ func (t *Table) unreachable(p *packet.Parsed, code uint8) {
 		return // not worth quoting options
 	}
 	l4 := packet.ICMPEchoLen + quote
-	packet.Ether(buf).SetHeader(p.SrcMAC, t.cfg.GatewayMAC, packet.EtherTypeIPv4)
-	t.ipID++
-	packet.IPv4(buf[packet.EtherLen:]).SetHeader(packet.IPv4Len+l4, t.ipID, 64, packet.ProtoICMP, t.cfg.NAT.Gateway, p.Src)
-	m := buf[packet.EtherLen+packet.IPv4Len : packet.EtherLen+packet.IPv4Len+l4]
-	clear(m[:packet.ICMPEchoLen])
+	t.ipHeader(buf, p.SrcMAC, t.cfg.NAT.Gateway, p.Src, packet.ProtoICMP, l4)
+	m := packet.ICMP(buf[ipOff+packet.IPv4Len : ipOff+packet.IPv4Len+l4])
+	m.SetError(0)
 	copy(m[packet.ICMPEchoLen:], p.IP[:quote])
-	packet.ICMP(m).SetTypeCode(packet.ICMPUnreachable, code)
-	t.env.Send(packet.EtherLen+packet.IPv4Len+l4, 0, 0)
+	m.SetTypeCode(packet.ICMPUnreachable, code)
+	t.env.Send(ipOff+packet.IPv4Len+l4, 0, 0)
 }
 
 // remove closes a flow.
 func (t *Table) remove(idx int32) {
-	f := &t.flows[idx]
+	f := t.flows.At(idx)
 	if !f.shared {
 		t.env.Unwatch(f.fd)
 		unix.Close(f.fd)
 	}
-	delete(t.index, f.key)
-	*f = flow{fd: -1, gen: f.gen}
-	t.free = append(t.free, idx)
+	t.flows.Remove(idx)
 }
 
 // NextTimer returns when Tick should next run, or 0.
-func (t *Table) NextTimer() int64 { return t.sweep.Next(t.env.Now(), len(t.index) > 0) }
+func (t *Table) NextTimer() time.Duration { return t.sweep.Next(t.env.Now(), t.flows.Len() > 0) }
 
 // Tick expires idle flows: 30 s if only the namespace spoke, 120 s once
 // both did, as the kernel's conntrack does.
@@ -440,17 +430,13 @@ func (t *Table) Tick() {
 	if !t.sweep.Due(now) {
 		return
 	}
-	for i := range t.flows {
-		f := &t.flows[i]
-		if f.fd < 0 {
-			continue
-		}
-		limit := int64(unrepliedTimeout)
+	for idx, f := range t.flows.All {
+		limit := unrepliedTimeout
 		if f.replied {
 			limit = repliedTimeout
 		}
 		if now-f.lastSeen > limit {
-			t.remove(int32(i))
+			t.remove(idx)
 		}
 	}
 }

@@ -6,64 +6,35 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nsgate/nsgate/internal/flow/flowtest"
 	"github.com/nsgate/nsgate/internal/nat"
 	"github.com/nsgate/nsgate/internal/packet"
 	"golang.org/x/sys/unix"
 )
 
-type fakeEnv struct {
-	buf, last  []byte
-	lastN      int
-	sent       int
-	idx        int32
-	gen        uint32
-	csumOffset uint16
-}
-
-func newFakeEnv() *fakeEnv { return &fakeEnv{buf: make([]byte, 70000), last: make([]byte, 70000)} }
-
-func (e *fakeEnv) Frame() []byte { return e.buf }
-func (e *fakeEnv) Send(n int, csumStart, csumOffset uint16) {
-	e.lastN = copy(e.last, e.buf[:n])
-	e.sent++
-	e.csumOffset = csumOffset
-	if csumStart > 0 {
-		// Complete the partial checksum as the namespace's kernel would:
-		// the field holds the pseudo-header sum; sum from csumStart on.
-		l4 := e.last[csumStart:n]
-		c := packet.Checksum(l4, 0)
-		l4[csumOffset], l4[csumOffset+1] = byte(c>>8), byte(c)
-	}
-}
-func (e *fakeEnv) Watch(fd int, events uint32, idx int32, gen uint32, add bool) error {
-	e.idx, e.gen = idx, gen
-	return nil
-}
-func (e *fakeEnv) Unwatch(fd int)                  {}
-func (e *fakeEnv) Now() int64                      { return time.Now().UnixNano() }
-func (e *fakeEnv) Logf(format string, args ...any) {}
-
 var (
 	nsMAC = packet.MAC{2, 0, 0, 0, 0, 0x64}
 	gwMAC = packet.MAC{0x52, 0x55, 10, 0, 2, 2}
-	nsIP  = packet.IPv4Addr{10, 0, 2, 100}
-	gwIP  = packet.IPv4Addr{10, 0, 2, 2}
+	nsIP  = packet.AddrFrom4([4]byte{10, 0, 2, 100})
+	gwIP  = packet.AddrFrom4([4]byte{10, 0, 2, 2})
 )
 
-func newTable(env *fakeEnv) *Table {
-	return New(Config{GatewayMAC: gwMAC, Broadcast: packet.IPv4Addr{10, 0, 2, 255}, MTU: 1500,
+func newTable(env *flowtest.Env) *Table {
+	return New(Config{GatewayMAC: gwMAC, Broadcast: packet.AddrFrom4([4]byte{10, 0, 2, 255}), MTU: 1500,
 		NAT: nat.Mapper{Gateway: gwIP, Network: netip.MustParsePrefix("10.0.2.0/24"),
 			// These tests run in the machine's own namespace: loopback only.
-			AllowHost: func(a [4]byte) bool { return a == [4]byte{127, 0, 0, 1} }}}, env)
+			AllowHost: func(a packet.Addr) bool { return a == packet.AddrFrom4([4]byte{127, 0, 0, 1}) }}}, env)
 }
 
-func datagram(p *packet.Parsed, buf []byte, dstMAC packet.MAC, dst packet.IPv4Addr, dstPort uint16, payload []byte) {
+func datagram(p *packet.Parsed, buf []byte, dstMAC packet.MAC, dst packet.Addr, dstPort uint16, payload []byte) {
 	n := packet.EtherLen + packet.IPv4Len + packet.UDPLen + len(payload)
 	f := buf[:n]
 	packet.Ether(f).SetHeader(dstMAC, nsMAC, packet.EtherTypeIPv4)
 	copy(f[packet.EtherLen+packet.IPv4Len+packet.UDPLen:], payload)
-	packet.IPv4(f[packet.EtherLen:]).SetHeader(n-packet.EtherLen, 1, 64, packet.ProtoUDP, nsIP, dst)
-	packet.UDP(f[packet.EtherLen+packet.IPv4Len:]).SetHeader(40000, dstPort, packet.UDPLen+len(payload), nsIP, dst)
+	packet.IPv4(f[packet.EtherLen:]).Encode(&packet.IPv4Fields{TotalLen: n - packet.EtherLen, ID: 1, Protocol: packet.ProtoUDP, Src: nsIP, Dst: dst})
+	u := packet.UDP(f[packet.EtherLen+packet.IPv4Len:])
+	u.Encode(&packet.UDPFields{SrcPort: 40000, DstPort: dstPort, Length: packet.UDPLen + len(payload)})
+	u.SetChecksum(nsIP, dst)
 	if err := p.Decode(f); err != nil {
 		panic(err)
 	}
@@ -85,7 +56,7 @@ func loopbackUDP(t *testing.T) (int, uint16) {
 
 func TestRoundTripAndAllocs(t *testing.T) {
 	srv, port := loopbackUDP(t)
-	env := newFakeEnv()
+	env := flowtest.New()
 	tbl := newTable(env)
 	var p packet.Parsed
 	buf := make([]byte, 2000)
@@ -100,13 +71,13 @@ func TestRoundTripAndAllocs(t *testing.T) {
 	}
 	unix.Sendto(srv, []byte("answer"), 0, from)
 	time.Sleep(10 * time.Millisecond)
-	tbl.HandleEvent(env.idx, env.gen, unix.EPOLLIN)
+	tbl.HandleEvent(env.Idx, env.Gen, unix.EPOLLIN)
 	var r packet.Parsed
-	if err := r.Decode(env.last[:env.lastN]); err != nil || string(r.Payload) != "answer" ||
+	if err := r.Decode(env.Last()); err != nil || string(r.Payload) != "answer" ||
 		r.Src != gwIP || r.Dst != nsIP || r.UDP.SrcPort() != port || r.UDP.DstPort() != 40000 || r.DstMAC != nsMAC {
 		t.Fatalf("reply to the namespace: %v %+v", err, r)
 	}
-	if env.csumOffset != 6 {
+	if env.CsumOffset != packet.UDPChecksumOffset {
 		t.Errorf("reply sent without a partial UDP checksum")
 	}
 
@@ -123,7 +94,7 @@ func TestRoundTripAndAllocs(t *testing.T) {
 	}
 	hostToNS := testing.AllocsPerRun(300, func() {
 		unix.Sendto(srv, []byte("answer"), 0, from)
-		tbl.HandleEvent(env.idx, env.gen, unix.EPOLLIN)
+		tbl.HandleEvent(env.Idx, env.Gen, unix.EPOLLIN)
 	})
 	if nsToHost != 0 || hostToNS != 0 {
 		t.Fatalf("allocations per datagram: namespace→host %v, host→namespace %v", nsToHost, hostToNS)
@@ -131,23 +102,23 @@ func TestRoundTripAndAllocs(t *testing.T) {
 }
 
 func TestBroadcastNeverLeaves(t *testing.T) {
-	env := newFakeEnv()
+	env := flowtest.New()
 	tbl := newTable(env)
 	var p packet.Parsed
 	buf := make([]byte, 2000)
-	for _, dst := range []packet.IPv4Addr{{255, 255, 255, 255}, {10, 0, 2, 255}, {224, 0, 0, 251}, {239, 255, 255, 250}} {
-		datagram(&p, buf, packet.BroadcastMAC, dst, 5353, []byte("hello?"))
+	for _, dst := range [][4]byte{{255, 255, 255, 255}, {10, 0, 2, 255}, {224, 0, 0, 251}, {239, 255, 255, 250}} {
+		datagram(&p, buf, packet.BroadcastMAC, packet.AddrFrom4(dst), 5353, []byte("hello?"))
 		tbl.HandleFrame(&p)
 	}
-	if tbl.Len() != 0 || env.sent != 0 {
-		t.Fatalf("broadcast/multicast made %d flows, %d frames", tbl.Len(), env.sent)
+	if tbl.Len() != 0 || env.Sent != 0 {
+		t.Fatalf("broadcast/multicast made %d flows, %d frames", tbl.Len(), env.Sent)
 	}
 }
 
 func TestPortUnreachableBecomesICMP(t *testing.T) {
 	srv, port := loopbackUDP(t)
 	unix.Close(srv) // nobody listens: the kernel answers port unreachable
-	env := newFakeEnv()
+	env := flowtest.New()
 	tbl := newTable(env)
 	var p packet.Parsed
 	buf := make([]byte, 2000)
@@ -155,9 +126,9 @@ func TestPortUnreachableBecomesICMP(t *testing.T) {
 	tbl.HandleFrame(&p)
 	tbl.Flush()
 	time.Sleep(20 * time.Millisecond)
-	tbl.HandleEvent(env.idx, env.gen, unix.EPOLLERR)
+	tbl.HandleEvent(env.Idx, env.Gen, unix.EPOLLERR)
 	var r packet.Parsed
-	if err := r.Decode(env.last[:env.lastN]); err != nil || r.ICMP == nil || r.ICMP.Type() != packet.ICMPUnreachable || r.ICMP.Code() != 3 {
+	if err := r.Decode(env.Last()); err != nil || r.ICMP == nil || r.ICMP.Type() != packet.ICMPUnreachable || r.ICMP.Code() != 3 {
 		t.Fatalf("want ICMP port unreachable, got %v %+v", err, r.ICMP)
 	}
 	// The quoted header names the namespace's datagram.
@@ -168,16 +139,16 @@ func TestPortUnreachableBecomesICMP(t *testing.T) {
 }
 
 func TestDisabledAndInternal(t *testing.T) {
-	env := newFakeEnv()
+	env := flowtest.New()
 	tbl := New(Config{GatewayMAC: gwMAC, MTU: 1500,
 		NAT: nat.Mapper{Gateway: gwIP, Network: netip.MustParsePrefix("10.0.2.0/24"), DisableHostLoopback: true}}, env)
 	var p packet.Parsed
 	buf := make([]byte, 2000)
-	for _, dst := range []packet.IPv4Addr{gwIP, {10, 0, 2, 50}} {
+	for _, dst := range []packet.Addr{gwIP, packet.AddrFrom4([4]byte{10, 0, 2, 50})} {
 		datagram(&p, buf, gwMAC, dst, 53, []byte("x"))
 		tbl.HandleFrame(&p)
 		var r packet.Parsed
-		if err := r.Decode(env.last[:env.lastN]); err != nil || r.ICMP == nil || r.ICMP.Type() != packet.ICMPUnreachable {
+		if err := r.Decode(env.Last()); err != nil || r.ICMP == nil || r.ICMP.Type() != packet.ICMPUnreachable {
 			t.Fatalf("%v: want ICMP unreachable, got %v", dst, err)
 		}
 	}
@@ -191,7 +162,7 @@ func TestDisabledAndInternal(t *testing.T) {
 func TestFlushBatches(t *testing.T) {
 	srvA, portA := loopbackUDP(t)
 	srvB, portB := loopbackUDP(t)
-	env := newFakeEnv()
+	env := flowtest.New()
 	tbl := newTable(env)
 	bufs := make([][]byte, 10)
 	for i := range bufs {

@@ -1,4 +1,4 @@
-package fwd
+package publish
 
 import (
 	"net/netip"
@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-func TestParsePublish(t *testing.T) {
+func TestParse(t *testing.T) {
 	any4 := netip.IPv4Unspecified()
 	lo := netip.MustParseAddr("127.0.0.1")
 	tests := []struct {
@@ -23,15 +23,15 @@ func TestParsePublish(t *testing.T) {
 			{Proto: "tcp", HostAddr: any4, HostPort: 8001, GuestPort: 9001}}},
 	}
 	for _, tt := range tests {
-		got, err := ParsePublish(tt.in)
+		got, err := Parse(tt.in)
 		if err != nil || !reflect.DeepEqual(got, tt.want) {
-			t.Errorf("ParsePublish(%q) = %+v, %v; want %+v", tt.in, got, err, tt.want)
+			t.Errorf("Parse(%q) = %+v, %v; want %+v", tt.in, got, err, tt.want)
 		}
 	}
 	for _, bad := range []string{"", "0", "65536", "80:", ":80", "x:80", "80/sctp", "1.2.3.4::80", "::1:80:80",
 		"9-8", "80-81:90", "1.2.3.4:5:6:7", "300.1.1.1:80:80", "80:80/"} {
-		if r, err := ParsePublish(bad); err == nil {
-			t.Errorf("ParsePublish(%q) = %+v, want an error", bad, r)
+		if r, err := Parse(bad); err == nil {
+			t.Errorf("Parse(%q) = %+v, want an error", bad, r)
 		}
 	}
 }

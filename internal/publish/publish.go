@@ -1,4 +1,7 @@
-package fwd
+// Package publish describes port forwards: Rule, and Parse, which reads
+// podman's -p/--publish syntax. It is plain data, shared by the command
+// line (config), the API and the listeners (fwd).
+package publish
 
 import (
 	"fmt"
@@ -7,7 +10,18 @@ import (
 	"strings"
 )
 
-// ParsePublish parses one -p/--publish value, in podman's syntax:
+// Rule is one forward: HostAddr:HostPort on the host to GuestAddr:GuestPort
+// in the namespace.
+type Rule struct {
+	ID        int    // from 1, in the order added; set by fwd.Table
+	Proto     string // "tcp" or "udp"
+	HostAddr  netip.Addr
+	HostPort  uint16
+	GuestAddr netip.Addr
+	GuestPort uint16
+}
+
+// Parse parses one -p/--publish value, in podman's syntax:
 //
 //	[HOSTADDR:]HOSTPORT[:GUESTPORT][/tcp|/udp]
 //
@@ -15,7 +29,7 @@ import (
 // 0.0.0.0, the protocol to tcp. Either port may be a range (8000-8009);
 // both ranges must then be the same length. The guest address is left
 // unset: the caller fills in the namespace's address.
-func ParsePublish(s string) ([]Rule, error) {
+func Parse(s string) ([]Rule, error) {
 	spec, proto := s, "tcp"
 	if i := strings.LastIndexByte(s, '/'); i >= 0 {
 		spec, proto = s[:i], s[i+1:]

@@ -1,8 +1,11 @@
-// Package loop defines what the engine's event loop lends the protocol
-// translators (tcp, udp, icmp): the frame buffer and tap writer, epoll
-// registration for their host sockets, the clock and the log. Declared once,
-// so that every translator sees the same contract.
-package loop
+// Package flow holds what the protocol translators (tcp, udp, icmp) share:
+// Env, the engine's event loop as a translator sees it (frame buffer and
+// tap writer, epoll registration, clock, log); Table, the flow table with
+// slots, generations and an index by Key; and Sweep, the idle scan's
+// schedule. Declared once, so that every translator sees the same contract.
+package flow
+
+import "time"
 
 // Env is the engine as a protocol translator sees it.
 type Env interface {
@@ -18,8 +21,9 @@ type Env interface {
 	Watch(fd int, events uint32, idx int32, gen uint32, add bool) error
 	// Unwatch removes fd from the event loop.
 	Unwatch(fd int)
-	// Now returns monotonic nanoseconds.
-	Now() int64
+	// Now returns the monotonic time since the engine's clock started: a
+	// point in time, as a Duration so that timeouts add to it.
+	Now() time.Duration
 	// Logf logs a message.
 	Logf(format string, args ...any)
 }
@@ -28,13 +32,13 @@ type Env interface {
 // the translators share one rule: armed when the table has flows, due once
 // per Period.
 type Sweep struct {
-	Period int64 // nanoseconds
-	next   int64
+	Period time.Duration
+	next   time.Duration
 }
 
 // Next returns when the sweep is due, or 0 if the table is empty (active
 // false). It arms the sweep the first time the table has flows.
-func (s *Sweep) Next(now int64, active bool) int64 {
+func (s *Sweep) Next(now time.Duration, active bool) time.Duration {
 	if !active {
 		return 0
 	}
@@ -46,23 +50,10 @@ func (s *Sweep) Next(now int64, active bool) int64 {
 
 // Due reports whether an armed sweep is due at now, and if so schedules
 // the next one.
-func (s *Sweep) Due(now int64) bool {
+func (s *Sweep) Due(now time.Duration) bool {
 	if s.next == 0 || now < s.next {
 		return false
 	}
 	s.next = now + s.Period
 	return true
-}
-
-// Alloc returns a free slot of a flow table: the last index freed, or a new
-// slot, set to empty, appended to slots. The tables keep a slot's index for
-// epoll and their index maps, so slots are reused, never moved.
-func Alloc[T any](slots *[]T, free *[]int32, empty T) int32 {
-	if n := len(*free); n > 0 {
-		idx := (*free)[n-1]
-		*free = (*free)[:n-1]
-		return idx
-	}
-	*slots = append(*slots, empty)
-	return int32(len(*slots) - 1)
 }

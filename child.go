@@ -1,0 +1,186 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"os/signal"
+	"runtime"
+	"syscall"
+	"time"
+
+	"github.com/nsgate/nsgate/internal/config"
+	"github.com/nsgate/nsgate/internal/engine"
+	"github.com/nsgate/nsgate/internal/netconf"
+	"github.com/nsgate/nsgate/internal/nsenter"
+	"github.com/nsgate/nsgate/internal/tapdev"
+	"golang.org/x/sys/unix"
+)
+
+// openTap opens (and configures, if asked) the tap in the current namespace:
+// the work of both helper roles.
+func openTap(req nsenter.Request) (int, error) {
+	fd, err := tapdev.Open(req.TapName)
+	if err != nil {
+		return -1, err
+	}
+	if !req.Configure {
+		return fd, nil
+	}
+	p := netconf.Params{Link: req.TapName, MTU: req.MTU}
+	p.Addr, err = netip.ParsePrefix(req.Addr)
+	if err == nil {
+		p.Gateway, err = netip.ParseAddr(req.Gateway)
+	}
+	if err == nil && req.MAC != "" {
+		p.MAC, err = net.ParseMAC(req.MAC)
+	}
+	if err == nil {
+		err = netconf.Configure(p)
+	}
+	if err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
+}
+
+// childMain runs in a child nsgate re-executed inside a namespace, where
+// nsexec.c put it before the Go runtime started. It opens the tap (and
+// configures it, if asked) and hands it to the parent. The helper (spawn
+// false) has then done its work; the spawned command's parent (spawn true),
+// inside fresh user and network namespaces with the caller mapped to root,
+// waits until nsgate serves the tap, so that the command finds a working
+// network, and execs the command.
+func childMain(spawn bool) int {
+	conn, req, err := nsenter.HelperConn()
+	if err != nil {
+		logger.Print(err)
+		return 1
+	}
+	defer conn.Close()
+	fd, err := openTap(req)
+	if err != nil {
+		conn.SendError(err)
+		return 1
+	}
+	if err := conn.SendFD(fd); err != nil {
+		logger.Print(err)
+		return 1
+	}
+	unix.Close(fd)
+	if !spawn {
+		return 0
+	}
+	if _, err := conn.Recv(); err != nil {
+		return 1 // nsgate failed and has said why
+	}
+	conn.Close()
+	argv := os.Args[1:]
+	path, err := exec.LookPath(argv[0])
+	if err != nil {
+		logger.Printf("%s: command not found", argv[0])
+		return 127
+	}
+	err = syscall.Exec(path, argv, os.Environ())
+	logger.Printf("exec %s: %v", path, err)
+	return 126
+}
+
+// runSpawn is nsgate -- CMD: a child in new user and network namespaces opens
+// the tap, hands it over, waits until nsgate serves it, then execs CMD.
+func runSpawn(cfg *config.Config) int {
+	// Pdeathsig is tied to the thread that started the child: keep it.
+	runtime.LockOSThread()
+	self, err := os.Executable()
+	if err != nil {
+		logger.Printf("find own executable: %v", err)
+		return 1
+	}
+	cmd := exec.Command(self)
+	cmd.Args = append([]string{"nsgate-spawn"}, cfg.Command...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags:  unix.CLONE_NEWUSER | unix.CLONE_NEWNET,
+		UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getuid(), Size: 1}},
+		GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getgid(), Size: 1}},
+		// Unprivileged users may only map their gid with setgroups denied.
+		GidMappingsEnableSetgroups: false,
+		Pdeathsig:                  unix.SIGKILL,
+	}
+	conn, err := nsenter.StartHelper(cmd, nsenter.RoleSpawn, request(cfg))
+	if err != nil {
+		logger.Print(err)
+		return 1
+	}
+	defer conn.Close()
+	fd, err := conn.RecvFD()
+	if err != nil {
+		logger.Print(err)
+		_ = cmd.Wait()
+		return 1
+	}
+	p, err := prepare(cfg)
+	if err != nil {
+		logger.Print(err)
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		return 1
+	}
+	status := make(chan int, 1)
+	rc := serve(cfg, fd, nil, p, func(e *engine.Engine) {
+		if err := conn.Send('G'); err != nil {
+			e.Stop(fmt.Sprintf("command did not start: %v", err))
+		}
+		sigs := make(chan os.Signal, 1)
+		// SIGINT from a terminal reaches the command directly (same process
+		// group); nsgate outlives it to serve its network until it exits.
+		signal.Notify(sigs, unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGQUIT)
+		go func() {
+			for s := range sigs {
+				if s != unix.SIGINT {
+					_ = cmd.Process.Signal(s)
+				}
+			}
+		}()
+		go func() {
+			err := cmd.Wait()
+			status <- exitStatus(cmd, err)
+			e.Stop("command exited")
+		}()
+	})
+	select {
+	case s := <-status:
+		return s
+	default:
+		// nsgate stopped first (exit fd, engine error): end the command.
+		_ = cmd.Process.Kill()
+		select {
+		case s := <-status:
+			if rc != 0 {
+				return rc
+			}
+			return s
+		case <-time.After(5 * time.Second):
+			return 1
+		}
+	}
+}
+
+func exitStatus(cmd *exec.Cmd, err error) int {
+	if err == nil {
+		return 0
+	}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return 128 + int(ws.Signal())
+		}
+		return ee.ExitCode()
+	}
+	logger.Printf("wait for %s: %v", cmd.Args[1], err)
+	return 1
+}

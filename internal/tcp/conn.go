@@ -1,0 +1,324 @@
+package tcp
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+
+	"github.com/nsgate/nsgate/internal/flow"
+	"github.com/nsgate/nsgate/internal/packet"
+	"golang.org/x/sys/unix"
+)
+
+// A connection's life on the host side: opening the socket, its epoll
+// interest and events, and closing it.
+
+// open handles a SYN for a new connection.
+func (t *Table) open(p *packet.Parsed, k flow.Key) {
+	if t.flows.Full() {
+		if !t.warned {
+			t.warned = true
+			t.env.Logf("tcp: flow table full (%d flows): refusing new connections", t.cfg.MaxFlows)
+		}
+		t.resetFor(p)
+		return
+	}
+	dst, ok := t.hostAddr(k)
+	if !ok {
+		t.resetFor(p)
+		return
+	}
+	dnsNext := uint8(1)
+	fd, err := t.dial(dst, k.DstPort)
+	for err != nil && t.isDNS(k) && int(dnsNext) < len(t.cfg.DNSServers) {
+		fd, err = t.dial(t.cfg.DNSServers[dnsNext], 53)
+		dnsNext++
+	}
+	if err != nil {
+		if !errors.Is(err, unix.ECONNREFUSED) {
+			t.env.Logf("tcp: connect to %v:%d: %v", dst, k.DstPort, err)
+		}
+		t.Refused++
+		t.resetFor(p)
+		return
+	}
+	idx, f := t.flows.Add(k)
+	seg := p.TCP
+	o := seg.SynOptions()
+	*f = conn{
+		key:      k,
+		fd:       fd,
+		state:    stConnecting,
+		nsMAC:    p.SrcMAC,
+		rcvNxt:   seg.Seq() + 1,
+		iss:      rand.Uint32(),
+		sndWnd:   uint32(seg.Window()),
+		nsWScale: o.WScale,
+		wscale:   o.HasWScale,
+		sack:     o.SACKPerm,
+		dnsNext:  dnsNext,
+		mss:      t.mss(o),
+		rto:      rtoMin,
+		lastSeen: t.env.Now(),
+	}
+	t.Opened++
+	if writable(fd) {
+		// Loopback connects complete inside connect(): answer now rather
+		// than after another trip through epoll.
+		t.connected(idx)
+		return
+	}
+	t.update(idx) // EPOLLOUT: connect() completes
+	if !f.watched {
+		t.remove(idx, true)
+		t.resetFor(p)
+	}
+}
+
+// connected completes the handshake once the host's connect() finishes.
+func (t *Table) connected(idx int32) {
+	f := t.flows.At(idx)
+	soErr, e := getInt(f.fd, unix.SOL_SOCKET, unix.SO_ERROR)
+	if e != 0 || soErr != 0 {
+		if t.isDNS(f.key) && int(f.dnsNext) < len(t.cfg.DNSServers) && t.redial(idx) {
+			return // the next nameserver
+		}
+		t.Refused++
+		t.abort(idx, true)
+		return
+	}
+	f.state = stSynAckSent
+	f.sndUna = f.iss
+	f.sndNxt = f.iss + 1
+	t.sendCtl(f, packet.TCPSyn|packet.TCPAck, f.iss)
+	t.startTimer(f)
+	t.update(idx) // host data waits until the namespace completes the handshake
+}
+
+// mss returns the largest payload to send to the namespace: what its SYN
+// offers, within the tap's MTU, and at least 64 bytes.
+func (t *Table) mss(o packet.SynOptions) int {
+	return max(min(int(o.MSSOr(packet.TCPDefaultMSS)), t.cfg.MTU-packet.IPv4Len-packet.TCPLen), 64)
+}
+
+// dial starts a non-blocking connect to addr:port.
+func (t *Table) dial(addr packet.Addr, port uint16) (int, error) {
+	fd, err := unix.Socket(flow.Family(addr), unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	setInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1) // the namespace's kernel already did its Nagle
+	setInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1)
+	if err := t.peekOff(fd); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	if !t.cfg.Outbound.IsZero() {
+		if err := unix.Bind(fd, flow.Sockaddr(t.cfg.Outbound, 0)); err != nil {
+			unix.Close(fd)
+			return -1, fmt.Errorf("bind to --outbound-addr %v: %w", t.cfg.Outbound, err)
+		}
+	}
+	err = unix.Connect(fd, flow.Sockaddr(addr, port))
+	if err != nil && err != unix.EINPROGRESS {
+		unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
+}
+
+// redial replaces a DNS flow's failed socket with one connecting to the
+// next nameserver.
+func (t *Table) redial(idx int32) bool {
+	f := t.flows.At(idx)
+	if f.watched {
+		t.env.Unwatch(f.fd)
+		f.watched = false
+	}
+	unix.Close(f.fd)
+	f.fd = -1
+	for int(f.dnsNext) < len(t.cfg.DNSServers) {
+		addr := t.cfg.DNSServers[f.dnsNext]
+		f.dnsNext++
+		fd, err := t.dial(addr, 53)
+		if err != nil {
+			continue
+		}
+		f.fd, f.events = fd, 0
+		t.update(idx)
+		if f.watched {
+			return true
+		}
+		unix.Close(fd)
+		f.fd = -1
+	}
+	return false
+}
+
+// writable polls fd for POLLOUT without waiting.
+func writable(fd int) bool {
+	pfd := [1]unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
+	n, err := unix.Poll(pfd[:], 0)
+	return err == nil && n == 1
+}
+
+// hostAddr maps a destination in the namespace's view to a host address:
+// DNS to the first nameserver, the rest through the NAT rules.
+func (t *Table) hostAddr(k flow.Key) (packet.Addr, bool) {
+	if t.isDNS(k) {
+		return t.cfg.DNSServers[0], true
+	}
+	return t.cfg.NAT.Host(k.Dst)
+}
+
+// isDNS reports whether k is a connection to the DNS relay address.
+func (t *Table) isDNS(k flow.Key) bool {
+	return len(t.cfg.DNSServers) > 0 && k.Dst == t.cfg.DNS && k.DstPort == 53
+}
+
+// update sets the flow's epoll interest to what it waits for. Once the
+// host's FIN (RDHUP) or a full shutdown (HUP) has been seen, they are not
+// asked for again: epoll is level-triggered, and while the namespace's window
+// is closed they would fire without end. After HUP the socket is removed
+// from epoll altogether; the namespace's ACKs and the timers drive the rest.
+func (t *Table) update(idx int32) {
+	f := t.flows.At(idx)
+	if f.state == stSynSent {
+		return // the host socket waits until the namespace answers
+	}
+	var ev uint32
+	switch {
+	case f.state == stConnecting:
+		ev = unix.EPOLLOUT
+	case f.hup:
+		ev = 0
+	default:
+		if !f.rdhup {
+			ev |= unix.EPOLLRDHUP
+		}
+		if f.state == stEstablished && !f.hostEOF && !f.finSent && f.sndNxt-f.sndUna < f.sndWnd && t.canRead(f) {
+			ev |= unix.EPOLLIN
+		}
+		if f.sendBlocked || f.wndLow {
+			ev |= unix.EPOLLOUT
+		}
+	}
+	if f.hup {
+		if f.watched {
+			t.env.Unwatch(f.fd)
+			f.watched = false
+		}
+		return
+	}
+	if ev != f.events || !f.watched {
+		if err := t.env.Watch(f.fd, ev, idx, t.flows.Gen(idx), !f.watched); err != nil {
+			t.env.Logf("tcp %v: epoll: %v", f.key, err)
+			return
+		}
+		f.events, f.watched = ev, true
+	}
+}
+
+// HandleEvent processes readiness of flow idx's host socket.
+func (t *Table) HandleEvent(idx int32, gen uint32, events uint32) {
+	f := t.flows.Event(idx, gen)
+	if f == nil || f.fd < 0 {
+		return // the flow went away earlier in this batch
+	}
+	f.lastSeen = t.env.Now()
+	if f.state == stConnecting {
+		t.connected(idx)
+		return
+	}
+	if events&unix.EPOLLERR != 0 {
+		if soErr, _ := getInt(f.fd, unix.SOL_SOCKET, unix.SO_ERROR); soErr != 0 {
+			t.abort(idx, true)
+			return
+		}
+	}
+	if events&unix.EPOLLOUT != 0 && (f.sendBlocked || f.wndLow) {
+		// The socket drained: tell the namespace at once, and if bytes were
+		// refused, make it resend them now rather than after its RTO.
+		f.sendBlocked = false
+		t.sendCtl(f, packet.TCPAck, f.sndNxt)
+		if f.wndLow {
+			// Writable, yet the window is still shut (skb overhead): stop
+			// asking epoll, which would report it again at once, and let
+			// the timer look again.
+			f.wndLow = false
+			t.setRecheck(idx, f, true)
+		}
+		if f.dropped {
+			f.dropped = false
+			for i := 0; i < 3; i++ {
+				t.sendCtl(f, packet.TCPAck, f.sndNxt)
+			}
+		}
+	}
+	if events&unix.EPOLLRDHUP != 0 {
+		f.rdhup = true
+	}
+	if events&unix.EPOLLHUP != 0 {
+		f.hup = true
+	}
+	if events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP) != 0 {
+		t.push(idx)
+		if t.flows.At(idx).fd < 0 {
+			return
+		}
+	}
+	if t.done(idx) {
+		return
+	}
+	t.update(idx)
+}
+
+// done removes a flow closed both ways and acknowledged; it reports whether
+// it did.
+func (t *Table) done(idx int32) bool {
+	f := t.flows.At(idx)
+	if f.nsFin && f.finSent && f.sndUna == f.sndNxt {
+		t.Flush() // the ACK of the namespace's FIN
+		t.remove(idx, false)
+		return true
+	}
+	return false
+}
+
+// abort resets the connection both ways. toNS sends a RST to the namespace;
+// the host side always gets one (SO_LINGER 0).
+func (t *Table) abort(idx int32, toNS bool) {
+	f := t.flows.At(idx)
+	if toNS {
+		seq := f.sndNxt
+		if f.state == stConnecting {
+			seq = 0 // refusing the SYN: the RST acknowledges it
+		}
+		if f.state == stSynSent {
+			seq = f.iss + 1 // withdrawing our SYN
+		}
+		t.sendCtl(f, packet.TCPRst|packet.TCPAck, seq)
+	}
+	t.Resets++
+	t.remove(idx, true)
+}
+
+// remove closes the flow's socket and frees its slot. rst makes the close
+// abortive, so that the host peer sees a reset, not an orderly end.
+func (t *Table) remove(idx int32, rst bool) {
+	f := t.flows.At(idx)
+	if f.fd < 0 {
+		return
+	}
+	if f.watched {
+		t.env.Unwatch(f.fd)
+	}
+	if rst {
+		unix.SetsockoptLinger(f.fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+	}
+	unix.Close(f.fd)
+	t.stopTimer(f)
+	t.setRecheck(idx, f, false)
+	t.rings.release(&f.sent)
+	t.flows.Remove(idx)
+}

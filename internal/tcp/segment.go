@@ -1,0 +1,163 @@
+package tcp
+
+import (
+	"github.com/nsgate/nsgate/internal/flow"
+	"github.com/nsgate/nsgate/internal/packet"
+)
+
+// Offsets of a segment to the namespace in its frame: IPv4 for now.
+const (
+	ipOff  = packet.EtherLen
+	tcpOff = ipOff + packet.IPv4Len
+	hdrLen = tcpOff + packet.TCPLen
+)
+
+// frame writes Ethernet, IPv4 and TCP headers for a segment of c to the
+// namespace into buf, around a payload of n bytes already at
+// buf[hdrLen(+opts):]. It returns the frame length.
+func (t *Table) frame(c *conn, buf []byte, flags packet.TCPFlags, seq uint32, opts bool, payload int, wnd uint16) int {
+	th := packet.TCPLen
+	var blocks []packet.SACKBlock
+	if opts {
+		th += packet.TCPSynOptLen
+	} else if payload == 0 && c.sack && len(c.ooo) > 0 {
+		blocks = t.sackBlocks(c)
+		th += packet.SACKOptLen(len(blocks))
+	}
+	l4 := th + payload
+	packet.Ether(buf).SetHeader(c.nsMAC, t.cfg.GatewayMAC, packet.EtherTypeIPv4)
+	t.ipID++
+	packet.IPv4(buf[ipOff:]).Encode(&packet.IPv4Fields{
+		TotalLen: packet.IPv4Len + l4, ID: t.ipID, Protocol: packet.ProtoTCP, Src: c.key.Dst, Dst: c.key.NS,
+	})
+	seg := packet.TCP(buf[tcpOff : tcpOff+l4])
+	if opts {
+		seg.SetSynOptions(packet.SynOptions{
+			MSS:       uint16(min(t.cfg.MTU-packet.IPv4Len-packet.TCPLen, 65535)),
+			HasWScale: c.wscale,
+			WScale:    ourWScale,
+			SACKPerm:  c.sack,
+		})
+	} else if blocks != nil {
+		seg.SetSACK(blocks)
+	}
+	seg.Encode(&packet.TCPFields{
+		SrcPort: c.key.DstPort, DstPort: c.key.NSPort, Seq: seq, Ack: c.rcvNxt, Flags: flags, Window: wnd, HeaderLen: th,
+	})
+	c.lastAdv = wnd
+	return tcpOff + l4
+}
+
+// sackBlocks describes the out-of-order data kept: contiguous segments
+// merged into ranges, the range holding the latest arrival first (RFC 2018),
+// then the others in order, at most four.
+func (t *Table) sackBlocks(c *conn) []packet.SACKBlock {
+	var first packet.SACKBlock
+	out := t.sackBuf[:1]
+	cur := packet.SACKBlock{Left: c.ooo[0].seq, Right: c.ooo[0].seq + uint32(len(c.ooo[0].data))}
+	flush := func(b packet.SACKBlock) {
+		if seqLEQ(b.Left, c.oooLast) && seqLT(c.oooLast, b.Right) {
+			first = b
+		} else if len(out) < cap(out) {
+			out = append(out, b)
+		}
+	}
+	for _, o := range c.ooo[1:] {
+		end := o.seq + uint32(len(o.data))
+		if seqLEQ(o.seq, cur.Right) {
+			if seqLT(cur.Right, end) {
+				cur.Right = end
+			}
+			continue
+		}
+		flush(cur)
+		cur = packet.SACKBlock{Left: o.seq, Right: end}
+	}
+	flush(cur)
+	if first.Right == 0 && first.Left == 0 {
+		return out[1:]
+	}
+	out[0] = first
+	return out
+}
+
+// window returns the window to advertise: the host socket's free send
+// space, so that everything the namespace sends is accepted whole.
+//
+// It also decides whether the flow waits for EPOLLOUT (wndLow): when less
+// than a quarter of the send buffer is free. epoll reports a TCP socket
+// writable once the free space is half the queued memory (a third of the
+// buffer), so the update goes out as soon as the socket drains, without the
+// namespace having to probe, and epoll never reports writable a socket whose
+// window nsgate still considers shut. Asking
+// for EPOLLOUT on a full socket is also what lets the kernel grow the send
+// buffer (SOCK_NOSPACE): nsgate never overfills it, so nothing else would.
+func (t *Table) window(c *conn, syn bool) uint16 {
+	free := 65535
+	if c.fd >= 0 && c.state != stConnecting {
+		// The kernel accepts a write while sk_wmem_queued < sk_sndbuf,
+		// checked before each skb it fills, so this much always fits.
+		if sndbuf, queued, e := sendSpace(c.fd); e == 0 {
+			free = max(sndbuf-queued, 0)
+			// The namespace will not send into a window smaller than a
+			// segment or half the largest it has seen (sender-side silly
+			// window avoidance) until its persist timer fires: watch for
+			// the socket to drain below that too.
+			usable := min(c.mss, c.maxAdv/2)
+			c.wndLow = c.state == stEstablished && free < max(sndbuf/4, usable)
+		}
+	}
+	if c.sendBlocked {
+		free = 0
+	}
+	if !syn {
+		c.maxAdv = max(c.maxAdv, min(free, 65535<<ourWScale))
+	}
+	if c.wscale && !syn { // the window of a SYN is never scaled
+		free >>= ourWScale
+	}
+	return uint16(min(free, 65535))
+}
+
+// resetFor sends RST to the namespace for a segment that has no flow.
+func (t *Table) resetFor(p *packet.Parsed) {
+	seg := p.TCP
+	flags := seg.Flags()
+	if flags.Has(packet.TCPRst) {
+		return
+	}
+	c := conn{key: flow.Key{NS: p.Src, Dst: p.Dst, NSPort: seg.SrcPort(), DstPort: seg.DstPort()}, nsMAC: p.SrcMAC, fd: -1}
+	var seq uint32
+	rst := packet.TCPRst
+	if flags.Has(packet.TCPAck) {
+		seq = seg.Ack()
+	} else {
+		rst |= packet.TCPAck
+		c.rcvNxt = seg.Seq() + uint32(len(p.Payload))
+		if flags.Has(packet.TCPSyn) {
+			c.rcvNxt++
+		}
+		if flags.Has(packet.TCPFin) {
+			c.rcvNxt++
+		}
+	}
+	t.sendCtlWnd(&c, rst, seq, 0)
+}
+
+// sendCtl sends a segment without payload (SYN-ACK, ACK, FIN, RST) with
+// the current window.
+func (t *Table) sendCtl(c *conn, flags packet.TCPFlags, seq uint32) {
+	t.sendCtlWnd(c, flags, seq, t.window(c, flags.Has(packet.TCPSyn)))
+}
+
+// sendCtlWnd sends a segment without payload with window wnd. Its checksum
+// is complete: RSTs and handshake segments are rare and worth being exact.
+func (t *Table) sendCtlWnd(c *conn, flags packet.TCPFlags, seq uint32, wnd uint16) {
+	buf := t.env.Frame()
+	n := t.frame(c, buf, flags, seq, flags.Has(packet.TCPSyn), 0, wnd)
+	packet.TCP(buf[tcpOff:n]).SetChecksum(c.key.Dst, c.key.NS)
+	t.env.Send(n, 0, 0)
+	if flags.Has(packet.TCPAck) {
+		c.ackPending = false
+	}
+}

@@ -1,0 +1,270 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/signal"
+
+	"github.com/nsgate/nsgate/internal/api"
+	"github.com/nsgate/nsgate/internal/config"
+	"github.com/nsgate/nsgate/internal/dns"
+	"github.com/nsgate/nsgate/internal/engine"
+	"github.com/nsgate/nsgate/internal/fwd"
+	"github.com/nsgate/nsgate/internal/kernel"
+	"github.com/nsgate/nsgate/internal/nsenter"
+	"github.com/nsgate/nsgate/internal/seccomp"
+	"github.com/nsgate/nsgate/internal/tapdev"
+	"golang.org/x/sys/unix"
+)
+
+// runTarget serves an existing namespace: nsgate PID|PATH [TAPNAME].
+func runTarget(cfg *config.Config) int {
+	var stops []stopFD
+	if cfg.PID > 0 {
+		// Open the pidfd before anything else, so that a target exiting
+		// during set-up is still noticed.
+		pidfd, err := unix.PidfdOpen(cfg.PID, 0)
+		if err != nil {
+			logger.Printf("target PID %d: pidfd_open: %v", cfg.PID, err)
+			return 1
+		}
+		defer unix.Close(pidfd)
+		stops = append(stops, stopFD{pidfd, fmt.Sprintf("target PID %d exited", cfg.PID)})
+	}
+	if cfg.Configure && sameFile(cfg.NetnsPath, "/proc/self/ns/net") {
+		// Configuring would replace the default route of the namespace
+		// nsgate itself uses; that is never what a caller means.
+		logger.Printf("refusing --configure on nsgate's own network namespace (%s)", cfg.NetnsPath)
+		return 1
+	}
+	fd, err := nsenter.OpenTap(cfg.NetnsPath, cfg.UsernsPath, request(cfg))
+	if err != nil {
+		logger.Print(err)
+		return 1
+	}
+	p, err := prepare(cfg)
+	if err != nil {
+		logger.Print(err)
+		return 1
+	}
+	if cfg.EnableSandbox {
+		return execSandbox(cfg, fd, stops, p)
+	}
+	return serve(cfg, fd, stops, p, nil)
+}
+
+// request is what the helper does inside the namespace.
+func request(cfg *config.Config) nsenter.Request {
+	r := nsenter.Request{TapName: cfg.TapName, Configure: cfg.Configure, MTU: cfg.MTU}
+	if cfg.Configure {
+		r.Addr = netip.PrefixFrom(cfg.Net.Guest, cfg.Net.Prefix.Bits()).String()
+		r.Gateway = cfg.Net.Gateway.String()
+		if cfg.MACSet {
+			r.MAC = cfg.MAC.String()
+		}
+	}
+	return r
+}
+
+// prepared holds what nsgate opens before serving, while it can still
+// reach the filesystem and bind any port it may: the -p listeners and the
+// API socket. The sandbox takes both away.
+type prepared struct {
+	fwdFDs []int       // one per cfg.Publish, in order
+	api    *api.Server // nil without -a
+}
+
+func prepare(cfg *config.Config) (*prepared, error) {
+	p := &prepared{}
+	for _, r := range cfg.Publish {
+		fd, err := fwd.Listen(r)
+		if err != nil {
+			p.close()
+			return nil, fmt.Errorf("--publish: %w", err)
+		}
+		p.fwdFDs = append(p.fwdFDs, fd)
+	}
+	if cfg.APISocket != "" {
+		s, err := api.Listen(cfg.APISocket)
+		if err != nil {
+			p.close()
+			return nil, err
+		}
+		p.api = s
+	}
+	return p, nil
+}
+
+func (p *prepared) close() {
+	for _, fd := range p.fwdFDs {
+		if fd >= 0 {
+			unix.Close(fd)
+		}
+	}
+	p.fwdFDs = nil
+	if p.api != nil {
+		p.api.Close()
+		p.api = nil
+	}
+}
+
+// sameFile reports whether paths a and b name the same inode (namespaces
+// compare this way).
+func sameFile(a, b string) bool {
+	var sa, sb unix.Stat_t
+	return unix.Stat(a, &sa) == nil && unix.Stat(b, &sb) == nil && sa.Dev == sb.Dev && sa.Ino == sb.Ino
+}
+
+type stopFD struct {
+	FD     int
+	Reason string
+}
+
+// serve runs the engine on the tap fd until the exit fd or one of stops
+// fires, a signal arrives, or (spawn mode) started() arranges a Stop.
+func serve(cfg *config.Config, tapfd int, stops []stopFD, p *prepared, started func(*engine.Engine)) int {
+	var e *engine.Engine
+	defer func() {
+		if e != nil {
+			e.Close() // first: API requests still waiting for the loop give up
+		}
+		p.close() // on every way out: the API socket file goes
+	}()
+	if cfg.ExitFD >= 0 {
+		stops = append(stops, stopFD{cfg.ExitFD, fmt.Sprintf("exit fd %d closed", cfg.ExitFD)})
+	}
+	tap, err := tapdev.NewDevice(tapfd, tapdev.VnetHdrLen)
+	if err != nil {
+		logger.Print(err)
+		return 1
+	}
+	defer tap.Close()
+	ecfg := engine.Config{
+		Net:        cfg.Net,
+		MTU:        cfg.MTU,
+		DisableDNS: cfg.DisableDNS,
+		MAC:        engine.GatewayMAC(cfg.Net.Gateway),
+		// The gateway address is the host's loopback, for TCP and UDP alike.
+		DisableHostLoopback: cfg.DisableHostLoopback,
+		Logf:                logger.Printf,
+		Kernel:              kernel.Probe(),
+	}
+	if !ecfg.Kernel.TCPPeekOff && started == nil { // spawn mode stays quiet
+		logger.Printf("TCP sockets here lack SO_PEEK_OFF (Linux 6.9; or %s=1): host data is copied until the namespace acknowledges it", kernel.NoPeekOffEnv)
+	}
+	ecfg.Outbound = cfg.OutboundAddr
+	if cfg.OutboundAddr6.IsValid() {
+		logger.Printf("--outbound-addr6 %s: IPv6 is not served by this version; the address is unused", cfg.OutboundAddr6)
+	}
+	if mac, err := tapdev.HardwareAddr(tapfd); err == nil {
+		ecfg.GuestMAC = mac // until the namespace's first frame says
+	} else {
+		logger.Print(err)
+	}
+	if !cfg.DisableDNS {
+		servers, err := dns.ReadResolvConf("/etc/resolv.conf")
+		if err != nil || len(servers) == 0 {
+			// Answer SERVFAIL at once rather than let clients time out.
+			logger.Printf("no usable IPv4 nameserver in /etc/resolv.conf (%v): DNS queries to %s get SERVFAIL", err, cfg.Net.DNS)
+		}
+		ecfg.DNSServers = servers
+	}
+	if s := os.Getenv("NSGATE_TEST_IMPAIR"); s != "" {
+		// Loss and reordering on the tap, for tests: the test kernel has no
+		// sch_netem. Deliberately not a command-line option.
+		im, err := engine.ParseImpairment(s)
+		if err != nil {
+			logger.Print(err)
+			return 1
+		}
+		logger.Printf("NSGATE_TEST_IMPAIR: dropping %.2f%% and reordering %.2f%% of frames", im.Loss*100, im.Reorder*100)
+		ecfg.Impair = &im
+	}
+	e, err = engine.New(tap, ecfg)
+	if err != nil {
+		logger.Print(err)
+		return 1
+	}
+	for i, r := range cfg.Publish {
+		fd := p.fwdFDs[i]
+		p.fwdFDs[i] = -1 // the engine's now, even on error
+		if _, err := e.AddForwardFD(r, fd); err != nil {
+			logger.Printf("--publish: %v", err)
+			return 1
+		}
+	}
+	if p.api != nil {
+		n := cfg.Net
+		go p.api.Serve(&api.Handler{
+			Fwd:  e.Forwarder(),
+			Net:  api.Network{Guest: n.Guest, Prefix: n.Prefix, Gateway: n.Gateway, DNS: n.DNS},
+			Logf: logger.Printf,
+		})
+	}
+	for _, s := range stops {
+		if err := e.AddStopFD(s.FD, s.Reason); err != nil {
+			if s.FD == cfg.ExitFD { // open but not pollable, say a regular file
+				logger.Printf("exit fd %d is not usable (%v): exiting", s.FD, err)
+				return 0
+			}
+			logger.Printf("watch fd %d: %v", s.FD, err)
+			return 1
+		}
+	}
+	if started == nil {
+		sigs := make(chan os.Signal, 1)
+		signal.Notify(sigs, unix.SIGINT, unix.SIGTERM, unix.SIGHUP)
+		go func() { e.Stop("signal: " + (<-sigs).String()) }()
+	} else {
+		started(e)
+	}
+	if cfg.EnableSeccomp {
+		// Last: everything above may use calls the filter refuses.
+		if err := seccomp.Apply(); err != nil {
+			logger.Printf("--enable-seccomp: %v", err)
+			return 1
+		}
+	}
+	if cfg.ReadyFD >= 0 {
+		if err := signalReady(cfg.ReadyFD); err != nil {
+			logger.Print(err)
+			return 1
+		}
+	}
+	reason, err := e.Run()
+	if err != nil {
+		if errors.Is(err, engine.ErrTapGone) {
+			logger.Printf("exiting: %v", err)
+			return 0
+		}
+		logger.Print(err)
+		return 1
+	}
+	if started == nil { // spawn mode stays quiet: the output is the command's
+		st := e.Stats()
+		_, opened, refused, resets, forwarded := e.TCPStats()
+		_, flows, dropped, icmpErrors := e.UDPStats()
+		logger.Printf("exiting: %s (frames in %d, out %d, malformed %d, ignored %d, dropped at a full tap %d; "+
+			"tcp connections %d (forwarded %d), refused %d, reset %d; udp flows %d, datagrams dropped %d, icmp errors %d)",
+			reason, st.RxFrames, st.TxFrames, st.Malformed, st.Ignored, st.TxErrors,
+			opened, forwarded, refused, resets, flows, dropped, icmpErrors)
+	}
+	return 0
+}
+
+// signalReady writes "1" to the ready fd and closes it, as slirp4netns does.
+func signalReady(fd int) error {
+	for {
+		_, err := unix.Write(fd, []byte("1"))
+		if err == unix.EINTR {
+			continue
+		}
+		unix.Close(fd)
+		if err != nil {
+			return fmt.Errorf("write to ready fd %d: %w", fd, err)
+		}
+		return nil
+	}
+}
