@@ -46,13 +46,11 @@ func Fold(s uint32) uint16 {
 // IPv4, IPv6's (RFC 8200 8.1) otherwise. length is the L4 length (header and
 // payload).
 func PseudoHeaderSum(src, dst Addr, proto uint8, length int) uint32 {
-	var s uint32
+	s := uint32(proto) + uint32(length>>16) + uint32(length&0xffff)
 	if src.Is4() && dst.Is4() {
-		s = Sum(src[12:], 0)
-		s = Sum(dst[12:], s)
-	} else {
-		s = Sum(src[:], 0)
-		s = Sum(dst[:], s)
+		// Every segment passes here: four words, added directly.
+		return s + uint32(binary.BigEndian.Uint16(src[12:])) + uint32(binary.BigEndian.Uint16(src[14:])) +
+			uint32(binary.BigEndian.Uint16(dst[12:])) + uint32(binary.BigEndian.Uint16(dst[14:]))
 	}
-	return s + uint32(proto) + uint32(length>>16) + uint32(length&0xffff)
+	return Sum(dst[:], Sum(src[:], s))
 }

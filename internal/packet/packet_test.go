@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand"
+	"net/netip"
 	"strconv"
 	"testing"
 )
@@ -382,4 +383,19 @@ func BenchmarkDecode(b *testing.B) {
 func (t TCP) completeChecksum() {
 	c := Checksum(t, 0)
 	binary.BigEndian.PutUint16(t[tcpChecksum:], c)
+}
+
+// TestPseudoHeaderSumIPv6: the IPv6 pseudo header (RFC 8200 8.1) sums both
+// 16-byte addresses, the 32-bit length and the next header.
+func TestPseudoHeaderSumIPv6(t *testing.T) {
+	src, dst := AddrFromNetip(netip.MustParseAddr("2001:db8::1")), AddrFromNetip(netip.MustParseAddr("2001:db8::2"))
+	udp := []byte{0x00, 0x44, 0x00, 0x43, 0x00, 0x0a, 0x00, 0x00, 0xde, 0xad}
+	ph := append(append(append([]byte{}, src[:]...), dst[:]...), 0, 0, 0, byte(len(udp)), 0, 0, 0, ProtoUDP)
+	ph = append(ph, udp...)
+	if got, want := Checksum(udp, PseudoHeaderSum(src, dst, ProtoUDP, len(udp))), refChecksum(ph); got != want {
+		t.Fatalf("IPv6 pseudo header checksum = %#04x, want %#04x", got, want)
+	}
+	if src.Is4() || !v4(10, 0, 2, 2).Is4() || v4(10, 0, 2, 2).Netip() != netip.MustParseAddr("10.0.2.2") || src.String() != "2001:db8::1" {
+		t.Fatal("Addr family or conversion wrong")
+	}
 }
