@@ -52,19 +52,21 @@
 //	established  the handshake completed                both FINs sent and acknowledged: gone;
 //	                                                    RST, socket error, 12 RTOs, idle: reset
 //
-// Flags on the connection carry the rest, each set and cleared by one
-// event:
+// Flags on the connection carry the rest:
 //
-//	flag                    set when                          cleared when
-//	nsFin                   the namespace's FIN was passed on  (never: the FIN is once)
-//	hostEOF, finSent        the host socket read EOF; FIN sent rewind (finSent: FIN resent)
-//	rdhup, hup              epoll reported the host's FIN / full shutdown (never asked again)
-//	sendBlocked, dropped    the socket refused bytes           EPOLLOUT (window update, dup ACKs)
-//	wndLow                  a small window was advertised      EPOLLOUT
-//	wndRecheck              EPOLLOUT came, window still shut   the timer finds it open
-//	ackPending, inAckList   an ACK is owed                     Flush, or any ACK sent
-//	ooo, sack               a segment arrived beyond a gap     the gap fills (drainOOO)
-//	inbound                 Accept opened the connection       (for its life)
+//	flag                   set when                              cleared when
+//	nsFin                  the namespace's FIN was passed on     never: a FIN comes once
+//	hostEOF                the host socket read EOF              never
+//	finSent                nsgate's FIN went to the namespace    rewind (the FIN goes again)
+//	rdhup, hup             epoll reported the host's FIN / a     never: not asked for again
+//	                       full shutdown
+//	sendBlocked, dropped   the socket refused bytes              EPOLLOUT (window update, dup ACKs)
+//	wndLow                 a small window was advertised         EPOLLOUT, or the recheck
+//	wndRecheck             EPOLLOUT came, window still shut      the timer finds it open
+//	ackPending, inAckList  an ACK is owed                        Flush, or any ACK sent
+//	ooo                    a segment arrived beyond a gap        the gap fills (drainOOO)
+//	sack, wscale           the SYN (or SYN-ACK) offered them     never
+//	inbound                Accept opened the connection          never
 //
 // # Files
 //
