@@ -20,12 +20,23 @@ FUZZ_TARGETS = \
 
 CMD ?= ip addr
 
-.PHONY: all build test setup gotest gotest-sandbox gotest-nopeek test-kernel fuzz bats lint bench run clean
+.PHONY: all build test setup gotest gotest-sandbox gotest-nopeek test-kernel fuzz bats lint bench run clean install uninstall
+
+# make install: the binary and the man page under $(DESTDIR)$(PREFIX).
+PREFIX ?= /usr/local
+BINDIR = $(PREFIX)/bin
+MAN1DIR = $(PREFIX)/share/man/man1
+# go-md2man renders docs/nsgate.1.md: go install github.com/cpuguy83/go-md2man/v2@v2.0.7
+MD2MAN ?= go-md2man
 
 all: build
 
+# The commit --version prints: HEAD, marked -dirty when tracked files
+# differ from it; empty outside a git checkout (nsgate then says unknown).
+COMMIT := $(shell git rev-parse HEAD 2>/dev/null)$(shell git diff --quiet HEAD 2>/dev/null || echo -dirty)
+
 build:
-	$(GO) build -o nsgate .
+	$(GO) build -ldflags "-X main.commit=$(COMMIT)" -o nsgate .
 
 # Everything CI runs. Needs root: the integration tests build network
 # namespaces and run the rootless cases as the user tests/setup.sh creates.
@@ -89,5 +100,17 @@ bench: build setup
 run: build
 	./nsgate -- $(CMD)
 
+nsgate.1: docs/nsgate.1.md
+	@command -v $(MD2MAN) >/dev/null || { echo "$(MD2MAN) not found: go install github.com/cpuguy83/go-md2man/v2@v2.0.7" >&2; exit 1; }
+	$(MD2MAN) -in docs/nsgate.1.md -out nsgate.1
+
+install: build nsgate.1
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MAN1DIR)
+	install -m 0755 nsgate $(DESTDIR)$(BINDIR)/nsgate
+	install -m 0644 nsgate.1 $(DESTDIR)$(MAN1DIR)/nsgate.1
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/nsgate $(DESTDIR)$(MAN1DIR)/nsgate.1
+
 clean:
-	rm -f nsgate
+	rm -f nsgate nsgate.1

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"runtime"
+	"strings"
 	"syscall"
 	"time"
 
@@ -75,6 +76,11 @@ func childMain(spawn bool) int {
 	if !spawn {
 		return 0
 	}
+	if req.ResolvConf != "" {
+		if err := privateResolvConf(req.ResolvConf); err != nil {
+			logger.Printf("%v: %s uses the host's /etc/resolv.conf (DNS works if it names a non-loopback nameserver)", err, os.Args[1])
+		}
+	}
 	if _, err := conn.Recv(); err != nil {
 		return 1 // nsgate failed and has said why
 	}
@@ -104,14 +110,17 @@ func runSpawn(cfg *config.Config) int {
 	cmd.Args = append([]string{"nsgate-spawn"}, cfg.Command...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Cloneflags:  unix.CLONE_NEWUSER | unix.CLONE_NEWNET,
+		// A mount namespace too: the command gets its own resolv.conf.
+		Cloneflags:  unix.CLONE_NEWUSER | unix.CLONE_NEWNET | unix.CLONE_NEWNS,
 		UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getuid(), Size: 1}},
 		GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getgid(), Size: 1}},
 		// Unprivileged users may only map their gid with setgroups denied.
 		GidMappingsEnableSetgroups: false,
 		Pdeathsig:                  unix.SIGKILL,
 	}
-	conn, err := nsenter.StartHelper(cmd, nsenter.RoleSpawn, request(cfg))
+	req := request(cfg)
+	req.ResolvConf = spawnResolvConf(cfg, "/etc/resolv.conf")
+	conn, err := nsenter.StartHelper(cmd, nsenter.RoleSpawn, req)
 	if err != nil {
 		logger.Print(err)
 		return 1
@@ -183,4 +192,66 @@ func exitStatus(cmd *exec.Cmd, err error) int {
 	}
 	logger.Printf("wait for %s: %v", cmd.Args[1], err)
 	return 1
+}
+
+// spawnResolvConf returns the resolv.conf of nsgate -- CMD: the DNS address
+// (or --dns) as the nameserver, with the search, domain and options lines
+// of the host's file at path kept, as ip netns exec would show a file from
+// /etc/netns/NAME/. The host's own nameservers are often on its loopback
+// (systemd-resolved's 127.0.0.53, a local dnsmasq), which the command's
+// network namespace cannot reach; the DNS address relays to them. It
+// returns "" with --disable-dns and no --dns: the command then sees the
+// host's file.
+func spawnResolvConf(cfg *config.Config, path string) string {
+	ns := cfg.Net.DNS
+	switch {
+	case cfg.DNS.IsValid():
+		ns = cfg.DNS
+	case cfg.DisableDNS:
+		return ""
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "# written by nsgate for -- %s: nsgate's DNS address, and %s's search and options lines\nnameserver %s\n",
+		cfg.Command[0], path, ns)
+	if host, err := os.ReadFile(path); err == nil {
+		for _, line := range strings.Split(string(host), "\n") {
+			if f := strings.Fields(line); len(f) > 0 && (f[0] == "search" || f[0] == "domain" || f[0] == "options") {
+				b.WriteString(strings.Join(f, " ") + "\n")
+			}
+		}
+	}
+	return b.String()
+}
+
+// privateResolvConf puts content at /etc/resolv.conf for the spawned
+// command, in the child's own mount namespace (CLONE_NEWNS), the way ip
+// netns exec puts /etc/netns/NAME/resolv.conf there: mounts are made private
+// first, so nothing propagates to the host; the file is written on a
+// scratch tmpfs, bind-mounted over /etc/resolv.conf (over its target, if it
+// is a symlink such as systemd-resolved's), and the tmpfs is detached again,
+// leaving only the bind mount. Nothing on the host changes.
+func privateResolvConf(content string) error {
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		return fmt.Errorf("private resolv.conf: make mounts private: %w", err)
+	}
+	var scratch string
+	var err error
+	for _, dir := range []string{"/tmp", "/mnt", "/run"} {
+		if err = unix.Mount("nsgate", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "size=64k,mode=0755"); err == nil {
+			scratch = dir
+			break
+		}
+	}
+	if scratch == "" {
+		return fmt.Errorf("private resolv.conf: mount a scratch tmpfs on /tmp, /mnt or /run: %w", err)
+	}
+	defer unix.Unmount(scratch, unix.MNT_DETACH)
+	file := scratch + "/resolv.conf"
+	if err := os.WriteFile(file, []byte(content), 0o644); err != nil {
+		return fmt.Errorf("private resolv.conf: %w", err)
+	}
+	if err := unix.Mount(file, "/etc/resolv.conf", "", unix.MS_BIND, ""); err != nil {
+		return fmt.Errorf("private resolv.conf: bind-mount over /etc/resolv.conf: %w", err)
+	}
+	return nil
 }

@@ -378,10 +378,16 @@ func runHelper(args []string) int {
 			}
 		}
 		fmt.Println("ok", flows*count)
-	case "udprefused": // udprefused ADDR: send, expect ECONNREFUSED from port unreachable
+	case "udprefused": // udprefused ADDR: send, report the ICMP error that comes back
 		c, err := net.Dial("udp4", args[1])
 		if err != nil {
 			return fail(err)
+		}
+		// IP_RECVERR, as ping and traceroute set it: without it Linux
+		// reports only hard errors (port unreachable) on a UDP socket, not
+		// network unreachable.
+		if rc, err := c.(*net.UDPConn).SyscallConn(); err == nil {
+			rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_IP, syscall.IP_RECVERR, 1) })
 		}
 		start := time.Now()
 		c.Write([]byte("anyone?"))
@@ -477,6 +483,8 @@ func errName(err error) string {
 		return "timeout"
 	case errors.Is(err, syscall.EHOSTUNREACH):
 		return "unreachable"
+	case errors.Is(err, syscall.ENETUNREACH):
+		return "netunreachable"
 	}
 	return "error:" + err.Error()
 }

@@ -87,17 +87,34 @@ func run(args []string) int {
 	return runTarget(cfg)
 }
 
+// commit is the git commit nsgate was built from: stamped by make build
+// (-ldflags -X main.commit=), else read from the Go build's VCS stamp, else
+// "unknown".
+var commit string
+
+// slirpConfigVersionMax is what --version prints as SLIRP_CONFIG_VERSION_MAX:
+// the libslirp configuration version whose features nsgate has. slirp4netns
+// gates --outbound-addr on 2 and --disable-dns on 3, and Debian 12's
+// slirp4netns 1.2.0 (libslirp 4.7.0) prints 4; nsgate has every option of
+// that slirp4netns, so scripts that gate on the line treat it alike.
+const slirpConfigVersionMax = 4
+
 func printVersion() {
-	commit := "unknown"
-	if bi, ok := debug.ReadBuildInfo(); ok {
+	c := commit
+	if bi, ok := debug.ReadBuildInfo(); ok && c == "" {
 		for _, s := range bi.Settings {
 			if s.Key == "vcs.revision" {
-				commit = s.Value
+				c = s.Value
 			}
 		}
 	}
-	// slirp4netns's layout: tools parse the first two lines.
-	fmt.Printf("nsgate version %s\ncommit: %s\ngo: %s\n", version, commit, runtime.Version())
+	if c == "" {
+		c = "unknown"
+	}
+	// slirp4netns's layout: tools parse "version", "commit:" and
+	// "SLIRP_CONFIG_VERSION_MAX:".
+	fmt.Printf("nsgate version %s\ncommit: %s\nSLIRP_CONFIG_VERSION_MAX: %d\ngo: %s\n",
+		version, c, slirpConfigVersionMax, runtime.Version())
 }
 
 // claimFD reports whether fd is open, and makes it close-on-exec so that

@@ -145,6 +145,7 @@ func serve(cfg *config.Config, tapfd int, stops []stopFD, p *prepared, started f
 		Net:        cfg.Net,
 		MTU:        cfg.MTU,
 		DisableDNS: cfg.DisableDNS,
+		NameServer: cfg.DNS,
 		MAC:        engine.GatewayMAC(cfg.Net.Gateway),
 		// The gateway address is the host's loopback, for TCP and UDP alike.
 		DisableHostLoopback: cfg.DisableHostLoopback,

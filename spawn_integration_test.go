@@ -166,3 +166,46 @@ func helperOutput(t *testing.T, prefix *exec.Cmd, args ...string) string {
 	out, _ := helper(prefix, args...).CombinedOutput()
 	return string(out)
 }
+
+// TestSpawnDNSAndMTU: nsgate -- CMD gives the command a resolv.conf naming
+// the DNS address, with the host's search and options lines, so that a
+// resolver on the host's loopback (systemd-resolved, a local dnsmasq) works
+// there; --dns names another nameserver; the host's file is untouched; the
+// MTU is 65520 unless -m says otherwise.
+func TestSpawnDNSAndMTU(t *testing.T) {
+	modes(t, func(t *testing.T, rootless bool) {
+		w := testnet.New(t)
+		const hostResolv = "nameserver 127.0.0.1\nsearch example.invalid\noptions ndots:1\n"
+		w.SetResolvConf(hostResolv)
+		dnsmasq(t, w.HostCommand(false, "env"), "127.0.0.1")
+		dnsmasq(t, w.RemoteCommand("env"), testnet.RemoteAddr)
+		run := func(args ...string) string {
+			t.Helper()
+			cmd := w.HostCommand(rootless, nsgateBin, args...)
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("nsgate %s: %v\n%s", strings.Join(args, " "), err, out)
+			}
+			return string(out)
+		}
+		const script = "cat /etc/resolv.conf; ip -o link show tap0; busybox nslookup -type=a test.nsgate"
+		out := run("--", "sh", "-c", script)
+		for _, want := range []string{"nameserver 10.0.2.3\n", "search example.invalid\n", "options ndots:1\n", "mtu 65520 ", "198.51.100.99"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("nsgate -- (loopback resolver on the host): no %q in\n%s", want, out)
+			}
+		}
+		if strings.Contains(out, "nameserver 127.0.0.1") {
+			t.Errorf("the command sees the host's loopback nameserver:\n%s", out)
+		}
+		out = run("--dns", testnet.RemoteAddr, "-m", "1500", "--", "sh", "-c", script)
+		for _, want := range []string{"nameserver " + testnet.RemoteAddr + "\n", "mtu 1500 ", "198.51.100.99"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("nsgate --dns %s -m 1500 --: no %q in\n%s", testnet.RemoteAddr, want, out)
+			}
+		}
+		if got, err := os.ReadFile("/etc/netns/" + w.Host + "/resolv.conf"); err != nil || string(got) != hostResolv {
+			t.Errorf("the host's resolv.conf changed: %q, %v", got, err)
+		}
+	})
+}

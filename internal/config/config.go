@@ -37,7 +37,10 @@ func CheckAPISocket(path string) error {
 
 // Defaults, as slirp4netns has them.
 const (
-	DefaultMTU     = 1500
+	DefaultMTU = 1500
+	// SpawnMTU is the MTU of nsgate -- CMD without --mtu: as pasta's spawn
+	// mode; with no caller to match, the fast one.
+	SpawnMTU       = 65520
 	MaxMTU         = 65521
 	DefaultTapName = "tap0"
 	DefaultCIDR    = "10.0.2.0/24"
@@ -53,18 +56,22 @@ type Config struct {
 	ExitFD              int // -1 when not given
 	ReadyFD             int // -1 when not given
 	MTU                 int
+	MTUSet              bool // -m given: spawn mode keeps it
 	EnableIPv6          bool
 	DisableHostLoopback bool
 	DisableDNS          bool
-	MAC                 packet.MAC
-	MACSet              bool
-	TapName             string
-	APISocket           string         // -a: the slirp4netns API socket path
-	OutboundAddr        netip.Addr     // --outbound-addr: source of outbound TCP and UDP (invalid: any)
-	OutboundAddr6       netip.Addr     // --outbound-addr6 (accepted; IPv6 is not served yet)
-	EnableSandbox       bool           // mount namespace with /etc and /run only, capabilities dropped
-	EnableSeccomp       bool           // system calls limited to nsgate's own
-	Publish             []publish.Rule // -p: static port forwards (GuestAddr unset)
+	// DNS, if valid (--dns), is the nameserver the namespace is told to use
+	// (DHCP, and spawn mode's resolv.conf) in place of the DNS address.
+	DNS           netip.Addr
+	MAC           packet.MAC
+	MACSet        bool
+	TapName       string
+	APISocket     string         // -a: the slirp4netns API socket path
+	OutboundAddr  netip.Addr     // --outbound-addr: source of outbound TCP and UDP (invalid: any)
+	OutboundAddr6 netip.Addr     // --outbound-addr6 (accepted; IPv6 is not served yet)
+	EnableSandbox bool           // mount namespace with /etc and /run only, capabilities dropped
+	EnableSeccomp bool           // system calls limited to nsgate's own
+	Publish       []publish.Rule // -p: static port forwards (GuestAddr unset)
 
 	// Target: exactly one of PID, NetnsPath (path mode) or Spawn is used.
 	PID        int
@@ -145,7 +152,7 @@ var options = []option{
 		if err != nil || n < 1 || n > MaxMTU {
 			return fmt.Errorf("--mtu %q: MTU must be a positive integer (< %d)", v, MaxMTU+1)
 		}
-		c.MTU = n
+		c.MTU, c.MTUSet = n, true
 		return nil
 	}},
 	{"enable-ipv6", '6', false, func(c *Config, _ string) error { c.EnableIPv6 = true; return nil }},
@@ -187,6 +194,14 @@ var options = []option{
 		return err
 	}},
 	{"disable-dns", 0, false, func(c *Config, _ string) error { c.DisableDNS = true; return nil }},
+	{"dns", 0, true, func(c *Config, v string) error {
+		a, err := netip.ParseAddr(v)
+		if err != nil || !a.Is4() || a.IsUnspecified() || a.IsMulticast() {
+			return fmt.Errorf("--dns %q: has to be an IPv4 unicast address (IPv6 is not served yet)", v)
+		}
+		c.DNS = a
+		return nil
+	}},
 	{"macaddress", 0, true, func(c *Config, v string) error {
 		m, err := ParseMAC(v)
 		if err != nil {
@@ -315,6 +330,9 @@ func Parse(args []string) (*Config, error) {
 		}
 		c.Command = command
 		c.Configure = true
+		if !c.MTUSet {
+			c.MTU = SpawnMTU
+		}
 		return c, nil
 	}
 	return c, c.resolveTarget(operands)

@@ -99,8 +99,18 @@ func TestParseCallers(t *testing.T) {
 			}
 		}},
 		{"spawn keeps command options", []string{"--", "sh", "-c", "--mtu=1"}, func(t *testing.T, c *Config) {
-			if strings.Join(c.Command, " ") != "sh -c --mtu=1" || c.MTU != 1500 {
+			if strings.Join(c.Command, " ") != "sh -c --mtu=1" || c.MTU != SpawnMTU {
 				t.Errorf("got %+v", c)
+			}
+		}},
+		{"spawn keeps an explicit MTU", []string{"-m", "1500", "--", "true"}, func(t *testing.T, c *Config) {
+			if c.MTU != 1500 || !c.MTUSet {
+				t.Errorf("got MTU %d (set %v), want 1500", c.MTU, c.MTUSet)
+			}
+		}},
+		{"--dns", []string{"--dns", "192.0.2.53", "--", "true"}, func(t *testing.T, c *Config) {
+			if c.DNS != netip.MustParseAddr("192.0.2.53") {
+				t.Errorf("DNS %v", c.DNS)
 			}
 		}},
 		{"help wins over errors", []string{"--mtu=0", "--help"}, func(t *testing.T, c *Config) {
@@ -135,6 +145,8 @@ func TestParseErrors(t *testing.T) {
 		{[]string{"--mtu=65522", self}, `--mtu "65522": MTU must be a positive integer (< 65522)`},
 		{[]string{"--mtu", "abc", self}, `--mtu "abc": MTU must be a positive integer (< 65522)`},
 		{[]string{"--cidr", "foo", self}, `--cidr "foo": invalid CIDR`},
+		{[]string{"--dns", "fd00::3", self}, `--dns "fd00::3": has to be an IPv4 unicast address (IPv6 is not served yet)`},
+		{[]string{"--dns", "dns.example", self}, `--dns "dns.example": has to be an IPv4 unicast address (IPv6 is not served yet)`},
 		{[]string{"--cidr", "10.0.2.0/26", self}, `--cidr "10.0.2.0/26": prefix length needs to be 1-25`},
 		{[]string{"--cidr", "10.0.0.0/0", self}, `--cidr "10.0.0.0/0": prefix length needs to be 1-25`},
 		{[]string{"--cidr", "10.0.2.5/24", self}, `--cidr "10.0.2.5/24": CIDR needs to be a network address like 10.0.2.0/24, not like 10.0.2.100/24`},

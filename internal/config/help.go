@@ -29,13 +29,17 @@ Options:
                            default route via network+2, lo up
   -e, --exit-fd=FD         specify the FD for terminating nsgate (exit 0 on hang-up)
   -r, --ready-fd=FD        specify the FD to write "1" to when the network is ready
-  -m, --mtu=MTU            specify MTU (default=1500, max=65521)
+  -m, --mtu=MTU            specify MTU (default=1500, and 65520 with -- CMD;
+                           max=65521)
   --cidr=CIDR              specify network address CIDR (default=10.0.2.0/24)
   --macaddress=MAC         specify the MAC address of the TAP (only valid with -c)
   --disable-host-loopback  prohibit connecting to 127.0.0.1:* on the host namespace
-                           (10.0.2.2 is then refused: TCP RST, ICMP for UDP)
+                           (10.0.2.2 is then unreachable for TCP and UDP, as
+                           with slirp4netns: ICMP network unreachable)
   --disable-dns            disables 10.0.2.3 (or configured internal ip) to host dns
                            redirect (DHCP then offers no DNS server)
+  --dns=ADDR               tell the namespace to use nameserver ADDR (DHCP, and
+                           the resolv.conf of -- CMD) instead of 10.0.2.3
   -6, --enable-ipv6        enable IPv6 (accepted; this version serves IPv4 only
                            and says so once)
   -a, --api-socket=PATH    specify API socket path (slirp4netns's JSON API:
@@ -57,4 +61,6 @@ Options:
 Kernels: Linux ` + kernel.Oldest + ` or later (tested on 5.10, 6.1 and 6.18). Before 6.9,
 TCP keeps its own copy of unacknowledged bytes (no SO_PEEK_OFF); see
 docs/kernels.md.
+
+The manual: man nsgate (make install puts it there; docs/nsgate.1.md).
 `

@@ -47,6 +47,9 @@ type Config struct {
 	Net        config.Network
 	MTU        int
 	DisableDNS bool
+	// NameServer, if valid (--dns), is the nameserver DHCP announces in
+	// place of the DNS address.
+	NameServer netip.Addr
 	MAC        packet.MAC // nsgate's MAC on the tap
 	// GuestMAC is the namespace's MAC on the tap, if known (the tap's own
 	// address): forwarded connections need it before the namespace has
@@ -152,7 +155,9 @@ func New(tap Tap, cfg Config) (*Engine, error) {
 	owned := []packet.Addr{gateway}
 	var dnsAddr packet.Addr
 	dhcpDNS := cfg.Net.DNS
-	if cfg.DisableDNS {
+	if cfg.NameServer.IsValid() {
+		dhcpDNS = cfg.NameServer
+	} else if cfg.DisableDNS {
 		dhcpDNS = netip.Addr{}
 	} else {
 		dnsAddr = packet.AddrFromNetip(cfg.Net.DNS)

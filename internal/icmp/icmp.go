@@ -31,3 +31,29 @@ func EchoReply(p *packet.Parsed, src packet.MAC, out []byte) int {
 	msg.SetTypeCode(packet.ICMPEchoReply, 0)
 	return n
 }
+
+// Unreachable writes into out an ICMP destination unreachable (code) about
+// p, a decoded IPv4 packet from the namespace: from src at srcMAC (nsgate's
+// gateway) back to p's sender, quoting p's header and the first 8 bytes of
+// its payload (RFC 792), enough for the sender's kernel to find the socket
+// (for TCP, the ports and the sequence number). It returns the frame
+// length, or 0 if p's header has options (not worth quoting) or out is too
+// small.
+func Unreachable(p *packet.Parsed, code uint8, src packet.Addr, srcMAC packet.MAC, out []byte) int {
+	if p.IP.IHL() != packet.IPv4Len {
+		return 0
+	}
+	quote := min(len(p.IP), packet.IPv4Len+8)
+	l4 := packet.ICMPEchoLen + quote
+	n := packet.EtherLen + packet.IPv4Len + l4
+	if len(out) < n {
+		return 0
+	}
+	packet.Ether(out).SetHeader(p.SrcMAC, srcMAC, packet.EtherTypeIPv4)
+	packet.IPv4(out[packet.EtherLen:]).Encode(&packet.IPv4Fields{TotalLen: packet.IPv4Len + l4, Protocol: packet.ProtoICMP, Src: src, Dst: p.Src})
+	m := packet.ICMP(out[packet.EtherLen+packet.IPv4Len : n])
+	m.SetError(0)
+	copy(m[packet.ICMPEchoLen:], p.IP[:quote])
+	m.SetTypeCode(packet.ICMPUnreachable, code)
+	return n
+}

@@ -43,6 +43,13 @@ func (m *Mapper) Host(dst packet.Addr) (packet.Addr, bool) {
 	return out, true
 }
 
+// HostLoopbackDisabled reports whether dst is the gateway and
+// --disable-host-loopback refuses it: slirp4netns then answers with ICMP
+// network unreachable, for TCP and UDP alike.
+func (m *Mapper) HostLoopbackDisabled(dst packet.Addr) bool {
+	return m.DisableHostLoopback && dst == m.Gateway
+}
+
 // Client returns the address the namespace sees for a client of a port
 // forward at host address addr: the client itself, except that the host's
 // loopback, and anything inside the virtual network (which would collide

@@ -46,6 +46,9 @@ type Request struct {
 	Addr      string `json:"addr,omitempty"`    // address/prefix for --configure
 	Gateway   string `json:"gateway,omitempty"` // default route for --configure
 	MAC       string `json:"mac,omitempty"`     // --macaddress
+	// ResolvConf, if set, is the spawned command's /etc/resolv.conf (spawn
+	// mode only; the child mounts it in its own mount namespace).
+	ResolvConf string `json:"resolv,omitempty"`
 }
 
 // Role returns the helper role this process was started in, or "".

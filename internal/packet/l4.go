@@ -30,6 +30,7 @@ const (
 
 // ICMPv4 destination-unreachable codes nsgate sends.
 const (
+	ICMPNetUnreachable  = 0
 	ICMPHostUnreachable = 1
 	ICMPFragNeeded      = 4
 	ICMPAdminProhibited = 13

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 
 	"github.com/nsgate/nsgate/internal/flow"
+	"github.com/nsgate/nsgate/internal/icmp"
 	"github.com/nsgate/nsgate/internal/packet"
 	"golang.org/x/sys/unix"
 )
@@ -25,6 +26,14 @@ func (t *Table) open(p *packet.Parsed, k flow.Key) {
 	}
 	dst, ok := t.hostAddr(k)
 	if !ok {
+		if t.cfg.NAT.HostLoopbackDisabled(k.Dst) {
+			// As slirp4netns: "Network is unreachable" at once, not a
+			// refusal.
+			if n := icmp.Unreachable(p, packet.ICMPNetUnreachable, k.Dst, t.cfg.GatewayMAC, t.env.Frame()); n > 0 {
+				t.env.Send(n, 0, 0)
+			}
+			return
+		}
 		t.resetFor(p)
 		return
 	}

@@ -392,3 +392,24 @@ func TestLogAddresses(t *testing.T) {
 		t.Fatalf("log %q, want it to start with %q", env.Logged, want)
 	}
 }
+
+// TestDisableHostLoopback: a SYN to the gateway under --disable-host-loopback
+// gets ICMP network unreachable from the gateway, quoting the SYN's header
+// and ports and sequence number, as slirp4netns answers; no flow is opened.
+func TestDisableHostLoopback(t *testing.T) {
+	env := flowtest.New()
+	m := testNAT
+	m.DisableHostLoopback = true
+	tbl := New(Config{GatewayMAC: gwMAC, NAT: m, MTU: 1500, NoPeekOff: kernelNoPeekOff()}, env)
+	var p packet.Parsed
+	segment(&p, make([]byte, 2000), 80, 1234, 0, packet.TCPSyn, nil)
+	tbl.HandleFrame(&p)
+	r, err := env.Decode()
+	if err != nil || r.ICMP == nil || r.ICMP.Type() != packet.ICMPUnreachable || r.ICMP.Code() != packet.ICMPNetUnreachable ||
+		r.Src != gwIP || r.Dst != nsIP || r.DstMAC != nsMAC || !bytes.Equal(r.ICMP[packet.ICMPEchoLen:], p.IP[:packet.IPv4Len+8]) {
+		t.Fatalf("want ICMP network unreachable quoting the SYN, got %v %+v", err, r)
+	}
+	if tbl.Len() != 0 {
+		t.Fatal("a flow was opened")
+	}
+}

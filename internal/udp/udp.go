@@ -14,6 +14,7 @@ import (
 	"unsafe"
 
 	"github.com/nsgate/nsgate/internal/flow"
+	"github.com/nsgate/nsgate/internal/icmp"
 	"github.com/nsgate/nsgate/internal/nat"
 	"github.com/nsgate/nsgate/internal/packet"
 	"golang.org/x/sys/unix"
@@ -232,9 +233,14 @@ func (t *Table) open(p *packet.Parsed, k flow.Key) (int32, bool) {
 	}
 	addr, ok := t.cfg.NAT.Host(k.Dst)
 	if !ok {
-		// Prohibited (--disable-host-loopback) or nothing there: say so at
-		// once, as a router would.
-		t.unreachable(p, packet.ICMPAdminProhibited)
+		// Say so at once, as a router would: the host's loopback with
+		// --disable-host-loopback as slirp4netns does ("Network is
+		// unreachable"), anything else as administratively prohibited.
+		code := uint8(packet.ICMPAdminProhibited)
+		if t.cfg.NAT.HostLoopbackDisabled(k.Dst) {
+			code = packet.ICMPNetUnreachable
+		}
+		t.unreachable(p, code)
 		return 0, false
 	}
 	fd, err := unix.Socket(flow.Family(addr), unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
@@ -394,20 +400,11 @@ func (t *Table) icmpError(f *udpFlow, typ, code uint8, info uint32, payloadLen i
 }
 
 // unreachable answers a datagram that cannot leave with ICMP destination
-// unreachable (code), quoting its header and first 8 bytes.
+// unreachable (code), from the gateway.
 func (t *Table) unreachable(p *packet.Parsed, code uint8) {
-	buf := t.env.Frame()
-	quote := min(len(p.IP), packet.IPv4Len+8)
-	if p.IP.IHL() != packet.IPv4Len {
-		return // not worth quoting options
+	if n := icmp.Unreachable(p, code, t.cfg.NAT.Gateway, t.cfg.GatewayMAC, t.env.Frame()); n > 0 {
+		t.env.Send(n, 0, 0)
 	}
-	l4 := packet.ICMPEchoLen + quote
-	t.ipHeader(buf, p.SrcMAC, t.cfg.NAT.Gateway, p.Src, packet.ProtoICMP, l4)
-	m := packet.ICMP(buf[ipOff+packet.IPv4Len : ipOff+packet.IPv4Len+l4])
-	m.SetError(0)
-	copy(m[packet.ICMPEchoLen:], p.IP[:quote])
-	m.SetTypeCode(packet.ICMPUnreachable, code)
-	t.env.Send(ipOff+packet.IPv4Len+l4, 0, 0)
 }
 
 // remove closes a flow.

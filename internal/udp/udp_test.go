@@ -144,12 +144,15 @@ func TestDisabledAndInternal(t *testing.T) {
 		NAT: nat.Mapper{Gateway: gwIP, Network: netip.MustParsePrefix("10.0.2.0/24"), DisableHostLoopback: true}}, env)
 	var p packet.Parsed
 	buf := make([]byte, 2000)
-	for _, dst := range []packet.Addr{gwIP, packet.AddrFrom4([4]byte{10, 0, 2, 50})} {
+	// The gateway with --disable-host-loopback: network unreachable, as
+	// slirp4netns; another address of the virtual network: prohibited.
+	for dst, code := range map[packet.Addr]uint8{gwIP: packet.ICMPNetUnreachable, packet.AddrFrom4([4]byte{10, 0, 2, 50}): packet.ICMPAdminProhibited} {
 		datagram(&p, buf, gwMAC, dst, 53, []byte("x"))
 		tbl.HandleFrame(&p)
 		var r packet.Parsed
-		if err := r.Decode(env.Last()); err != nil || r.ICMP == nil || r.ICMP.Type() != packet.ICMPUnreachable {
-			t.Fatalf("%v: want ICMP unreachable, got %v", dst, err)
+		if err := r.Decode(env.Last()); err != nil || r.ICMP == nil || r.ICMP.Type() != packet.ICMPUnreachable || r.ICMP.Code() != code ||
+			r.Src != gwIP || r.Dst != nsIP || !bytes.Equal(r.ICMP[packet.ICMPEchoLen:], p.IP[:packet.IPv4Len+8]) {
+			t.Fatalf("%v: want ICMP unreachable code %d quoting the datagram, got %v %+v", dst, code, err, r.ICMP)
 		}
 	}
 	if tbl.Len() != 0 {
