@@ -70,7 +70,7 @@ func run(args []string) int {
 		return 0
 	}
 	if cfg.ReadyFD >= 0 && !claimFD(cfg.ReadyFD) {
-		logger.Printf("ready fd %d is not open", cfg.ReadyFD)
+		logger.Printf("ready fd %d is not open: the caller must pass --ready-fd an open descriptor", cfg.ReadyFD)
 		return 1
 	}
 	if cfg.EnableIPv6 {

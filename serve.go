@@ -36,7 +36,7 @@ func runTarget(cfg *config.Config) int {
 	if cfg.Configure && sameFile(cfg.NetnsPath, "/proc/self/ns/net") {
 		// Configuring would replace the default route of the namespace
 		// nsgate itself uses; that is never what a caller means.
-		logger.Printf("refusing --configure on nsgate's own network namespace (%s)", cfg.NetnsPath)
+		logger.Printf("refusing --configure on nsgate's own network namespace (%s): give the PID or namespace file of the target", cfg.NetnsPath)
 		return 1
 	}
 	fd, err := nsenter.OpenTap(cfg.NetnsPath, cfg.UsernsPath, request(cfg))
@@ -168,7 +168,7 @@ func serve(cfg *config.Config, tapfd int, stops []stopFD, p *prepared, started f
 		servers, err := dns.ReadResolvConf("/etc/resolv.conf")
 		if err != nil || len(servers) == 0 {
 			// Answer SERVFAIL at once rather than let clients time out.
-			logger.Printf("no usable IPv4 nameserver in /etc/resolv.conf (%v): DNS queries to %s get SERVFAIL", err, cfg.Net.DNS)
+			logger.Printf("no usable IPv4 nameserver in /etc/resolv.conf (%v): DNS queries to %s get SERVFAIL (add a nameserver line, or point the namespace elsewhere with --dns ADDR)", err, cfg.Net.DNS)
 		}
 		ecfg.DNSServers = servers
 	}
@@ -210,7 +210,7 @@ func serve(cfg *config.Config, tapfd int, stops []stopFD, p *prepared, started f
 				logger.Printf("exit fd %d is not usable (%v): exiting", s.FD, err)
 				return 0
 			}
-			logger.Printf("watch fd %d: %v", s.FD, err)
+			logger.Printf("watch fd %d, which is to end nsgate (%q): %v", s.FD, s.Reason, err)
 			return 1
 		}
 	}

@@ -97,10 +97,10 @@ expect_error() {
 }
 
 @test "--configure on nsgate's own network namespace is refused" {
-	expect_error "refusing --configure on nsgate's own network namespace (/proc/$$/ns/net)" -c $$
-	expect_error "refusing --configure on nsgate's own network namespace (/proc/self/ns/net)" -c --netns /proc/self/ns/net
+	expect_error "refusing --configure on nsgate's own network namespace (/proc/$$/ns/net): give the PID or namespace file of the target" -c $$
+	expect_error "refusing --configure on nsgate's own network namespace (/proc/self/ns/net): give the PID or namespace file of the target" -c --netns /proc/self/ns/net
 }
 
 @test "a --ready-fd that is not open is an error" {
-	expect_error "ready fd 9 is not open" -r 9 $$
+	expect_error "ready fd 9 is not open: the caller must pass --ready-fd an open descriptor" -r 9 $$
 }

@@ -153,7 +153,13 @@ func port(n int, ok bool) (uint16, bool) {
 func (h *Handler) add(args object) []byte {
 	r := publish.Rule{}
 	var ok bool
-	if r.Proto, ok = args.str("proto"); !ok || r.Proto != "tcp" && r.Proto != "udp" {
+	// slirp4netns 1.2 takes tcp and udp; 1.3 also tcp4/udp4 (IPv4 only)
+	// and tcp6/udp6, which wait for IPv6 here. Lists say tcp or udp, as
+	// slirp4netns's do.
+	if r.Proto, ok = args.str("proto"); ok && (r.Proto == "tcp4" || r.Proto == "udp4") {
+		r.Proto = r.Proto[:3]
+	}
+	if !ok || r.Proto != "tcp" && r.Proto != "udp" {
 		return []byte(errProto)
 	}
 	hostAddr, _ := args.str("host_addr")

@@ -76,6 +76,11 @@ func TestHandle(t *testing.T) {
 		{` {"execute":"list_hostfwd","arguments":[]}` + "\n", `{"entries":[{"id":1,"proto":"tcp","host_addr":"0.0.0.0","host_port":8080,"guest_addr":"10.0.2.100","guest_port":80},{"id":2,"proto":"udp","host_addr":"0.0.0.0","host_port":53,"guest_addr":"10.0.2.15","guest_port":5353}]}`},
 		{`{"execute":"remove_hostfwd","arguments":{"id":1}}`, `{"return":{}}`},
 		{`{"execute":"remove_hostfwd","arguments":{"id":1}}`, errRemoveID},
+		// slirp4netns 1.3's IPv4-only protocols; tcp6 waits for IPv6.
+		{add(`"proto":"udp4","host_port":5353,"guest_port":53`), `{"return":{"id":3}}`},
+		{`{"execute":"list_hostfwd"}`, `{"entries":[{"id":2,"proto":"udp","host_addr":"0.0.0.0","host_port":53,"guest_addr":"10.0.2.15","guest_port":5353},{"id":3,"proto":"udp","host_addr":"0.0.0.0","host_port":5353,"guest_addr":"10.0.2.100","guest_port":53}]}`},
+		{`{"execute":"remove_hostfwd","arguments":{"id":3}}`, `{"return":{}}`},
+		{add(`"proto":"tcp6","host_port":1,"guest_port":1`), errProto},
 		{`{"execute":"remove_hostfwd","arguments":{"id":"2"}}`, errRemoveID},
 		{`{"execute":"remove_hostfwd","arguments":{"id":1e300}}`, errRemoveID},
 		{``, errParse},

@@ -237,6 +237,30 @@ func TestDisableDNS(t *testing.T) {
 	}
 }
 
+// TestNameServer: --dns ADDR is the nameserver DHCP offers, in place of the
+// DNS address, and with or without --disable-dns.
+func TestNameServer(t *testing.T) {
+	for _, disable := range []bool{false, true} {
+		cfg := testConfig(t)
+		cfg.DisableDNS = disable
+		cfg.NameServer = netip.MustParseAddr("192.0.2.53")
+		_, p, _ := newLoop(t, cfg)
+		d, err := dhcpv4.NewDiscovery(net.HardwareAddr(nsMAC[:]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.send(dhcpFrame(d))
+		r := p.recv(2 * time.Second)
+		if r == nil {
+			t.Fatal("no DHCP OFFER")
+		}
+		offer, err := dhcpv4.FromBytes(r.Payload)
+		if ns := offer.DNS(); err != nil || len(ns) != 1 || ns[0].String() != "192.0.2.53" {
+			t.Fatalf("--dns 192.0.2.53 (--disable-dns %v): OFFER names %v, %v", disable, ns, err)
+		}
+	}
+}
+
 func TestStopFD(t *testing.T) {
 	cfg := testConfig(t)
 	fds, _ := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)

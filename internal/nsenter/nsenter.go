@@ -187,7 +187,7 @@ func (c *Conn) RecvFD() (int, error) {
 		return -1, fmt.Errorf("receive tap fd from helper: %w", err)
 	}
 	if n == 0 {
-		return -1, errors.New("helper exited without sending the tap fd")
+		return -1, errors.New("the helper exited without sending the tap fd (its own error, if any, is on the line above)")
 	}
 	if buf[0] == 'E' {
 		return -1, errors.New(string(buf[1:n]))
