@@ -16,11 +16,12 @@ FUZZ_TARGETS = \
 	./internal/dhcp:FuzzHandle:150000x \
 	./internal/dns:FuzzServFail:200000x \
 	./internal/engine:FuzzHandleFrame:250000x \
-	./internal/api:FuzzHandle:150000x
+	./internal/api:FuzzHandle:150000x \
+	./internal/vmsock:FuzzStream:6000x
 
 CMD ?= ip addr
 
-.PHONY: all build test setup gotest gotest-sandbox gotest-nopeek test-kernel fuzz bats lint bench run clean install uninstall
+.PHONY: all build test setup gotest gotest-sandbox gotest-nopeek test-kernel fuzz bats lint bench bench-vm run clean install uninstall
 
 # make install: the binary and the man page under $(DESTDIR)$(PREFIX).
 PREFIX ?= /usr/local
@@ -54,7 +55,7 @@ gotest:
 # filter (the options podman passes).
 gotest-sandbox:
 	NSGATE_TEST_ARGS="--enable-sandbox --enable-seccomp" $(GO) test -race -count=1 -tags integration -timeout 15m \
-		-run 'TestTCP|TestUDP|TestDNS|TestPing|TestForward|TestOutbound' .
+		-run 'TestTCP|TestUDP|TestDNS|TestPing|TestForward|TestOutbound|TestVM' .
 
 # The TCP traffic suites again on the fallback for kernels before 6.9 (no
 # SO_PEEK_OFF on TCP sockets), forced on this kernel: both ways of sending
@@ -95,6 +96,11 @@ lint:
 bench: build setup
 	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=200000x ./internal/...
 	$(GO) test -tags integration -run='^$$' -bench='BenchmarkTCP|BenchmarkStalledFlowsRSS' -timeout 15m .
+
+# TCP between a qemu guest and the host through nsgate --socket and passt
+# --socket, same guest, same run (needs qemu-system-x86, iperf3, passt).
+bench-vm: setup
+	./tests/vm/bench.sh
 
 # Runs CMD (default: ip addr) in a new namespace served by nsgate.
 run: build

@@ -139,8 +139,16 @@ func runSpawn(cfg *config.Config) int {
 		_ = cmd.Wait()
 		return 1
 	}
+	dev, err := tapDevice(fd)
+	if err != nil {
+		logger.Print(err)
+		p.close()
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		return 1
+	}
 	status := make(chan int, 1)
-	rc := serve(cfg, fd, nil, p, func(e *engine.Engine) {
+	rc := serve(cfg, dev, nil, p, func(e *engine.Engine) {
 		if err := conn.Send('G'); err != nil {
 			e.Stop(fmt.Sprintf("command did not start: %v", err))
 		}

@@ -3,8 +3,9 @@
 // namespace and serves it from the host side. It accepts slirp4netns's
 // command line, so rootlesskit and podman can run it in slirp4netns's place.
 //
-// The command is four programs in one binary, a file each: the command line
+// The command is five programs in one binary, a file each: the command line
 // (main.go); target mode, which serves an existing namespace (serve.go);
+// VM mode, which serves a qemu guest over a unix socket (vm.go);
 // the same continued inside the sandbox after a re-exec (sandbox.go); and
 // the children nsgate re-executes inside a namespace to open its tap, the
 // helper and the spawned command's parent (child.go).
@@ -73,6 +74,10 @@ func run(args []string) int {
 		logger.Printf("ready fd %d is not open: the caller must pass --ready-fd an open descriptor", cfg.ReadyFD)
 		return 1
 	}
+	if cfg.SocketFD >= 0 && !claimFD(cfg.SocketFD) {
+		logger.Printf("--fd %d is not open: pass the VM's connected socket", cfg.SocketFD)
+		return 1
+	}
 	if cfg.EnableIPv6 {
 		logger.Print("--enable-ipv6: IPv6 is not served by this version; running IPv4 only")
 	}
@@ -83,6 +88,9 @@ func run(args []string) int {
 	}
 	if cfg.Spawn {
 		return runSpawn(cfg)
+	}
+	if cfg.VM() {
+		return runVM(cfg)
 	}
 	return runTarget(cfg)
 }

@@ -2,11 +2,14 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 
 	"github.com/nsgate/nsgate/internal/api"
 	"github.com/nsgate/nsgate/internal/config"
+	"github.com/nsgate/nsgate/internal/fileref"
 	"github.com/nsgate/nsgate/internal/sandbox"
+	"github.com/nsgate/nsgate/internal/vmsock"
 	"golang.org/x/sys/unix"
 )
 
@@ -15,21 +18,54 @@ import (
 // which could not be checked again in there, and its open descriptors.
 type handoff struct {
 	Config  *config.Config
-	Tap     int
+	Tap     int             // -1 in VM mode
+	VM      *vmsock.Handoff // nil in namespace mode
 	Stops   []stopFD
 	Fwd     []int
 	API     int // -1: none
-	APIDir  int
-	APIName string
+	APIFile fileref.Ref
+	PIDFile fileref.Ref
 }
 
 const envHandoff = "_NSGATE_HANDOFF"
 
-// execSandbox re-executes nsgate into the sandbox (see internal/sandbox).
-// It returns only on failure.
-func execSandbox(cfg *config.Config, tap int, stops []stopFD, p *prepared) int {
-	h := handoff{Config: cfg, Tap: tap, Stops: stops, Fwd: p.fwdFDs, API: -1, APIDir: -1}
-	keep := append([]int{tap}, p.fwdFDs...)
+// execSandbox re-executes nsgate into the sandbox (see internal/sandbox),
+// to serve the tap fd, or the VM's port vm. It returns only on failure.
+func execSandbox(cfg *config.Config, tap int, vm *vmsock.Port, stops []stopFD, p *prepared) int {
+	h := handoff{Config: cfg, Tap: tap, Stops: stops, Fwd: p.fwdFDs, API: -1,
+		APIFile: fileref.Ref{Dir: -1}, PIDFile: fileref.Ref{Dir: -1}}
+	fail := func(err error) int {
+		logger.Print(err)
+		p.close()
+		if vm != nil {
+			vm.Close()
+		}
+		return 1
+	}
+	keep := append([]int{}, p.fwdFDs...)
+	if tap >= 0 {
+		keep = append(keep, tap)
+	}
+	if vm != nil {
+		vh, err := vm.Handoff()
+		if err != nil {
+			return fail(err)
+		}
+		h.VM = &vh
+		for _, fd := range []int{vh.Listen, vh.Conn, vh.File.Dir} {
+			if fd >= 0 {
+				keep = append(keep, fd)
+			}
+		}
+	}
+	if p.pidFile.Path != "" {
+		r, err := fileref.Open(p.pidFile.Path)
+		if err != nil {
+			return fail(fmt.Errorf("--pid-file: %w", err))
+		}
+		h.PIDFile = r
+		keep = append(keep, r.Dir)
+	}
 	for _, s := range stops {
 		keep = append(keep, s.FD)
 	}
@@ -40,20 +76,16 @@ func execSandbox(cfg *config.Config, tap int, stops []stopFD, p *prepared) int {
 	}
 	if p.api != nil {
 		var err error
-		if h.API, h.APIDir, h.APIName, err = p.api.Handoff(); err != nil {
-			logger.Print(err)
-			p.close()
-			return 1
+		if h.API, h.APIFile, err = p.api.Handoff(); err != nil {
+			return fail(err)
 		}
-		keep = append(keep, h.API, h.APIDir)
+		keep = append(keep, h.API, h.APIFile.Dir)
 	}
 	js, err := json.Marshal(h)
 	if err == nil {
 		err = sandbox.Exec(keep, append(os.Environ(), envHandoff+"="+string(js)))
 	}
-	logger.Print(err)
-	p.close()
-	return 1
+	return fail(err)
 }
 
 // sandboxedMain continues runTarget inside the sandbox, which sandbox.c
@@ -68,7 +100,7 @@ func sandboxedMain() int {
 		return 1
 	}
 	cfg := h.Config
-	for _, fd := range append(append([]int{h.Tap, h.APIDir}, h.Fwd...), cfg.ExitFD, cfg.ReadyFD) {
+	for _, fd := range append(append([]int{h.Tap, h.APIFile.Dir, h.PIDFile.Dir}, h.Fwd...), cfg.ExitFD, cfg.ReadyFD) {
 		if fd >= 0 {
 			unix.CloseOnExec(fd)
 		}
@@ -76,12 +108,19 @@ func sandboxedMain() int {
 	for _, s := range h.Stops {
 		unix.CloseOnExec(s.FD)
 	}
-	p := &prepared{fwdFDs: h.Fwd}
+	p := &prepared{fwdFDs: h.Fwd, pidFile: h.PIDFile}
 	if h.API >= 0 {
-		if p.api, err = api.FromFD(cfg.APISocket, h.API, h.APIDir, h.APIName); err != nil {
+		if p.api, err = api.FromFD(cfg.APISocket, h.API, h.APIFile); err != nil {
 			logger.Print(err)
 			return 1
 		}
 	}
-	return serve(cfg, h.Tap, h.Stops, p, nil)
+	var dev frameDevice
+	if h.VM != nil {
+		dev = vmsock.FromHandoff(*h.VM)
+	} else if dev, err = tapDevice(h.Tap); err != nil {
+		logger.Print(err)
+		return 1
+	}
+	return serve(cfg, dev, h.Stops, p, nil)
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/nsgate/nsgate/internal/config"
 	"github.com/nsgate/nsgate/internal/dns"
 	"github.com/nsgate/nsgate/internal/engine"
+	"github.com/nsgate/nsgate/internal/fileref"
 	"github.com/nsgate/nsgate/internal/fwd"
 	"github.com/nsgate/nsgate/internal/kernel"
 	"github.com/nsgate/nsgate/internal/nsenter"
@@ -50,9 +51,26 @@ func runTarget(cfg *config.Config) int {
 		return 1
 	}
 	if cfg.EnableSandbox {
-		return execSandbox(cfg, fd, stops, p)
+		return execSandbox(cfg, fd, nil, stops, p)
 	}
-	return serve(cfg, fd, stops, p, nil)
+	dev, err := tapDevice(fd)
+	if err != nil {
+		logger.Print(err)
+		return 1
+	}
+	return serve(cfg, dev, stops, p, nil)
+}
+
+// frameDevice is what serve runs the engine on: a tap (tapdev.Device) or a
+// VM's stream socket (vmsock.Port).
+type frameDevice interface {
+	engine.Tap
+	Close() error
+}
+
+// tapDevice wraps the tap fd the helper opened.
+func tapDevice(fd int) (frameDevice, error) {
+	return tapdev.NewDevice(fd, tapdev.VnetHdrLen)
 }
 
 // request is what the helper does inside the namespace.
@@ -69,15 +87,16 @@ func request(cfg *config.Config) nsenter.Request {
 }
 
 // prepared holds what nsgate opens before serving, while it can still
-// reach the filesystem and bind any port it may: the -p listeners and the
-// API socket. The sandbox takes both away.
+// reach the filesystem and bind any port it may: the -p listeners, the
+// API socket and the PID file. The sandbox takes them away.
 type prepared struct {
-	fwdFDs []int       // one per cfg.Publish, in order
-	api    *api.Server // nil without -a
+	fwdFDs  []int       // one per cfg.Publish, in order
+	api     *api.Server // nil without -a
+	pidFile fileref.Ref // removed on exit; none without --pid-file
 }
 
 func prepare(cfg *config.Config) (*prepared, error) {
-	p := &prepared{}
+	p := &prepared{pidFile: fileref.Ref{Dir: -1}}
 	for _, r := range cfg.Publish {
 		fd, err := fwd.Listen(r)
 		if err != nil {
@@ -94,6 +113,14 @@ func prepare(cfg *config.Config) (*prepared, error) {
 		}
 		p.api = s
 	}
+	if cfg.PIDFile != "" {
+		// The process keeps its PID across the sandbox's exec.
+		if err := os.WriteFile(cfg.PIDFile, fmt.Appendf(nil, "%d\n", os.Getpid()), 0o644); err != nil {
+			p.close()
+			return nil, fmt.Errorf("--pid-file: %w", err)
+		}
+		p.pidFile = fileref.ByPath(cfg.PIDFile)
+	}
 	return p, nil
 }
 
@@ -108,6 +135,7 @@ func (p *prepared) close() {
 		p.api.Close()
 		p.api = nil
 	}
+	p.pidFile.Remove()
 }
 
 // sameFile reports whether paths a and b name the same inode (namespaces
@@ -122,25 +150,21 @@ type stopFD struct {
 	Reason string
 }
 
-// serve runs the engine on the tap fd until the exit fd or one of stops
-// fires, a signal arrives, or (spawn mode) started() arranges a Stop.
-func serve(cfg *config.Config, tapfd int, stops []stopFD, p *prepared, started func(*engine.Engine)) int {
+// serve runs the engine on dev until the exit fd or one of stops fires, a
+// signal arrives, a VM leaves (--fd, --one-off), or (spawn mode) started()
+// arranges a Stop.
+func serve(cfg *config.Config, dev frameDevice, stops []stopFD, p *prepared, started func(*engine.Engine)) int {
 	var e *engine.Engine
 	defer func() {
 		if e != nil {
 			e.Close() // first: API requests still waiting for the loop give up
 		}
-		p.close() // on every way out: the API socket file goes
+		p.close()   // on every way out: the API socket and PID files go
+		dev.Close() // and the VM socket's
 	}()
 	if cfg.ExitFD >= 0 {
 		stops = append(stops, stopFD{cfg.ExitFD, fmt.Sprintf("exit fd %d closed", cfg.ExitFD)})
 	}
-	tap, err := tapdev.NewDevice(tapfd, tapdev.VnetHdrLen)
-	if err != nil {
-		logger.Print(err)
-		return 1
-	}
-	defer tap.Close()
 	ecfg := engine.Config{
 		Net:        cfg.Net,
 		MTU:        cfg.MTU,
@@ -151,6 +175,7 @@ func serve(cfg *config.Config, tapfd int, stops []stopFD, p *prepared, started f
 		DisableHostLoopback: cfg.DisableHostLoopback,
 		Logf:                logger.Printf,
 		Kernel:              kernel.Probe(),
+		OneOff:              cfg.OneOff,
 	}
 	if !ecfg.Kernel.TCPPeekOff && started == nil { // spawn mode stays quiet
 		logger.Printf("TCP sockets here lack SO_PEEK_OFF (Linux 6.9; or %s=1): host data is copied until the namespace acknowledges it", kernel.NoPeekOffEnv)
@@ -159,10 +184,12 @@ func serve(cfg *config.Config, tapfd int, stops []stopFD, p *prepared, started f
 	if cfg.OutboundAddr6.IsValid() {
 		logger.Printf("--outbound-addr6 %s: IPv6 is not served by this version; the address is unused", cfg.OutboundAddr6)
 	}
-	if mac, err := tapdev.HardwareAddr(tapfd); err == nil {
-		ecfg.GuestMAC = mac // until the namespace's first frame says
-	} else {
-		logger.Print(err)
+	if _, ok := dev.(*tapdev.Device); ok {
+		if mac, err := tapdev.HardwareAddr(dev.Fd()); err == nil {
+			ecfg.GuestMAC = mac // until the namespace's first frame says
+		} else {
+			logger.Print(err)
+		}
 	}
 	if !cfg.DisableDNS {
 		servers, err := dns.ReadResolvConf("/etc/resolv.conf")
@@ -183,7 +210,7 @@ func serve(cfg *config.Config, tapfd int, stops []stopFD, p *prepared, started f
 		logger.Printf("NSGATE_TEST_IMPAIR: dropping %.2f%% and reordering %.2f%% of frames", im.Loss*100, im.Reorder*100)
 		ecfg.Impair = &im
 	}
-	e, err = engine.New(tap, ecfg)
+	e, err := engine.New(dev, ecfg)
 	if err != nil {
 		logger.Print(err)
 		return 1

@@ -238,12 +238,12 @@ func TestHandoff(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sock, dir, name, err := s.Handoff()
-	if err != nil || name != "api.sock" {
-		t.Fatalf("Handoff: %v, %q", err, name)
+	sock, file, err := s.Handoff()
+	if err != nil || file.Name != "api.sock" || file.Dir < 0 {
+		t.Fatalf("Handoff: %v, %+v", err, file)
 	}
 	s.ln.Close() // the old process's copy goes away with its exec
-	s2, err := FromFD(path, sock, dir, name)
+	s2, err := FromFD(path, sock, file)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,11 +8,11 @@ import (
 	"io"
 	"net"
 	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/nsgate/nsgate/internal/config"
+	"github.com/nsgate/nsgate/internal/fileref"
 
 	"golang.org/x/sys/unix"
 )
@@ -29,10 +29,7 @@ type Server struct {
 	h    *Handler
 	ln   *net.UnixListener
 	path string
-	// dir and name locate the socket file when its path is out of reach
-	// (in the sandbox): dir is a descriptor of its directory; -1 otherwise.
-	dir  int
-	name string
+	file fileref.Ref // the socket file, which Close removes
 	wg   sync.WaitGroup
 	sem  chan struct{}
 	mu   sync.Mutex
@@ -59,18 +56,18 @@ func Listen(path string) (*Server, error) {
 		return nil, fmt.Errorf("--api-socket %q: %w", path, err)
 	}
 	ln.SetUnlinkOnClose(false) // Close removes it, sandboxed or not
-	return newServer(ln, path, -1, ""), nil
+	return newServer(ln, path, fileref.ByPath(path)), nil
 }
 
-func newServer(ln *net.UnixListener, path string, dir int, name string) *Server {
-	return &Server{ln: ln, path: path, dir: dir, name: name, sem: make(chan struct{}, maxClients), live: map[*net.UnixConn]bool{}}
+func newServer(ln *net.UnixListener, path string, file fileref.Ref) *Server {
+	return &Server{ln: ln, path: path, file: file, sem: make(chan struct{}, maxClients), live: map[*net.UnixConn]bool{}}
 }
 
-// Handoff returns descriptors for a re-executed nsgate (the sandbox) to
-// rebuild the server with FromFD: the listening socket and the socket
-// file's directory, both to be kept open across exec, and the file's name.
-// The Server itself is left as it was.
-func (s *Server) Handoff() (sock, dir int, name string, err error) {
+// Handoff returns what a re-executed nsgate (the sandbox) needs to rebuild
+// the server with FromFD: a copy of the listening socket and a Ref to the
+// socket file, whose descriptors must be kept open across exec. The Server
+// itself is left as it was.
+func (s *Server) Handoff() (sock int, file fileref.Ref, err error) {
 	// A plain copy of the descriptor, owned by no *os.File whose
 	// finalizer could close it.
 	rc, err := s.ln.SyscallConn()
@@ -81,22 +78,18 @@ func (s *Server) Handoff() (sock, dir int, name string, err error) {
 		}
 	}
 	if err != nil {
-		return -1, -1, "", fmt.Errorf("api socket %q: %w", s.path, err)
+		return -1, fileref.Ref{Dir: -1}, fmt.Errorf("api socket %q: %w", s.path, err)
 	}
-	dirPath, name := filepath.Split(s.path)
-	if dirPath == "" {
-		dirPath = "."
-	}
-	dir, err = unix.Open(dirPath, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	file, err = fileref.Open(s.path)
 	if err != nil {
 		unix.Close(sock)
-		return -1, -1, "", fmt.Errorf("api socket %q: open its directory: %w", s.path, err)
+		return -1, file, fmt.Errorf("api socket: %w", err)
 	}
-	return sock, dir, name, nil
+	return sock, file, nil
 }
 
 // FromFD rebuilds a server from Handoff's descriptors.
-func FromFD(path string, sock, dir int, name string) (*Server, error) {
+func FromFD(path string, sock int, file fileref.Ref) (*Server, error) {
 	f := os.NewFile(uintptr(sock), path)
 	l, err := net.FileListener(f)
 	f.Close() // FileListener made its own copy
@@ -109,7 +102,7 @@ func FromFD(path string, sock, dir int, name string) (*Server, error) {
 		return nil, fmt.Errorf("api socket %q (fd %d): not a unix socket", path, sock)
 	}
 	ul.SetUnlinkOnClose(false)
-	return newServer(ul, path, dir, name), nil
+	return newServer(ul, path, file), nil
 }
 
 // Serve answers clients with h until Close.
@@ -197,10 +190,5 @@ func (s *Server) Close() {
 	}
 	s.mu.Unlock()
 	s.wg.Wait()
-	if s.dir >= 0 {
-		_ = unix.Unlinkat(s.dir, s.name, 0)
-		unix.Close(s.dir)
-	} else {
-		_ = os.Remove(s.path)
-	}
+	s.file.Remove()
 }

@@ -23,17 +23,21 @@ import (
 // (sun_path, without its terminating NUL).
 const MaxAPISocketPath = 107
 
-// CheckAPISocket reports whether path can be the API socket: short enough
-// for a unix socket address.
-func CheckAPISocket(path string) error {
+// CheckUnixPath reports whether path can be bound as a unix socket: not
+// empty and short enough for its address. opt names the option for the
+// message.
+func CheckUnixPath(opt, path string) error {
 	if path == "" {
-		return errors.New("--api-socket: empty path")
+		return fmt.Errorf("%s: empty path", opt)
 	}
 	if len(path) > MaxAPISocketPath {
-		return fmt.Errorf("--api-socket %q: path too long for a unix socket (%d bytes, at most %d)", path, len(path), MaxAPISocketPath)
+		return fmt.Errorf("%s %q: path too long for a unix socket (%d bytes, at most %d)", opt, path, len(path), MaxAPISocketPath)
 	}
 	return nil
 }
+
+// CheckAPISocket reports whether path can be the API socket.
+func CheckAPISocket(path string) error { return CheckUnixPath("--api-socket", path) }
 
 // Defaults, as slirp4netns has them.
 const (
@@ -84,6 +88,14 @@ type Config struct {
 	Spawn   bool
 	Command []string
 
+	// VM mode: a VM's frames over a unix stream socket (qemu's stream
+	// netdev) in place of a tap. Socket is the path to listen on
+	// (--socket), SocketFD an already connected socket (--fd, -1: none).
+	Socket   string
+	SocketFD int
+	OneOff   bool   // --one-off: exit when the VM disconnects
+	PIDFile  string // --pid-file: written once serving, removed on exit
+
 	Net Network
 
 	Help    bool
@@ -97,7 +109,7 @@ type Network struct {
 	Broadcast netip.Addr
 	Gateway   netip.Addr // network+2: nsgate itself, and the host
 	DNS       netip.Addr // network+3
-	Guest     netip.Addr // network+100: the address --configure sets
+	Guest     netip.Addr // network+100: the address --configure sets (a VM: DHCPStart)
 	DHCPStart netip.Addr // network+15: the first address DHCP leases
 }
 
@@ -216,6 +228,22 @@ var options = []option{
 		}
 		return nil
 	}},
+	{"socket", 's', true, func(c *Config, v string) error {
+		if err := CheckUnixPath("--socket", v); err != nil {
+			return err
+		}
+		c.Socket = v
+		return nil
+	}},
+	{"fd", 'F', true, fdArg("fd", func(c *Config) *int { return &c.SocketFD })},
+	{"one-off", '1', false, func(c *Config, _ string) error { c.OneOff = true; return nil }},
+	{"pid-file", 'P', true, func(c *Config, v string) error {
+		if v == "" {
+			return errors.New("--pid-file: empty path")
+		}
+		c.PIDFile = v
+		return nil
+	}},
 	{"help", 'h', false, func(c *Config, _ string) error { c.Help = true; return nil }},
 	{"version", 'v', false, func(c *Config, _ string) error { c.Version = true; return nil }},
 }
@@ -295,7 +323,7 @@ func ParseMAC(s string) (packet.MAC, error) {
 // Parse parses args (without the program name). Help and Version short-cut
 // all other checks, as with slirp4netns. ErrUsage means no target was given.
 func Parse(args []string) (*Config, error) {
-	c := &Config{ExitFD: -1, ReadyFD: -1, MTU: DefaultMTU, TapName: DefaultTapName}
+	c := &Config{ExitFD: -1, ReadyFD: -1, SocketFD: -1, MTU: DefaultMTU, TapName: DefaultTapName}
 	var err error
 	if c.Net, err = NewNetwork(DefaultCIDR); err != nil {
 		panic(err) // the default is a constant
@@ -306,6 +334,12 @@ func Parse(args []string) (*Config, error) {
 	}
 	if err != nil {
 		return nil, err
+	}
+	if c.VM() {
+		return c, c.checkVM(operands, command)
+	}
+	if c.OneOff {
+		return nil, errors.New("--one-off needs --socket: it ends nsgate when the VM disconnects")
 	}
 	if c.MACSet && !c.Configure && !c.Spawn {
 		return nil, errors.New("--macaddress needs --configure (-c)")
@@ -336,6 +370,47 @@ func Parse(args []string) (*Config, error) {
 		return c, nil
 	}
 	return c, c.resolveTarget(operands)
+}
+
+// VM reports whether nsgate serves a VM over a stream socket (--socket or
+// --fd) rather than a namespace's tap.
+func (c *Config) VM() bool { return c.Socket != "" || c.SocketFD >= 0 }
+
+// VMMTU is the MTU a VM is offered without --mtu, as passt offers it: the
+// guest's virtio-net takes 65,520-byte frames, and TCP through nsgate is
+// fastest with them.
+const VMMTU = 65520
+
+// checkVM validates VM mode: no target and nothing that acts on a
+// namespace.
+func (c *Config) checkVM(operands, command []string) error {
+	switch {
+	case c.Socket != "" && c.SocketFD >= 0:
+		return errors.New("--socket and --fd cannot both be given: listen on a path, or serve one connected socket")
+	case c.Spawn:
+		return fmt.Errorf("--socket or --fd, and a command after -- (%s), cannot both be given", strings.Join(command, " "))
+	case c.NetnsPath != "" || len(operands) > 0:
+		target := c.NetnsPath
+		if target == "" {
+			target = strings.Join(operands, " ")
+		}
+		return fmt.Errorf("--socket or --fd serves a VM: a namespace target (%s) cannot be given too", target)
+	case c.usernsSet:
+		return errors.New("--userns-path cannot be used with --socket or --fd: no namespace is joined")
+	case c.Configure:
+		return errors.New("--configure cannot be used with --socket or --fd: the VM configures itself by DHCP")
+	case c.MACSet:
+		return errors.New("--macaddress cannot be used with --socket or --fd: the VM's MAC is qemu's (-device virtio-net-pci,mac=...)")
+	case c.SocketFD >= 0 && (c.SocketFD == c.ExitFD || c.SocketFD == c.ReadyFD):
+		return fmt.Errorf("--fd %d is also the exit or ready fd", c.SocketFD)
+	}
+	if !c.MTUSet {
+		c.MTU = VMMTU
+	}
+	// The VM takes its address by DHCP, and the first lease is its: the
+	// address forwards go to, as with qemu's own user networking.
+	c.Net.Guest = c.Net.DHCPStart
+	return nil
 }
 
 // resolveTarget turns the operands PID|PATH [TAPNAME] (or [TAPNAME] after

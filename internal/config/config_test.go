@@ -57,6 +57,19 @@ func TestParseCallers(t *testing.T) {
 				t.Errorf("network %+v", c.Net)
 			}
 		}},
+		{"vm socket", []string{"--socket", "/tmp/vm.sock", "-p", "2222:22", "--pid-file=/tmp/p", "--cidr", "10.1.0.0/16"}, func(t *testing.T, c *Config) {
+			if !c.VM() || c.Socket != "/tmp/vm.sock" || c.SocketFD != -1 || c.OneOff || c.PIDFile != "/tmp/p" || c.MTU != VMMTU {
+				t.Errorf("got %+v", c)
+			}
+			if c.Net.Guest != netip.MustParseAddr("10.1.0.15") {
+				t.Errorf("a VM's forwards go to %v, want its first lease 10.1.0.15", c.Net.Guest)
+			}
+		}},
+		{"vm fd, one-off, mtu", []string{"-F", "5", "-1", "-m", "1500"}, func(t *testing.T, c *Config) {
+			if !c.VM() || c.SocketFD != 5 || !c.OneOff || c.MTU != 1500 {
+				t.Errorf("got %+v", c)
+			}
+		}},
 		{"clustered short options", []string{"-ce3", "-m9000", self, "tap1"}, func(t *testing.T, c *Config) {
 			if !c.Configure || c.ExitFD != 3 || c.MTU != 9000 || c.TapName != "tap1" {
 				t.Errorf("got %+v", c)
@@ -152,6 +165,18 @@ func TestParseErrors(t *testing.T) {
 		{[]string{"--cidr", "10.0.2.5/24", self}, `--cidr "10.0.2.5/24": CIDR needs to be a network address like 10.0.2.0/24, not like 10.0.2.100/24`},
 		{[]string{"--cidr", "fd00::/64", self}, `--cidr "fd00::/64": invalid CIDR`},
 		{[]string{"-e", "x", self}, `--exit-fd "x": exit-fd must be a non-negative integer`},
+		{[]string{"--fd", "x"}, `--fd "x": fd must be a non-negative integer`},
+		{[]string{"--socket", ""}, `--socket: empty path`},
+		{[]string{"--socket", "/s", "--fd", "3"}, `--socket and --fd cannot both be given: listen on a path, or serve one connected socket`},
+		{[]string{"--socket", "/s", "-c"}, `--configure cannot be used with --socket or --fd: the VM configures itself by DHCP`},
+		{[]string{"--socket", "/s", "--macaddress", "02:00:00:00:00:01"}, `--macaddress cannot be used with --socket or --fd: the VM's MAC is qemu's (-device virtio-net-pci,mac=...)`},
+		{[]string{"--socket", "/s", self}, `--socket or --fd serves a VM: a namespace target (` + self + `) cannot be given too`},
+		{[]string{"--socket", "/s", "--netns", "/x"}, `--socket or --fd serves a VM: a namespace target (/x) cannot be given too`},
+		{[]string{"--socket", "/s", "--", "sh"}, `--socket or --fd, and a command after -- (sh), cannot both be given`},
+		{[]string{"--socket", "/s", "--userns-path=/x"}, `--userns-path cannot be used with --socket or --fd: no namespace is joined`},
+		{[]string{"--fd", "3", "-e", "3"}, `--fd 3 is also the exit or ready fd`},
+		{[]string{"--one-off", self}, `--one-off needs --socket: it ends nsgate when the VM disconnects`},
+		{[]string{"--pid-file="}, `--pid-file: empty path`},
 		{[]string{"-r", "-1", self}, `--ready-fd "-1": ready-fd must be a non-negative integer`},
 		{[]string{"--netns-type=foo", self}, `--netns-type "foo": must be pid or path`},
 		{[]string{"--netns-type=pid", "/x"}, `target "/x": PID must be a positive integer`},

@@ -8,8 +8,10 @@ import "github.com/nsgate/nsgate/internal/kernel"
 const Usage = `Usage: nsgate [OPTION]... PID|PATH [TAPNAME]
        nsgate [OPTION]... --netns PATH [TAPNAME]
        nsgate [OPTION]... -- CMD [ARG]...
+       nsgate [OPTION]... --socket PATH | --fd FD
 User-mode networking for unprivileged network namespaces: a tap device in the
 target namespace, served from the host's ordinary sockets (slirp4netns-compatible).
+With --socket or --fd it serves a qemu VM instead (passt's socket mode).
 
 Target:
   PID                      the network (and user) namespace of process PID
@@ -24,13 +26,24 @@ Target:
   --userns=PATH            same as --userns-path
   --target-type=TYPE       specify the target type (netns only; bess is refused)
 
+VM (qemu -netdev stream,id=n0,server=off,addr.type=unix,addr.path=PATH
+    -device virtio-net-pci,netdev=n0):
+  -s, --socket=PATH        listen on the unix socket PATH for a VM (a stale socket
+                           file is replaced; the file is removed on exit); after
+                           the VM disconnects, wait for the next (a reboot)
+  -F, --fd=FD              serve the VM on FD, an already connected stream socket
+                           (libvirt, a socketpair); exit when it disconnects
+  -1, --one-off            with --socket: exit 0 when the VM disconnects
+  The VM gets the same network: DHCP leases 10.0.2.15, gateway 10.0.2.2, DNS
+  10.0.2.3, -p and -a forward into it; MTU 65520 unless -m.
+
 Options:
   -c, --configure          bring up the interface: address network+100, MTU,
                            default route via network+2, lo up
   -e, --exit-fd=FD         specify the FD for terminating nsgate (exit 0 on hang-up)
   -r, --ready-fd=FD        specify the FD to write "1" to when the network is ready
-  -m, --mtu=MTU            specify MTU (default=1500, and 65520 with -- CMD;
-                           max=65521)
+  -m, --mtu=MTU            specify MTU (default=1500, and 65520 with -- CMD or
+                           a VM; max=65521)
   --cidr=CIDR              specify network address CIDR (default=10.0.2.0/24)
   --macaddress=MAC         specify the MAC address of the TAP (only valid with -c)
   --disable-host-loopback  prohibit connecting to 127.0.0.1:* on the host namespace
@@ -55,6 +68,7 @@ Options:
                            an interface name; TCP and UDP)
   --outbound-addr6=IPv6    sets outbound ipv6 address to bound to (accepted; IPv6
                            is not served yet)
+  -P, --pid-file=FILE      write nsgate's PID to FILE once it serves; removed on exit
   -h, --help               show this help and exit
   -v, --version            show version and exit
 

@@ -10,6 +10,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -40,6 +41,27 @@ type Tap interface {
 	// Write writes a frame; csumStart > 0 marks a partial L4 checksum at
 	// csumStart+csumOffset (see tapdev.Device.Write).
 	Write(buf []byte, csumStart, csumOffset uint16) error
+}
+
+// Queued is a Tap that queues what Write gives it (a VM's stream socket,
+// vmsock.Port): the loop calls Flush after each round of events and watches
+// for EPOLLOUT while Flush reports bytes still queued. Buffered reports
+// frames already read from the descriptor, which epoll cannot see: the loop
+// then polls without waiting.
+type Queued interface {
+	Flush() (pending bool, err error)
+	Buffered() bool
+}
+
+// Peer is a Tap whose other end comes and goes: a VM connecting to nsgate's
+// socket. Fd is -1 while no peer is connected. When the peer leaves (a read
+// fails), the loop resets every flow, calls Hangup, and waits for the next
+// peer on ListenFd; with no listener (-1), or Config.OneOff, Run returns.
+type Peer interface {
+	ListenFd() int
+	// Accept takes a waiting peer; unix.EAGAIN if none waits.
+	Accept() error
+	Hangup()
 }
 
 // Config is what the engine needs to know of the network.
@@ -75,6 +97,9 @@ type Config struct {
 	DNSServers []netip.Addr
 	// Kernel is what kernel.Probe found at start.
 	Kernel kernel.Features
+	// OneOff makes Run return when a Peer tap's peer leaves, instead of
+	// waiting for the next (--one-off).
+	OneOff bool
 }
 
 // GatewayMAC derives nsgate's MAC from the gateway address the way libslirp
@@ -103,6 +128,7 @@ const (
 	tokenUDP
 	tokenPing
 	tokenFwd
+	tokenListen
 )
 
 func token(kind int, gen uint32) int32 { return int32(uint32(kind)<<24 | gen&0xffffff) }
@@ -114,6 +140,9 @@ const batch = 256
 // Engine is the event loop.
 type Engine struct {
 	tap      Tap
+	queued   Queued // the tap, if it queues writes; else nil
+	peer     Peer   // the tap, if its peer comes and goes; else nil
+	tapOut   bool   // EPOLLOUT is watched on the tap: Flush left bytes queued
 	cfg      Config
 	ep       int
 	wake     int
@@ -163,12 +192,16 @@ func New(tap Tap, cfg Config) (*Engine, error) {
 		dnsAddr = packet.AddrFromNetip(cfg.Net.DNS)
 		owned = append(owned, dnsAddr)
 	}
+	queued, _ := tap.(Queued)
+	peer, _ := tap.(Peer)
 	if cfg.Impair != nil {
 		tap = newImpairedTap(tap, *cfg.Impair)
 	}
 	h := tap.Headroom()
 	e := &Engine{
 		tap:     tap,
+		queued:  queued,
+		peer:    peer,
 		cfg:     cfg,
 		ep:      ep,
 		wake:    wake,
@@ -224,9 +257,17 @@ func New(tap Tap, cfg Config) (*Engine, error) {
 		// when they are used.
 		e.in[i] = make([]byte, h+tapdev.MaxFrame)
 	}
-	if err := e.add(tap.Fd(), tokenTap, 0); err != nil {
-		e.Close()
-		return nil, fmt.Errorf("watch tap fd %d: %w", tap.Fd(), err)
+	if fd := tap.Fd(); fd >= 0 { // a Peer may have none yet
+		if err := e.add(fd, tokenTap, 0); err != nil {
+			e.Close()
+			return nil, fmt.Errorf("watch tap fd %d: %w", fd, err)
+		}
+	}
+	if peer != nil && peer.ListenFd() >= 0 {
+		if err := e.add(peer.ListenFd(), tokenListen, 0); err != nil {
+			e.Close()
+			return nil, fmt.Errorf("watch listening socket fd %d: %w", peer.ListenFd(), err)
+		}
 	}
 	if err := e.add(wake, tokenWake, 0); err != nil {
 		e.Close()
@@ -307,6 +348,9 @@ func (e *Engine) Run() (string, error) {
 		if next := e.nextTimer(); next != 0 {
 			timeout = max(int((next-monotime()+time.Millisecond-1)/time.Millisecond), 0)
 		}
+		if e.queued != nil && e.queued.Buffered() {
+			timeout = 0 // frames read already, left by readTap's batch limit
+		}
 		n, err := unix.EpollWait(e.ep, events, timeout)
 		if err == unix.EINTR {
 			continue
@@ -318,9 +362,25 @@ func (e *Engine) Run() (string, error) {
 			kind := uint32(ev.Pad) >> 24
 			switch kind {
 			case tokenTap:
-				if err := e.readTap(); err != nil {
-					return "", err
+				if ev.Events&unix.EPOLLOUT != 0 {
+					e.flushTap()
 				}
+				if ev.Events&^unix.EPOLLOUT == 0 {
+					break
+				}
+				if reason, err := e.serveTap(); reason != "" || err != nil {
+					return reason, err
+				}
+			case tokenListen:
+				if e.tap.Fd() >= 0 {
+					// First what the current peer sent: if it has left (a
+					// probe, a VM that powered off), the newcomer takes its
+					// place rather than being turned away.
+					if reason, err := e.serveTap(); reason != "" || err != nil {
+						return reason, err
+					}
+				}
+				e.accept()
 			case tokenTCP:
 				e.tcp.HandleEvent(ev.Fd, uint32(ev.Pad)&0xffffff, ev.Events)
 			case tokenUDP:
@@ -338,6 +398,11 @@ func (e *Engine) Run() (string, error) {
 				return e.stops[ev.Fd], nil
 			}
 		}
+		if e.queued != nil && e.queued.Buffered() {
+			if reason, err := e.serveTap(); reason != "" || err != nil {
+				return reason, err
+			}
+		}
 		e.tcp.Flush()
 		if next := e.nextTimer(); next != 0 && monotime() >= next {
 			e.tcp.Tick()
@@ -345,6 +410,93 @@ func (e *Engine) Run() (string, error) {
 			e.udp.Tick()
 			e.pings.Tick()
 		}
+		e.flushTap()
+	}
+}
+
+// serveTap reads the tap. For a Peer tap, a failed read is the peer
+// leaving: serveTap then returns the reason to stop, or "" to wait for the
+// next peer.
+func (e *Engine) serveTap() (string, error) {
+	err := e.readTap()
+	if err == nil {
+		return "", nil
+	}
+	if e.peer == nil {
+		return "", err
+	}
+	return e.hangup(err), nil
+}
+
+// hangup ends the peer's connection after the read error err. Every flow
+// is reset, the host's ends with a RST: a VM that reconnects has rebooted,
+// or is another, and holds none of them. It returns the reason Run stops
+// for, or "" when the loop waits for the next peer.
+func (e *Engine) hangup(err error) string {
+	why := "VM disconnected"
+	if !errors.Is(err, io.EOF) {
+		why = fmt.Sprintf("VM connection dropped: %v", err)
+	}
+	e.flush()
+	e.tcp.Reset()
+	e.udp.Reset()
+	e.pings.Reset()
+	e.peer.Hangup() // closing the descriptor takes it out of epoll
+	e.tapOut = false
+	var probe interface{ Silent() bool }
+	if errors.As(err, &probe) && probe.Silent() && e.peer.ListenFd() >= 0 {
+		e.logf("%v", err) // not a VM: --one-off waits on
+		return ""
+	}
+	if e.peer.ListenFd() < 0 || e.cfg.OneOff {
+		return why
+	}
+	e.logf("%s; waiting for the next connection", why)
+	return ""
+}
+
+// accept takes a peer waiting on the listening socket.
+func (e *Engine) accept() {
+	switch err := e.peer.Accept(); {
+	case err == unix.EAGAIN:
+	case err != nil:
+		e.logf("VM socket: accept: %v", err)
+	default:
+		if err := e.add(e.tap.Fd(), tokenTap, 0); err != nil {
+			e.logf("VM socket: watch connection fd %d: %v", e.tap.Fd(), err)
+			e.peer.Hangup()
+			return
+		}
+		e.logf("VM connected")
+	}
+}
+
+// flushTap sends what a Queued tap holds, and watches for EPOLLOUT while
+// some stays queued.
+func (e *Engine) flushTap() {
+	if e.queued == nil || e.tap.Fd() < 0 {
+		return
+	}
+	pending, err := e.queued.Flush()
+	if err != nil {
+		e.stats.TxErrors++ // the connection broke: the next read says so
+	}
+	if pending == e.tapOut {
+		return
+	}
+	events := uint32(unix.EPOLLIN)
+	if pending {
+		events |= unix.EPOLLOUT
+	}
+	ev := unix.EpollEvent{Events: events, Pad: token(tokenTap, 0)}
+	if err := unix.EpollCtl(e.ep, unix.EPOLL_CTL_MOD, e.tap.Fd(), &ev); err == nil {
+		e.tapOut = pending
+	}
+}
+
+func (e *Engine) logf(format string, args ...any) {
+	if e.cfg.Logf != nil {
+		e.cfg.Logf(format, args...)
 	}
 }
 
@@ -366,6 +518,9 @@ func (e *Engine) readTap() error {
 			return nil
 		}
 		if err != nil {
+			if e.peer != nil {
+				return err // the peer left, or broke the framing: see hangup
+			}
 			return fmt.Errorf("%w: read: %v", ErrTapGone, err)
 		}
 		e.stats.RxFrames++
@@ -525,11 +680,7 @@ func (v *protoEnv) Unwatch(fd int) { _ = unix.EpollCtl(v.e.ep, unix.EPOLL_CTL_DE
 
 func (v *protoEnv) Now() time.Duration { return monotime() }
 
-func (v *protoEnv) Logf(format string, args ...any) {
-	if v.e.cfg.Logf != nil {
-		v.e.cfg.Logf(format, args...)
-	}
-}
+func (v *protoEnv) Logf(format string, args ...any) { v.e.logf(format, args...) }
 
 // clockBase anchors monotime: time.Since reads the monotonic clock through
 // the vDSO, where unix.ClockGettime would be a system call per frame.

@@ -152,9 +152,22 @@ func (t *Pings) Tick() {
 	}
 	for idx, f := range t.flows.All {
 		if now-f.lastSeen > pingTimeout {
-			t.env.Unwatch(f.fd)
-			unix.Close(f.fd)
-			t.flows.Remove(idx)
+			t.remove(idx)
 		}
 	}
+}
+
+// Reset closes every ping flow: the VM behind them has gone (see
+// engine.Peer).
+func (t *Pings) Reset() {
+	for idx := range t.flows.All {
+		t.remove(idx)
+	}
+}
+
+func (t *Pings) remove(idx int32) {
+	f := t.flows.At(idx)
+	t.env.Unwatch(f.fd)
+	unix.Close(f.fd)
+	t.flows.Remove(idx)
 }

@@ -312,6 +312,15 @@ func (t *Table) abort(idx int32, toNS bool) {
 	t.remove(idx, true)
 }
 
+// Reset closes every flow, the host's ends with a RST, and sends nothing to
+// the namespace: the VM behind it has gone (see engine.Peer).
+func (t *Table) Reset() {
+	for idx := range t.flows.All {
+		t.Resets++
+		t.remove(idx, true)
+	}
+}
+
 // remove closes the flow's socket and frees its slot. rst makes the close
 // abortive, so that the host peer sees a reset, not an orderly end.
 func (t *Table) remove(idx int32, rst bool) {

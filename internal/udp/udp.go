@@ -407,6 +407,13 @@ func (t *Table) unreachable(p *packet.Parsed, code uint8) {
 	}
 }
 
+// Reset closes every flow: the VM behind them has gone (see engine.Peer).
+func (t *Table) Reset() {
+	for idx := range t.flows.All {
+		t.remove(idx)
+	}
+}
+
 // remove closes a flow.
 func (t *Table) remove(idx int32) {
 	f := t.flows.At(idx)
