@@ -139,34 +139,37 @@ const batch = 256
 
 // Engine is the event loop.
 type Engine struct {
-	tap      Tap
-	queued   Queued // the tap, if it queues writes; else nil
-	peer     Peer   // the tap, if its peer comes and goes; else nil
-	tapOut   bool   // EPOLLOUT is watched on the tap: Flush left bytes queued
-	cfg      Config
-	ep       int
-	wake     int
-	in       [][]byte // frame buffers for one batch of tap reads
-	out      []byte
-	parsed   packet.Parsed
-	arp      *arp.Responder
-	dhcp     *dhcp.Server
-	tcp      *tcp.Table
-	udp      *udp.Table
-	pings    *icmp.Pings
-	fwd      *fwd.Table
-	guestMAC packet.MAC
-	ctl      chan func()   // work from control-plane goroutines (Do)
-	exited   chan struct{} // closed when Run returns (or Close, if it never ran)
-	exitOnce sync.Once
-	wakeMu   sync.RWMutex // Close against Do's write to wake
-	closed   bool
-	dns      *dns.Relay // nil with --disable-dns
-	dnsAddr  packet.Addr
-	gateway  packet.Addr
-	stops    []string // reason per stop descriptor, by index
-	stopping atomic.Pointer[string]
-	stats    Stats
+	tap    Tap
+	queued Queued // the tap, if it queues writes; else nil
+	peer   Peer   // the tap, if its peer comes and goes; else nil
+	tapOut bool   // EPOLLOUT is watched on the tap: Flush left bytes queued
+	// relistenAt, if not 0, is when the listening socket is watched again
+	// (see acceptPause).
+	relistenAt time.Duration
+	cfg        Config
+	ep         int
+	wake       int
+	in         [][]byte // frame buffers for one batch of tap reads
+	out        []byte
+	parsed     packet.Parsed
+	arp        *arp.Responder
+	dhcp       *dhcp.Server
+	tcp        *tcp.Table
+	udp        *udp.Table
+	pings      *icmp.Pings
+	fwd        *fwd.Table
+	guestMAC   packet.MAC
+	ctl        chan func()   // work from control-plane goroutines (Do)
+	exited     chan struct{} // closed when Run returns (or Close, if it never ran)
+	exitOnce   sync.Once
+	wakeMu     sync.RWMutex // Close against Do's write to wake
+	closed     bool
+	dns        *dns.Relay // nil with --disable-dns
+	dnsAddr    packet.Addr
+	gateway    packet.Addr
+	stops      []string // reason per stop descriptor, by index
+	stopping   atomic.Pointer[string]
+	stats      Stats
 }
 
 // New creates the loop for tap.
@@ -362,6 +365,9 @@ func (e *Engine) Run() (string, error) {
 			kind := uint32(ev.Pad) >> 24
 			switch kind {
 			case tokenTap:
+				if e.peer != nil && e.tap.Fd() < 0 {
+					break // the peer left earlier in this batch of events
+				}
 				if ev.Events&unix.EPOLLOUT != 0 {
 					e.flushTap()
 				}
@@ -404,6 +410,12 @@ func (e *Engine) Run() (string, error) {
 			}
 		}
 		e.tcp.Flush()
+		if e.relistenAt != 0 && monotime() >= e.relistenAt {
+			e.relistenAt = 0
+			if err := e.add(e.peer.ListenFd(), tokenListen, 0); err != nil {
+				return "", fmt.Errorf("watch listening socket fd %d again: %w", e.peer.ListenFd(), err)
+			}
+		}
 		if next := e.nextTimer(); next != 0 && monotime() >= next {
 			e.tcp.Tick()
 			e.tcp.Flush()
@@ -455,10 +467,19 @@ func (e *Engine) hangup(err error) string {
 	return ""
 }
 
+// acceptPause is how long the listening socket is left alone after accept
+// failed for want of a resource (EMFILE, ENOBUFS): the connection stays
+// queued, and a level-triggered descriptor would otherwise spin the loop.
+const acceptPause = time.Second
+
 // accept takes a peer waiting on the listening socket.
 func (e *Engine) accept() {
 	switch err := e.peer.Accept(); {
 	case err == unix.EAGAIN:
+	case errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE) || errors.Is(err, unix.ENOBUFS) || errors.Is(err, unix.ENOMEM):
+		e.logf("VM socket: accept: %v (trying again in %v)", err, acceptPause)
+		_ = unix.EpollCtl(e.ep, unix.EPOLL_CTL_DEL, e.peer.ListenFd(), nil)
+		e.relistenAt = monotime() + acceptPause
 	case err != nil:
 		e.logf("VM socket: accept: %v", err)
 	default:
@@ -599,10 +620,11 @@ func (e *Engine) sendFrame(n int, csumStart, csumOffset uint16) {
 	e.stats.TxFrames++
 }
 
-// nextTimer returns the earliest timer of the translators, or 0.
+// nextTimer returns the earliest timer of the translators (and of the
+// paused listening socket), or 0.
 func (e *Engine) nextTimer() time.Duration {
 	next := e.tcp.NextTimer()
-	for _, t := range [2]time.Duration{e.udp.NextTimer(), e.pings.NextTimer()} {
+	for _, t := range [3]time.Duration{e.udp.NextTimer(), e.pings.NextTimer(), e.relistenAt} {
 		if t != 0 && (next == 0 || t < next) {
 			next = t
 		}

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -250,5 +251,51 @@ func TestVMBacklog(t *testing.T) {
 		if _, err := vm.recv(2 * time.Second); err != nil {
 			t.Fatalf("answer %d of %d: %v", i+1, n, err)
 		}
+	}
+}
+
+// emfilePeer is a Peer whose listening socket is always readable and whose
+// Accept always fails for want of descriptors.
+type emfilePeer struct {
+	ln      int
+	accepts atomic.Int32
+}
+
+func (p *emfilePeer) Fd() int                            { return -1 }
+func (p *emfilePeer) Headroom() int                      { return 0 }
+func (p *emfilePeer) Read([]byte) (int, error)           { return 0, unix.EAGAIN }
+func (p *emfilePeer) Write([]byte, uint16, uint16) error { return unix.ENOTCONN }
+func (p *emfilePeer) ListenFd() int                      { return p.ln }
+func (p *emfilePeer) Accept() error                      { p.accepts.Add(1); return unix.EMFILE }
+func (p *emfilePeer) Hangup()                            {}
+
+// TestVMAcceptEMFILE: a connection that cannot be accepted (no descriptor
+// left) does not spin the loop: the listening socket rests, then is tried
+// again.
+func TestVMAcceptEMFILE(t *testing.T) {
+	ln, err := unix.Eventfd(1, unix.EFD_CLOEXEC) // always readable
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(ln)
+	p := &emfilePeer{ln: ln}
+	cfg := testConfig(t)
+	log := &logBuf{}
+	cfg.Logf = log.printf
+	e, err := New(p, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { e.Run(); close(done) }()
+	time.Sleep(acceptPause + acceptPause/2)
+	e.Stop("test over")
+	<-done
+	e.Close()
+	if n := p.accepts.Load(); n != 2 {
+		t.Fatalf("%d accept calls in 1.5 pauses, want 2 (once, and once after the pause)\n%s", n, log)
+	}
+	if !strings.Contains(log.String(), "trying again in 1s") {
+		t.Fatalf("log: %s", log)
 	}
 }
