@@ -251,6 +251,8 @@ func FuzzParse(f *testing.F) {
 	f.Add("--mtu=65520\x00-c\x00-e\x003\x00--netns-type=path\x00/proc/self/ns/net\x00tap0")
 	f.Add("-ce3\x00--cidr\x0010.0.2.0/24\x001\x00tap0")
 	f.Add("--macaddress=02:00:00:00:00:01\x00-c\x00--\x00sh")
+	f.Add("--socket\x00/tmp/vm.sock\x00-1\x00-p\x002222:22")
+	f.Add("-F3\x00--pid-file=/tmp/p")
 	f.Fuzz(func(t *testing.T, joined string) {
 		args := strings.Split(joined, "\x00")
 		c, err := Parse(args)
@@ -263,7 +265,14 @@ func FuzzParse(f *testing.F) {
 		if b := c.Net.Prefix.Bits(); b < 1 || b > 25 {
 			t.Fatalf("accepted prefix /%d", b)
 		}
-		if !c.Spawn && (c.NetnsPath == "" || ValidTapName(c.TapName) != nil) {
+		switch {
+		case c.VM():
+			if (c.Socket == "") == (c.SocketFD < 0) || c.Socket != "" && CheckUnixPath("--socket", c.Socket) != nil || c.Configure || c.NetnsPath != "" {
+				t.Fatalf("accepted VM mode with socket %q, fd %d, configure %v, netns %q", c.Socket, c.SocketFD, c.Configure, c.NetnsPath)
+			}
+		case c.OneOff:
+			t.Fatal("accepted --one-off without a VM")
+		case !c.Spawn && (c.NetnsPath == "" || ValidTapName(c.TapName) != nil):
 			t.Fatalf("accepted target %q tap %q", c.NetnsPath, c.TapName)
 		}
 	})
