@@ -55,7 +55,8 @@ const (
 	sendQueueLen = 8 << 20
 )
 
-// ErrNotConnected is returned by Write while no VM is connected.
+// ErrNotConnected is returned by Read, Write and Flush while no VM is
+// connected.
 var ErrNotConnected = errors.New("no VM connected")
 
 // ErrQueueFull is returned by Write when the send queue has no room for the
@@ -169,9 +170,10 @@ func (p *Port) Fd() int { return p.conn }
 func (p *Port) Headroom() int { return HeaderLen }
 
 // Read copies the next frame into buf after the headroom and returns its
-// length. It returns unix.EAGAIN when no whole frame is in, io.EOF when the
-// VM closed the connection between frames, and a *FrameError when the VM
-// broke the framing.
+// length; buf holds HeaderLen+MaxFrame bytes, as the engine's buffers do.
+// It returns unix.EAGAIN when no whole frame is in, io.EOF when the VM
+// closed the connection between frames, ErrSilent when a probe did, and a
+// *FrameError when the VM broke the framing.
 func (p *Port) Read(buf []byte) (int, error) {
 	for {
 		frame, used, err := Split(p.rbuf[p.rstart:p.rend])
