@@ -47,9 +47,11 @@ in_ns ip addr add 203.0.113.1/24 dev d0
 in_ns ip link set d0 up
 in_ns ip link set d1 up
 in_ns ip route add default via 203.0.113.254
-in_ns iperf3 -s -B 127.0.0.1 >/dev/null 2>&1 &
-pids+=($!)
-sleep 0.5
+# Daemonized, with its PID in a file: ip netns exec may fork, and $! would
+# then not be iperf3's.
+in_ns iperf3 -s -B 127.0.0.1 -D -I "$work/iperf3.pid" >/dev/null 2>&1
+for _ in $(seq 50); do [ -s "$work/iperf3.pid" ] && break; sleep 0.1; done
+pids+=("$(cat "$work/iperf3.pid")")
 
 # run DRIVER: one boot; prints "up down" in Mbit/s.
 run() {
