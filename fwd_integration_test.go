@@ -19,11 +19,12 @@ import (
 	"github.com/nsgate/nsgate/internal/testnet"
 )
 
-// apiDir returns a directory for an API socket that nsgate, running as the
-// test user in rootless mode, may create files in.
-func apiDir(t *testing.T) string {
+// userDir returns a directory that nsgate, running as the test user in
+// rootless mode, may create files in: its API socket, a VM's socket, its
+// PID file.
+func userDir(t *testing.T) string {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "nsgate-api-")
+	dir, err := os.MkdirTemp("", "nsgate-test-")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +66,7 @@ func apiCall(t *testing.T, sock, req string) string {
 func TestForwardAPI(t *testing.T) {
 	w := testnet.New(t)
 	tg := testnet.NewTarget(t, true)
-	sock := filepath.Join(apiDir(t), "api.sock")
+	sock := filepath.Join(userDir(t), "api.sock")
 	// A stale socket from an earlier run is replaced.
 	stale, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
 	if err != nil {

@@ -40,7 +40,7 @@ func TestSandbox(t *testing.T) {
 	modes(t, func(t *testing.T, rootless bool) {
 		w := testnet.New(t)
 		tg := testnet.NewTarget(t, rootless)
-		sock := filepath.Join(apiDir(t), "api.sock")
+		sock := filepath.Join(userDir(t), "api.sock")
 		g := startReady(t, w, rootless, "--enable-sandbox", "--enable-seccomp", "-c", "-a", sock, "-p", "8080:80",
 			strconv.Itoa(tg.PID), "tap0")
 		pid := g.cmd.Process.Pid

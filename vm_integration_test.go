@@ -38,21 +38,6 @@ func vmImage(t *testing.T) string {
 	return dir
 }
 
-// openDir returns a directory an unprivileged nsgate can create its socket
-// in.
-func openDir(t *testing.T) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "nsgate-vm.")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o777); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
-
 // vm is a running qemu guest.
 type vm struct {
 	t       *testing.T
@@ -189,7 +174,7 @@ func TestVM(t *testing.T) {
 	rdown := startServer(t, remote, "source", testnet.RemoteAddr+":7002", strconv.Itoa(vmBytes))
 	startServer(t, host, "udpecho", "127.0.0.1:6002")
 
-	sock := filepath.Join(openDir(t), "vm.sock")
+	sock := filepath.Join(userDir(t), "vm.sock")
 	g := startGate(t, w, true, nil, "--socket", sock, "-p", "127.0.0.1:8080:80")
 	waitSocket(t, g, sock)
 	netdev := "stream,id=n0,server=off,addr.type=unix,addr.path=" + sock
@@ -244,7 +229,7 @@ func TestVM(t *testing.T) {
 func TestVMOneOffAndFD(t *testing.T) {
 	img := vmImage(t)
 	w := testnet.New(t)
-	dir := openDir(t)
+	dir := userDir(t)
 	sock, pidFile := filepath.Join(dir, "vm.sock"), filepath.Join(dir, "nsgate.pid")
 	g := startGate(t, w, true, nil, "--socket", sock, "--one-off", "--pid-file", pidFile)
 	waitSocket(t, g, sock)
@@ -283,7 +268,7 @@ func TestVMOneOffAndFD(t *testing.T) {
 
 // TestVMBadFlags: VM mode's mistakes get a message and exit 1.
 func TestVMBadFlags(t *testing.T) {
-	dir := openDir(t)
+	dir := userDir(t)
 	live := filepath.Join(dir, "live.sock")
 	w := testnet.New(t)
 	g := startGate(t, w, true, nil, "--socket", live)

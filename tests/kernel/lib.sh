@@ -1,6 +1,7 @@
 # Shared by tests/kernel/run.sh (the suites on Debian's kernels) and
 # tests/vm/image.sh (the guest of the VM tests): fetching Debian's packaged
-# kernel, and copying programs with their libraries into an initramfs.
+# kernel, unpacking it, and copying programs with their libraries into an
+# initramfs.
 # Source it from the repository's root.
 
 # kernel_deb prints the path of the kernel package, downloading it into the
@@ -43,6 +44,14 @@ kernel_deb() {
 		deb=$(ls "$cache/${pkg}"_*.deb | tail -1)
 	fi
 	echo "$deb"
+}
+
+# kernel_unpack DEB DIR: unpacks the kernel package into DIR/pkg and sets
+# vmlinuz (the kernel's path) and kver (its release).
+kernel_unpack() {
+	dpkg-deb -x "$1" "$2/pkg"
+	vmlinuz=$(ls "$2"/pkg/boot/vmlinuz-*)
+	kver=${vmlinuz##*/vmlinuz-}
 }
 
 # copy_with_libs ROOT: copies the shared libraries each binary in ROOT/bin

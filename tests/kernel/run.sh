@@ -23,9 +23,7 @@ pkg=$(basename "$deb" | cut -d_ -f1)
 
 work=$(mktemp -d /tmp/nsgate-kernel.XXXXXX)
 trap 'rm -rf "$work"' EXIT
-dpkg-deb -x "$deb" "$work/pkg"
-vmlinuz=$(ls "$work"/pkg/boot/vmlinuz-*)
-kver=${vmlinuz##*/vmlinuz-}
+kernel_unpack "$deb" "$work"
 root=$work/root
 mkdir -p "$root"/{bin,sbin,etc,lib/modules,proc,sys,dev,tmp,run,root}
 

@@ -13,9 +13,7 @@ deb=$(kernel_deb)
 
 work=$(mktemp -d /tmp/nsgate-vm.XXXXXX)
 trap 'rm -rf "$work"' EXIT
-dpkg-deb -x "$deb" "$work/pkg"
-vmlinuz=$(ls "$work"/pkg/boot/vmlinuz-*)
-kver=${vmlinuz##*/vmlinuz-}
+kernel_unpack "$deb" "$work"
 root=$work/root
 mkdir -p "$root"/{bin,etc,lib/modules,proc,sys,dev,tmp}
 
