@@ -94,7 +94,7 @@ type Config struct {
 	Socket   string
 	SocketFD int
 	OneOff   bool   // --one-off: exit when the VM disconnects
-	PIDFile  string // --pid-file: written once serving, removed on exit
+	PIDFile  string // --pid-file: written before serving, removed on exit
 
 	Net Network
 
