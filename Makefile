@@ -16,6 +16,7 @@ FUZZ_TARGETS = \
 	./internal/dhcp:FuzzHandle:150000x \
 	./internal/dns:FuzzServFail:200000x \
 	./internal/engine:FuzzHandleFrame:250000x \
+	./internal/engine:FuzzTapFrame:150000x \
 	./internal/api:FuzzHandle:150000x \
 	./internal/vmsock:FuzzStream:6000x
 

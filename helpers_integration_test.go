@@ -27,6 +27,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 const helperEnv = "NSGATE_TEST_HELPER"
@@ -140,6 +142,76 @@ func runHelper(args []string) int {
 		}
 		c.Close()
 		fmt.Println(n, sum)
+	case "sendmss", "recvmss": // sendmss ADDR N MSS, recvmss ADDR MSS: send or recv with TCP_MAXSEG set
+		mss, _ := strconv.Atoi(args[len(args)-1])
+		d := net.Dialer{Timeout: 10 * time.Second, Control: func(_, _ string, rc syscall.RawConn) error {
+			var serr error
+			rc.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_MAXSEG, mss) })
+			return serr
+		}}
+		c, err := d.Dial("tcp4", args[1])
+		if err != nil {
+			return fail(err)
+		}
+		if args[0] == "recvmss" {
+			n, sum, err := recvAll(c)
+			if err != nil {
+				return fail(err)
+			}
+			fmt.Println(n, sum)
+			return 0
+		}
+		n, _ := strconv.ParseInt(args[2], 10, 64)
+		sum, err := sendN(c, n, 1)
+		if err != nil {
+			return fail(err)
+		}
+		c.Close()
+		fmt.Println(n, sum)
+	case "usosend": // usosend ADDR SEG COUNT: COUNT datagrams of SEG bytes in one UDP_SEGMENT write
+		seg, _ := strconv.Atoi(args[2])
+		count, _ := strconv.Atoi(args[3])
+		c, err := net.Dial("udp4", args[1])
+		if err != nil {
+			return fail(err)
+		}
+		rc, _ := c.(*net.UDPConn).SyscallConn()
+		var serr error
+		rc.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_UDP, unix.UDP_SEGMENT, seg) })
+		if serr != nil {
+			return fail(fmt.Errorf("UDP_SEGMENT: %w", serr))
+		}
+		buf := make([]byte, seg*count)
+		for i := range buf {
+			buf[i] = byte(i / seg) // each datagram says which it is
+		}
+		if _, err := c.Write(buf); err != nil {
+			return fail(err)
+		}
+		fmt.Println("sent", count)
+	case "udpcount": // udpcount LISTEN SEG COUNT: receive COUNT datagrams of SEG bytes, datagram i all bytes i
+		seg, _ := strconv.Atoi(args[2])
+		count, _ := strconv.Atoi(args[3])
+		pc, err := net.ListenPacket("udp4", args[1])
+		if err != nil {
+			return fail(err)
+		}
+		fmt.Println("ready")
+		buf := make([]byte, 65536)
+		seen := make([]bool, count)
+		pc.SetReadDeadline(time.Now().Add(20 * time.Second))
+		for got := 0; got < count; got++ {
+			n, _, err := pc.ReadFrom(buf)
+			if err != nil {
+				return fail(fmt.Errorf("after %d datagrams: %w", got, err))
+			}
+			i := int(buf[0])
+			if n != seg || i >= count || seen[i] || !bytes.Equal(buf[:n], bytes.Repeat(buf[:1], n)) {
+				return fail(fmt.Errorf("datagram %d: %d bytes, first %d, want %d bytes of one new index", got, n, i, seg))
+			}
+			seen[i] = true
+		}
+		fmt.Println("ok", count)
 	case "recv": // recv ADDR
 		c, err := net.DialTimeout("tcp4", args[1], 10*time.Second)
 		if err != nil {

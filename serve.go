@@ -274,9 +274,9 @@ func serve(cfg *config.Config, dev frameDevice, stops []stopFD, p *prepared, sta
 		st := e.Stats()
 		_, opened, refused, resets, forwarded := e.TCPStats()
 		_, flows, dropped, icmpErrors := e.UDPStats()
-		logger.Printf("exiting: %s (frames in %d, out %d, malformed %d, ignored %d, dropped at a full tap %d; "+
+		logger.Printf("exiting: %s (frames in %d, out %d, malformed %d, bad vnet headers %d, ignored %d, dropped at a full tap %d; "+
 			"tcp connections %d (forwarded %d), refused %d, reset %d; udp flows %d, datagrams dropped %d, icmp errors %d)",
-			reason, st.RxFrames, st.TxFrames, st.Malformed, st.Ignored, st.TxErrors,
+			reason, st.RxFrames, st.TxFrames, st.Malformed, st.BadOffload, st.Ignored, st.TxErrors,
 			opened, forwarded, refused, resets, flows, dropped, icmpErrors)
 	}
 	return 0

@@ -43,6 +43,23 @@ rootlesskit_bg() {
 	[ "$(sha256sum < "$TMP/data")" = "$(sha256sum < "$TMP/recv")" ]
 }
 
+@test "rootlesskit at MTU 1500: the tap it made offers TSO once nsgate attaches, and 20 MB arrive intact" {
+	head -c 20000000 /dev/urandom > "$TMP/data"
+	chmod 0644 "$TMP/data"
+	in_remote socat -u TCP-LISTEN:5000,reuseaddr "OPEN:$TMP/recv,creat,trunc" &
+	track_pid $!
+	sleep 0.3
+	run as_user rootlesskit --state-dir="$TMP/user/state" --net=slirp4netns --slirp4netns-binary="$TMP/nsgate" \
+		--copy-up=/etc --mtu=1500 sh -c "echo mtu=\$(cat /sys/class/net/tap0/mtu); ethtool -k tap0; socat -t 30 - TCP:$REMOTE_ADDR:5000 < $TMP/data > /dev/null"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"mtu=1500"* ]]
+	[[ "$output" == *"tcp-segmentation-offload: on"* ]]
+	[[ "$output" == *"tx-checksumming: on"* ]]
+	for _ in $(seq 50); do [ -s "$TMP/recv" ] && [ "$(stat -c %s "$TMP/recv")" -eq 20000000 ] && break; sleep 0.1; done
+	[ "$(sha256sum < "$TMP/data")" = "$(sha256sum < "$TMP/recv")" ]
+}
+
 # page_through DRIVER PORT: a page served by busybox httpd in rootlesskit's
 # child on port 80 arrives at the host's 127.0.0.1:PORT, forwarded by the
 # port driver DRIVER.

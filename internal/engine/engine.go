@@ -38,9 +38,10 @@ type Tap interface {
 	Fd() int
 	Headroom() int
 	Read(buf []byte) (int, error)
-	// Write writes a frame; csumStart > 0 marks a partial L4 checksum at
-	// csumStart+csumOffset (see tapdev.Device.Write).
-	Write(buf []byte, csumStart, csumOffset uint16) error
+	// Write writes a frame; o says what the receiver's kernel is to do:
+	// complete a partial checksum, segment a super-frame (see
+	// tapdev.Device.Write).
+	Write(buf []byte, o packet.Offload) error
 }
 
 // Queued is a Tap that queues what Write gives it (a VM's stream socket,
@@ -114,8 +115,12 @@ type Stats struct {
 	RxFrames  uint64 // frames read from the tap
 	TxFrames  uint64 // frames written to the tap
 	Malformed uint64 // frames that failed to decode
-	Ignored   uint64 // well-formed frames no protocol answers (IPv6, others' MACs)
-	TxErrors  uint64 // frames the tap refused (queue full)
+	// BadOffload counts frames dropped for their vnet header: a hostile
+	// field (tapdev.VirtioNetHdr.Offload), or a GSO type that does not
+	// match the packet, or a USO frame of too many segments.
+	BadOffload uint64
+	Ignored    uint64 // well-formed frames no protocol answers (IPv6, others' MACs)
+	TxErrors   uint64 // frames the tap refused (queue full)
 }
 
 // epoll tokens: what an event's descriptor is. The kind is in the top byte
@@ -242,6 +247,8 @@ func New(tap Tap, cfg Config) (*Engine, error) {
 		DNSServers: dnsServers,
 		Outbound:   outbound,
 		NoPeekOff:  !cfg.Kernel.TCPPeekOff,
+		// A vnet header can ask the namespace's kernel to segment.
+		GSO: h == tapdev.VnetHdrLen,
 	}, &protoEnv{e, tokenTCP})
 	e.udp = udp.New(udp.Config{
 		GatewayMAC: cfg.MAC,
@@ -527,7 +534,6 @@ const readBuffers = 32
 
 // readTap handles up to batch queued frames.
 func (e *Engine) readTap() error {
-	h := e.tap.Headroom()
 	defer e.flush()
 	for i := 0; i < batch; i++ {
 		if i%readBuffers == 0 && i > 0 {
@@ -545,10 +551,31 @@ func (e *Engine) readTap() error {
 			return fmt.Errorf("%w: read: %v", ErrTapGone, err)
 		}
 		e.stats.RxFrames++
-		e.HandleFrame(buf[h : h+n])
+		e.tapFrame(buf, n)
 	}
 	return nil
 }
+
+// tapFrame handles a frame of n bytes read into buf after the headroom,
+// checking the vnet header there first, if the tap has one.
+func (e *Engine) tapFrame(buf []byte, n int) {
+	h := e.tap.Headroom()
+	var rx packet.Offload
+	if h == tapdev.VnetHdrLen {
+		var vh tapdev.VirtioNetHdr
+		_ = vh.Decode(buf[:h]) // h bytes are there
+		var err error
+		if rx, err = vh.Offload(n); err != nil {
+			e.stats.BadOffload++
+			return
+		}
+	}
+	e.handle(buf[h:h+n], rx)
+}
+
+// maxUSOSegments is the most datagrams one USO frame may carry: the
+// kernel's UDP_MAX_SEGMENTS, which a UDP_SEGMENT send also keeps to.
+const maxUSOSegments = 128
 
 // flush sends what the translators queued during a batch.
 func (e *Engine) flush() {
@@ -558,7 +585,11 @@ func (e *Engine) flush() {
 
 // HandleFrame dispatches one frame from the namespace and writes the answer,
 // if any, to the tap. It is exported for tests and benchmarks.
-func (e *Engine) HandleFrame(frame []byte) {
+func (e *Engine) HandleFrame(frame []byte) { e.handle(frame, packet.Offload{}) }
+
+// handle dispatches a frame that came with rx, its vnet header's checked
+// word: a super-frame's GSO type must be the packet's own.
+func (e *Engine) handle(frame []byte, rx packet.Offload) {
 	p := &e.parsed
 	if err := p.DecodeTrusted(frame); err != nil {
 		if err == packet.ErrEtherType {
@@ -568,6 +599,23 @@ func (e *Engine) HandleFrame(frame []byte) {
 		}
 		return
 	}
+	switch rx.GSO {
+	case packet.GSONone:
+	case packet.GSOTCPv4:
+		if p.TCP == nil {
+			e.stats.BadOffload++
+			return
+		}
+	case packet.GSOUDPL4:
+		if p.UDP == nil || len(p.Payload) > maxUSOSegments*int(rx.GSOSize) {
+			e.stats.BadOffload++
+			return
+		}
+	default: // TCP over IPv6: not served yet, and never over IPv4
+		e.stats.BadOffload++
+		return
+	}
+	p.Offload = rx
 	if p.DstMAC != e.cfg.MAC && !p.DstMAC.IsMulticast() {
 		e.stats.Ignored++
 		return
@@ -610,10 +658,10 @@ func (e *Engine) ownsIP(ip packet.Addr) bool {
 
 // send writes the n-byte frame built in e.out after the headroom. A full tap
 // queue drops the frame, as a NIC would; the namespace's kernel retransmits.
-func (e *Engine) send(n int) { e.sendFrame(n, 0, 0) }
+func (e *Engine) send(n int) { e.sendFrame(n, packet.Offload{}) }
 
-func (e *Engine) sendFrame(n int, csumStart, csumOffset uint16) {
-	if err := e.tap.Write(e.out[:e.tap.Headroom()+n], csumStart, csumOffset); err != nil {
+func (e *Engine) sendFrame(n int, o packet.Offload) {
+	if err := e.tap.Write(e.out[:e.tap.Headroom()+n], o); err != nil {
 		e.stats.TxErrors++
 		return
 	}
@@ -687,7 +735,7 @@ type protoEnv struct {
 
 func (v *protoEnv) Frame() []byte { return v.e.out[v.e.tap.Headroom():] }
 
-func (v *protoEnv) Send(n int, csumStart, csumOffset uint16) { v.e.sendFrame(n, csumStart, csumOffset) }
+func (v *protoEnv) Send(n int, o packet.Offload) { v.e.sendFrame(n, o) }
 
 func (v *protoEnv) Watch(fd int, events uint32, idx int32, gen uint32, add bool) error {
 	op := unix.EPOLL_CTL_MOD

@@ -335,7 +335,7 @@ func newDiscardTap(t testing.TB) *discardTap {
 func (d *discardTap) Fd() int                      { return d.fd }
 func (d *discardTap) Headroom() int                { return tapdev.VnetHdrLen }
 func (d *discardTap) Read(buf []byte) (int, error) { return 0, unix.EAGAIN }
-func (d *discardTap) Write(buf []byte, _, _ uint16) error {
+func (d *discardTap) Write(buf []byte, _ packet.Offload) error {
 	d.written++
 	d.last = buf[tapdev.VnetHdrLen:]
 	return nil

@@ -5,6 +5,8 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"strings"
+
+	"github.com/nsgate/nsgate/internal/packet"
 )
 
 // Impairment makes the tap lossy and out of order, for tests of loss
@@ -52,12 +54,12 @@ type impairedTap struct {
 	im  Impairment
 	rnd *rand.Rand
 
-	heldIn      []byte // a frame from the namespace, held back
-	heldInN     int
-	releaseIn   bool // deliver heldIn on the next Read
-	heldOut     []byte
-	heldOutCsum [2]uint16
-	heldOutOK   bool
+	heldIn         []byte // a frame from the namespace, held back
+	heldInN        int
+	releaseIn      bool // deliver heldIn on the next Read
+	heldOut        []byte
+	heldOutOffload packet.Offload
+	heldOutOK      bool
 }
 
 func newImpairedTap(t Tap, im Impairment) *impairedTap {
@@ -99,22 +101,22 @@ func (d *impairedTap) Read(buf []byte) (int, error) {
 	}
 }
 
-func (d *impairedTap) Write(buf []byte, csumStart, csumOffset uint16) error {
+func (d *impairedTap) Write(buf []byte, o packet.Offload) error {
 	if d.rnd.Float64() < d.im.Loss {
 		return nil
 	}
 	if !d.heldOutOK && d.rnd.Float64() < d.im.Reorder {
 		d.heldOut = append(d.heldOut[:0], buf...)
-		d.heldOutCsum = [2]uint16{csumStart, csumOffset}
+		d.heldOutOffload = o
 		d.heldOutOK = true
 		return nil
 	}
-	if err := d.Tap.Write(buf, csumStart, csumOffset); err != nil {
+	if err := d.Tap.Write(buf, o); err != nil {
 		return err
 	}
 	if d.heldOutOK {
 		d.heldOutOK = false
-		return d.Tap.Write(d.heldOut, d.heldOutCsum[0], d.heldOutCsum[1])
+		return d.Tap.Write(d.heldOut, d.heldOutOffload)
 	}
 	return nil
 }

@@ -264,7 +264,7 @@ type emfilePeer struct {
 func (p *emfilePeer) Fd() int                            { return -1 }
 func (p *emfilePeer) Headroom() int                      { return 0 }
 func (p *emfilePeer) Read([]byte) (int, error)           { return 0, unix.EAGAIN }
-func (p *emfilePeer) Write([]byte, uint16, uint16) error { return unix.ENOTCONN }
+func (p *emfilePeer) Write([]byte, packet.Offload) error { return unix.ENOTCONN }
 func (p *emfilePeer) ListenFd() int                      { return p.ln }
 func (p *emfilePeer) Accept() error                      { p.accepts.Add(1); return unix.EMFILE }
 func (p *emfilePeer) Hangup()                            {}

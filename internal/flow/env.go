@@ -5,17 +5,23 @@
 // schedule. Declared once, so that every translator sees the same contract.
 package flow
 
-import "time"
+import (
+	"time"
+
+	"github.com/nsgate/nsgate/internal/packet"
+)
 
 // Env is the engine as a protocol translator sees it.
 type Env interface {
 	// Frame returns the buffer for the next frame to the namespace.
 	Frame() []byte
-	// Send writes Frame()[:n] to the tap. csumStart > 0 marks a partial
-	// checksum: the field at csumStart+csumOffset holds the pseudo-header
+	// Send writes Frame()[:n] to the tap. o.CsumStart > 0 marks a partial
+	// checksum: the field at CsumStart+CsumOffset holds the pseudo-header
 	// sum only, and the namespace's kernel treats the frame as a virtio
 	// guest's (CHECKSUM_PARTIAL), computing nothing for local delivery.
-	Send(n int, csumStart, csumOffset uint16)
+	// o.GSO marks a super-frame, which only a translator told it may
+	// (GSO in its config) sends.
+	Send(n int, o packet.Offload)
 	// Watch adds (add) or modifies fd in the event loop for events,
 	// reporting them for flow (idx, gen).
 	Watch(fd int, events uint32, idx int32, gen uint32, add bool) error

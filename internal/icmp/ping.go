@@ -137,7 +137,7 @@ func (t *Pings) HandleEvent(idx int32, gen uint32, events uint32) {
 		packet.IPv4(buf[packet.EtherLen:]).Encode(&packet.IPv4Fields{
 			TotalLen: packet.IPv4Len + n, ID: t.ipID, Protocol: packet.ProtoICMP, Src: f.key.Dst, Dst: f.key.NS,
 		})
-		t.env.Send(off+n, 0, 0)
+		t.env.Send(off+n, packet.Offload{})
 	}
 }
 

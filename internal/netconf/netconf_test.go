@@ -16,7 +16,7 @@ import (
 
 func TestConfigure(t *testing.T) {
 	err := testnet.InNewNetns(func() error {
-		fd, err := tapdev.Open("tap0")
+		fd, _, err := tapdev.Open("tap0")
 		if err != nil {
 			return err
 		}

@@ -38,6 +38,9 @@ type Parsed struct {
 	TCP     TCP    // set when Proto == ProtoTCP: header and payload
 	ICMP    ICMP   // set when Proto == ProtoICMP
 	Payload []byte // UDP or TCP payload
+	// Offload is what the frame's vnet header said, checked: set by the
+	// reader of the frame, not by Decode, which clears it.
+	Offload Offload
 }
 
 // Decode parses frame into p, checking every length and the checksums that

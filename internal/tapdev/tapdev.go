@@ -2,11 +2,13 @@
 // golang.org/x/sys/unix, and reads and writes frames on them.
 //
 // Taps are opened with IFF_VNET_HDR: every frame is preceded by a
-// virtio_net_hdr (VnetHdrLen bytes, VirtioNetHdr). No offloads are enabled
-// on the tap yet, so frames from the namespace come with no GSO; frames to
-// it carry NEEDS_CSUM when their checksum is partial (Write), and are zero
-// otherwise. The frame I/O carries the header already, so that TSO (64 KiB
-// frames) can be switched on later without reshaping the data path.
+// virtio_net_hdr (VnetHdrLen bytes, VirtioNetHdr), and with offloads on
+// (TUNSETOFFLOAD: checksum, TSO, and USO where the kernel has it), as a
+// virtio NIC would offer them. Whatever the namespace's MTU, its kernel
+// then hands nsgate TCP super-frames of up to 64 KiB with a partial
+// checksum, and nsgate hands it frames of the same size, marked for
+// segmentation at the connection's MSS: one frame, one system call, for
+// what would be 44 frames at MTU 1500. Nobody sums the payload either way.
 package tapdev
 
 import (
@@ -27,12 +29,61 @@ const VnetHdrLen = 12
 // MTU plus the Ethernet header.
 const MaxFrame = 65535 + 14
 
+// Offloads are TUNSETOFFLOAD's flags: what the tap's netdev may hand nsgate
+// (unix.TUN_F_*).
+type Offloads uint
+
+// The offloads Open asks for, best first: USO came in Linux 6.2, checksum
+// and TSO have always been there.
+const (
+	OffloadsFull = OffloadsTSO | unix.TUN_F_USO4 | unix.TUN_F_USO6
+	OffloadsTSO  = Offloads(unix.TUN_F_CSUM | unix.TUN_F_TSO4 | unix.TUN_F_TSO6)
+)
+
+// String names the flags as ethtool and the kernel do.
+func (o Offloads) String() string {
+	if o == 0 {
+		return "none"
+	}
+	s := ""
+	for _, f := range []struct {
+		bit  Offloads
+		name string
+	}{{unix.TUN_F_CSUM, "csum"}, {unix.TUN_F_TSO4, "tso4"}, {unix.TUN_F_TSO6, "tso6"}, {unix.TUN_F_TSO_ECN, "tso-ecn"},
+		{unix.TUN_F_UFO, "ufo"}, {unix.TUN_F_USO4, "uso4"}, {unix.TUN_F_USO6, "uso6"}} {
+		if o&f.bit != 0 {
+			if s != "" {
+				s += ","
+			}
+			s += f.name
+		}
+	}
+	return s
+}
+
 // Open creates the tap name in the calling thread's network namespace, or
 // attaches to an existing tap of that name (rootlesskit creates tap0 before
 // starting its network driver). The tap is not made persistent: one nsgate
 // creates disappears when its last descriptor closes. The returned fd is
 // close-on-exec and blocking; Device makes it non-blocking.
-func Open(name string) (int, error) {
+//
+// The offloads are the best the kernel accepts (SetOffloads); got says
+// which, so that the caller can say when they are fewer than OffloadsFull.
+// An existing tap needs nothing of its creator for this: IFF_VNET_HDR
+// belongs to the attaching descriptor, and TUNSETOFFLOAD to the device.
+func Open(name string) (fd int, got Offloads, err error) {
+	fd, err = open(name)
+	if err != nil {
+		return -1, 0, err
+	}
+	if got, err = SetOffloads(fd); err != nil {
+		unix.Close(fd)
+		return -1, 0, fmt.Errorf("tap %q: %w", name, err)
+	}
+	return fd, got, nil
+}
+
+func open(name string) (int, error) {
 	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
 		if errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) {
@@ -62,14 +113,26 @@ func Open(name string) (int, error) {
 		unix.Close(fd)
 		return -1, fmt.Errorf("tap %q: set vnet header size %d: %w", name, VnetHdrLen, err)
 	}
-	// No offloads yet: the kernel hands over checksummed frames of at most
-	// the MTU. ioctl(TUNSETOFFLOAD) takes its argument by value.
-	if err := unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, 0); err != nil {
-		unix.Close(fd)
-		return -1, fmt.Errorf("tap %q: disable offloads: %w", name, err)
-	}
 	return fd, nil
 }
+
+// SetOffloads turns on the best offloads the kernel accepts on the tap
+// behind fd: OffloadsFull, else OffloadsTSO (before Linux 6.2, which
+// refuses the USO flags with EINVAL), else none. It fails only if the
+// kernel refuses even none.
+func SetOffloads(fd int) (Offloads, error) {
+	var err error
+	for _, o := range []Offloads{OffloadsFull, OffloadsTSO, 0} {
+		// ioctl(TUNSETOFFLOAD) takes its argument by value.
+		if err = unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, int(o)); err == nil {
+			return o, nil
+		}
+	}
+	return 0, fmt.Errorf("set offloads (TUNSETOFFLOAD) to none: %w", err)
+}
+
+// errNoHeader: an offload was asked of a device with no header to say it.
+var errNoHeader = errors.New("tap: an offload on a frame without a vnet header")
 
 // Device is an open tap in non-blocking mode. Each frame in a buffer passed
 // to Read or Write is preceded by Headroom() bytes of virtio_net_hdr.
@@ -116,19 +179,20 @@ func (d *Device) Read(buf []byte) (int, error) {
 }
 
 // Write writes buf, whose first Headroom() bytes are the header, which Write
-// fills in. With csumStart > 0 the frame carries a partial checksum, as a
-// virtio guest sends it: the field at csumStart+csumOffset holds only the
-// pseudo-header sum, and the kernel completes it if the frame ever needs one
-// (never, for local delivery). csumStart counts from the Ethernet header.
-func (d *Device) Write(buf []byte, csumStart, csumOffset uint16) error {
+// fills in from o, as a virtio guest sends it. With o.CsumStart > 0 the
+// frame carries a partial checksum: the field at CsumStart+CsumOffset holds
+// only the pseudo-header sum, and the kernel completes it if the frame ever
+// needs one (never, for local delivery). With o.GSO the frame is a
+// super-frame that the kernel segments at o.GSOSize if it must (routing
+// on), or delivers whole. Without a header (headroom 0) o must be zero.
+func (d *Device) Write(buf []byte, o packet.Offload) error {
 	if d.headroom > 0 {
-		h := VirtioNetHdr{}
-		if csumStart > 0 {
-			h = VirtioNetHdr{Flags: VirtioNetHdrFNeedsCsum, CsumStart: csumStart, CsumOffset: csumOffset}
-		}
+		h := vnetHdr(o)
 		if err := h.Encode(buf[:d.headroom]); err != nil {
 			return err
 		}
+	} else if o != (packet.Offload{}) {
+		return errNoHeader
 	}
 	for {
 		_, err := unix.Write(d.fd, buf)

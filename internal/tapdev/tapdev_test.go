@@ -29,7 +29,7 @@ func ip(args ...string) error {
 // by the kernel (ours agree with its).
 func TestKernelFrames(t *testing.T) {
 	err := testnet.InNewNetns(func() error {
-		fd, err := Open("tapt0")
+		fd, _, err := Open("tapt0")
 		if err != nil {
 			return err
 		}
@@ -91,7 +91,7 @@ func TestKernelFrames(t *testing.T) {
 		copy(f[packet.EtherLen+packet.IPv4Len:], m)
 		packet.IPv4(f[packet.EtherLen:]).Encode(&packet.IPv4Fields{TotalLen: packet.IPv4Len + len(m), ID: 1, Protocol: packet.ProtoICMP,
 			Src: packet.AddrFrom4([4]byte{10, 9, 0, 2}), Dst: packet.AddrFrom4([4]byte{10, 9, 0, 1})})
-		if err := dev.Write(out, 0, 0); err != nil {
+		if err := dev.Write(out, packet.Offload{}); err != nil {
 			return err
 		}
 		for {
@@ -122,12 +122,12 @@ func TestAttachAndErrors(t *testing.T) {
 		if err := ip("tuntap", "add", "tapx", "mode", "tap"); err != nil {
 			return err
 		}
-		fd, err := Open("tapx")
+		fd, _, err := Open("tapx")
 		if err != nil {
 			return fmt.Errorf("attach to an existing tap: %w", err)
 		}
 		// A second opener is refused while the first holds it.
-		if fd2, err := Open("tapx"); err == nil {
+		if fd2, _, err := Open("tapx"); err == nil {
 			unix.Close(fd2)
 			unix.Close(fd)
 			return errors.New("a second open of a busy tap succeeded")
@@ -147,12 +147,12 @@ func TestAttachAndErrors(t *testing.T) {
 		if err := ip("tuntap", "add", "tunx", "mode", "tun"); err != nil {
 			return err
 		}
-		if fd, err := Open("tunx"); err == nil {
+		if fd, _, err := Open("tunx"); err == nil {
 			unix.Close(fd)
 			return errors.New("attached to a tun device as a tap")
 		}
 		// A tap nsgate creates is not persistent.
-		fd, err = Open("tapnew")
+		fd, _, err = Open("tapnew")
 		if err != nil {
 			return err
 		}

@@ -30,7 +30,7 @@ func (t *Table) open(p *packet.Parsed, k flow.Key) {
 			// As slirp4netns: "Network is unreachable" at once, not a
 			// refusal.
 			if n := icmp.Unreachable(p, packet.ICMPNetUnreachable, k.Dst, t.cfg.GatewayMAC, t.env.Frame()); n > 0 {
-				t.env.Send(n, 0, 0)
+				t.env.Send(n, packet.Offload{})
 			}
 			return
 		}

@@ -10,6 +10,9 @@ const (
 	ipOff  = packet.EtherLen
 	tcpOff = ipOff + packet.IPv4Len
 	hdrLen = tcpOff + packet.TCPLen
+	// maxGSOPayload is the most payload one frame can carry: an IPv4
+	// packet's total length is 16 bits.
+	maxGSOPayload = 65535 - packet.IPv4Len - packet.TCPLen
 )
 
 // frame writes Ethernet, IPv4 and TCP headers for a segment of c to the
@@ -156,7 +159,7 @@ func (t *Table) sendCtlWnd(c *conn, flags packet.TCPFlags, seq uint32, wnd uint1
 	buf := t.env.Frame()
 	n := t.frame(c, buf, flags, seq, flags.Has(packet.TCPSyn), 0, wnd)
 	packet.TCP(buf[tcpOff:n]).SetChecksum(c.key.Dst, c.key.NS)
-	t.env.Send(n, 0, 0)
+	t.env.Send(n, packet.Offload{})
 	if flags.Has(packet.TCPAck) {
 		c.ackPending = false
 	}

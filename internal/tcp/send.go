@@ -76,12 +76,18 @@ func (t *Table) push(idx int32) {
 		return
 	}
 	wnd := t.window(f, false) // once per burst: a syscall per segment would cost more than it tells
+	most := f.mss
+	if t.cfg.GSO {
+		// A super-frame of whole segments: the namespace's kernel cuts
+		// it at the MSS only if it must (it forwards the data on).
+		most = maxGSOPayload / f.mss * f.mss
+	}
 	for {
 		inflight := f.sndNxt - f.sndUna
 		if inflight >= f.sndWnd {
 			return // window full: the namespace's ACK resumes us
 		}
-		room := min(int(f.sndWnd-inflight), f.mss)
+		room := min(int(f.sndWnd-inflight), most)
 		buf := t.env.Frame()
 		n, e, resent := t.fill(f, buf[hdrLen:hdrLen+room], int(inflight))
 		switch {
@@ -107,7 +113,11 @@ func (t *Table) push(idx int32) {
 		// Only the pseudo-header sum: the payload is never summed by
 		// anyone on the way into the namespace.
 		packet.TCP(buf[tcpOff:fl]).SetPartialChecksum(f.key.Dst, f.key.NS)
-		t.env.Send(fl, tcpOff, packet.TCPChecksumOffset)
+		o := packet.Offload{CsumStart: tcpOff, CsumOffset: packet.TCPChecksumOffset}
+		if n > f.mss {
+			o.GSO, o.GSOSize, o.HdrLen = packet.GSOTCPv4, uint16(f.mss), hdrLen
+		}
+		t.env.Send(fl, o)
 		f.ackPending = false
 		f.sndNxt += uint32(n)
 		if f.rtoAt == 0 {

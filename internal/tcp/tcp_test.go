@@ -84,9 +84,15 @@ func kernelNoPeekOff() bool { return !kernel.Probe().TCPPeekOff }
 // the table, the fake env, the server's accepted fd, and the sequence state.
 func established(t *testing.T, noPeekOff bool) (tbl *Table, env *flowtest.Env, srv int, nsSeq, ourSeq uint32) {
 	t.Helper()
+	return establishedWith(t, Config{GatewayMAC: gwMAC, NAT: testNAT, MTU: 1500, NoPeekOff: noPeekOff})
+}
+
+// establishedWith is established with the table's configuration cfg.
+func establishedWith(t *testing.T, cfg Config) (tbl *Table, env *flowtest.Env, srv int, nsSeq, ourSeq uint32) {
+	t.Helper()
 	l, port := loopbackServer(t)
 	env = flowtest.New()
-	tbl = New(Config{GatewayMAC: gwMAC, NAT: testNAT, MTU: 1500, NoPeekOff: noPeekOff}, env)
+	tbl = New(cfg, env)
 	var p packet.Parsed
 	buf := make([]byte, 2000)
 	nsSeq = 1000
@@ -154,7 +160,7 @@ func testHandshakeAndData(t *testing.T, noPeekOff bool) {
 	if err := data.Decode(env.Last()); err != nil || string(data.Payload) != "hello namespace" || data.TCP.Seq() != ourSeq {
 		t.Fatalf("data to the namespace: %v %q seq %d want %d", err, data.Payload, data.TCP.Seq(), ourSeq)
 	}
-	if !(env.CsumStart != 0) {
+	if !(env.Offload.CsumStart != 0) {
 		t.Error("data frame sent without the partial-checksum mark")
 	}
 	// Not acknowledged yet: a retransmission (rewind) sends the same bytes.
@@ -411,5 +417,93 @@ func TestDisableHostLoopback(t *testing.T) {
 	}
 	if tbl.Len() != 0 {
 		t.Fatal("a flow was opened")
+	}
+}
+
+// TestSuperFrames: with GSO, host data goes to the namespace in frames of
+// many segments, marked for segmentation at the MSS with a partial
+// checksum that completes right; a TSO super-frame from the namespace
+// reaches the socket whole. Neither way allocates.
+func TestSuperFrames(t *testing.T) { sendPaths(t, testSuperFrames) }
+
+func testSuperFrames(t *testing.T, noPeekOff bool) {
+	tbl, env, srv, nsSeq, ourSeq := establishedWith(t, Config{GatewayMAC: gwMAC, NAT: testNAT, MTU: 1500, NoPeekOff: noPeekOff, GSO: true})
+	port := tbl.flows.At(env.Idx).key.DstPort
+	var p packet.Parsed
+	buf := make([]byte, 70000)
+	const size = 60000 // within the window (1024 << 7) and one frame's 44 segments
+	payload := make([]byte, size)
+	for i := range payload {
+		payload[i] = byte(i * 7)
+	}
+	drain := make([]byte, 1<<20)
+
+	// Host → namespace: one frame, 60,000 bytes.
+	if n, err := unix.Write(srv, payload); n != size {
+		t.Fatalf("write: %d, %v", n, err)
+	}
+	deadline := time.Now().Add(time.Second)
+	for sent := env.Sent; env.Sent == sent && time.Now().Before(deadline); {
+		tbl.HandleEvent(env.Idx, env.Gen, unix.EPOLLIN)
+	}
+	var d packet.Parsed
+	if err := d.Decode(env.Last()); err != nil || !bytes.Equal(d.Payload, payload) {
+		t.Fatalf("super-frame to the namespace: %v, %d bytes (want all %d, equal)", err, len(d.Payload), size)
+	}
+	want := packet.Offload{CsumStart: tcpOff, CsumOffset: packet.TCPChecksumOffset, GSO: packet.GSOTCPv4, GSOSize: 1460, HdrLen: hdrLen}
+	if env.Offload != want {
+		t.Fatalf("offload %+v, want %+v", env.Offload, want)
+	}
+	if s := packet.Checksum(d.TCP, packet.PseudoHeaderSum(d.Src, d.Dst, packet.ProtoTCP, len(d.TCP))); s != 0 {
+		t.Fatalf("the completed checksum does not verify: residue %#x", s)
+	}
+	ourSeq += size
+	segment(&p, buf, port, nsSeq, ourSeq, packet.TCPAck, nil)
+	tbl.HandleFrame(&p)
+
+	// Namespace → host: a TSO super-frame of 60,000 bytes.
+	segment(&p, buf, port, nsSeq, ourSeq, packet.TCPAck, payload)
+	p.Offload = packet.Offload{CsumStart: tcpOff, CsumOffset: packet.TCPChecksumOffset, GSO: packet.GSOTCPv4, GSOSize: 1448, HdrLen: hdrLen}
+	tbl.HandleFrame(&p)
+	tbl.Flush()
+	nsSeq += size
+	got := 0
+	for deadline := time.Now().Add(time.Second); got < size && time.Now().Before(deadline); {
+		n, _ := unix.Read(srv, drain[got:])
+		got += max(n, 0)
+	}
+	if got != size || !bytes.Equal(drain[:size], payload) {
+		t.Fatalf("the host read %d bytes of the super-frame's %d, or not the same", got, size)
+	}
+
+	nsToHost := testing.AllocsPerRun(200, func() {
+		segment(&p, buf, port, nsSeq, ourSeq, packet.TCPAck, payload)
+		tbl.HandleFrame(&p)
+		tbl.Flush()
+		nsSeq += size
+		for left := size; left > 0; {
+			n, _ := unix.Read(srv, drain)
+			if n <= 0 {
+				break
+			}
+			left -= n
+		}
+	})
+	sentBefore := env.Sent
+	hostToNS := testing.AllocsPerRun(200, func() {
+		unix.Write(srv, payload)
+		for sent, deadline := env.Sent, time.Now().Add(time.Second); env.Sent == sent && time.Now().Before(deadline); {
+			tbl.HandleEvent(env.Idx, env.Gen, unix.EPOLLIN)
+		}
+		ourSeq = tbl.flows.At(env.Idx).sndNxt
+		segment(&p, buf, port, nsSeq, ourSeq, packet.TCPAck, nil)
+		tbl.HandleFrame(&p)
+		tbl.Flush()
+	})
+	if nsToHost != 0 || hostToNS != 0 {
+		t.Errorf("super-frames allocate: %v per frame to the host, %v to the namespace", nsToHost, hostToNS)
+	}
+	if env.Sent-sentBefore < 200 || env.Offload.GSO != packet.GSOTCPv4 {
+		t.Fatalf("%d frames to the namespace, the last %+v: the loop measured no super-frames", env.Sent-sentBefore, env.Offload)
 	}
 }

@@ -58,10 +58,11 @@ type udpFlow struct {
 
 // pending is a datagram from the namespace waiting for Flush: its payload
 // is a slice of the engine's frame buffer, valid until the engine's batch
-// ends.
+// ends. seg > 0 makes it a USO super-datagram: datagrams of seg bytes.
 type pending struct {
 	idx  int32
 	data []byte
+	seg  int
 }
 
 // mmsghdr is struct mmsghdr for sendmmsg(2).
@@ -131,9 +132,13 @@ func (t *Table) HandleFrame(p *packet.Parsed) {
 		}
 	}
 	t.flows.At(idx).lastSeen = t.env.Now()
+	seg := 0
+	if p.Offload.GSO == packet.GSOUDPL4 && len(p.Payload) > int(p.Offload.GSOSize) {
+		seg = int(p.Offload.GSOSize) // USO: the engine checked the count
+	}
 	// Queued, not sent: Flush sends each flow's run of datagrams with one
 	// sendmmsg, after the engine's batch of frames.
-	t.pend[t.npend] = pending{idx: idx, data: p.Payload}
+	t.pend[t.npend] = pending{idx: idx, data: p.Payload, seg: seg}
 	t.npend++
 	if t.npend == maxPending {
 		t.Flush()
@@ -164,6 +169,15 @@ func (t *Table) sendGSO(fd, i, j int) bool {
 	if total > gsoMax {
 		return false
 	}
+	return t.segmented(fd, n, size)
+}
+
+// segmented sends iovs[:n] as datagrams of size bytes with one sendmsg and
+// UDP_SEGMENT, to msgs[0]'s address if it has one. It reports false when
+// the kernel would not segment them (no GSO on the route: EIO; a segment
+// over its MTU: EMSGSIZE; ...), so that the caller sends them one by one. A
+// full buffer or a pending ICMP error drops them, as a network would.
+func (t *Table) segmented(fd, n, size int) bool {
 	// cmsg: SOL_UDP, UDP_SEGMENT, u16 segment size.
 	var oob [unix.SizeofCmsghdr + 8]byte
 	h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
@@ -174,8 +188,59 @@ func (t *Table) sendGSO(fd, i, j int) bool {
 	msg.SetIovlen(n)
 	msg.SetControllen(unix.CmsgSpace(2))
 	_, _, e := unix.Syscall(unix.SYS_SENDMSG, uintptr(fd), uintptr(unsafe.Pointer(&msg)), unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL)
-	// EIO/EINVAL: no GSO for this route; let sendmmsg send them one by one.
 	return e == 0 || e == unix.EAGAIN || e == unix.ECONNREFUSED
+}
+
+// message sets msgs[k] to send iovs[k], to the flow's peer if its socket
+// is shared.
+func (t *Table) message(k int, f *udpFlow) {
+	t.msgs[k] = mmsghdr{hdr: unix.Msghdr{Iov: &t.iovs[k], Iovlen: 1}}
+	if f.shared {
+		t.msgs[k].hdr.Name = (*byte)(unsafe.Pointer(&f.peer))
+		t.msgs[k].hdr.Namelen = unix.SizeofSockaddrInet4
+	}
+}
+
+// each sends msgs[:n] with sendmmsg, dropping any datagram the kernel
+// refuses and trying the rest.
+func (t *Table) each(fd, n int) {
+	for sent := 0; sent < n; {
+		r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(fd), uintptr(unsafe.Pointer(&t.msgs[sent])), uintptr(n-sent),
+			unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL, 0, 0)
+		if e == unix.EINTR {
+			continue
+		}
+		if e != 0 || r == 0 {
+			sent++
+			continue
+		}
+		sent += int(r)
+	}
+}
+
+// super sends a USO super-datagram from the namespace as the datagrams it
+// stands for: with UDP_SEGMENT at its own segment size, or cut here when
+// the route has no GSO.
+func (t *Table) super(p *pending) {
+	f := t.flows.At(p.idx)
+	if f.fd < 0 {
+		return
+	}
+	t.iovs[0] = unix.Iovec{Base: &p.data[0], Len: uint64(len(p.data))}
+	t.message(0, f)
+	if t.segmented(f.fd, 1, p.seg) {
+		return
+	}
+	for rest := p.data; len(rest) > 0; {
+		k := 0
+		for ; k < maxPending && len(rest) > 0; k++ {
+			d := rest[:min(p.seg, len(rest))]
+			rest = rest[len(d):]
+			t.iovs[k] = unix.Iovec{Base: &d[0], Len: uint64(len(d))}
+			t.message(k, f)
+		}
+		t.each(f.fd, k)
+	}
 }
 
 // Flush sends the queued datagrams. Errors (a full buffer, a pending ICMP
@@ -183,37 +248,25 @@ func (t *Table) sendGSO(fd, i, j int) bool {
 // EPOLLERR. The engine calls it before reusing its frame buffers.
 func (t *Table) Flush() {
 	for i := 0; i < t.npend; {
+		if t.pend[i].seg > 0 {
+			t.super(&t.pend[i])
+			i++
+			continue
+		}
 		idx := t.pend[i].idx
+		f := t.flows.At(idx)
 		j := i
-		for ; j < t.npend && t.pend[j].idx == idx; j++ {
+		for ; j < t.npend && t.pend[j].idx == idx && t.pend[j].seg == 0; j++ {
 			d := t.pend[j].data
 			k := j - i
 			t.iovs[k] = unix.Iovec{Len: uint64(len(d))}
 			if len(d) > 0 {
 				t.iovs[k].Base = &d[0]
 			}
-			t.msgs[k] = mmsghdr{hdr: unix.Msghdr{Iov: &t.iovs[k], Iovlen: 1}}
-			if f := t.flows.At(idx); f.shared {
-				t.msgs[k].hdr.Name = (*byte)(unsafe.Pointer(&f.peer))
-				t.msgs[k].hdr.Namelen = unix.SizeofSockaddrInet4
-			}
+			t.message(k, f)
 		}
-		fd := t.flows.At(idx).fd
-		if fd >= 0 && t.sendGSO(fd, i, j) {
-			i = j
-			continue
-		}
-		for sent := 0; fd >= 0 && sent < j-i; {
-			r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(fd), uintptr(unsafe.Pointer(&t.msgs[sent])), uintptr(j-i-sent),
-				unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL, 0, 0)
-			if e == unix.EINTR {
-				continue
-			}
-			if e != 0 || r == 0 {
-				sent++ // drop the datagram the kernel refused, try the rest
-				continue
-			}
-			sent += int(r)
+		if f.fd >= 0 && !t.sendGSO(f.fd, i, j) {
+			t.each(f.fd, j-i)
 		}
 		i = j
 	}
@@ -319,7 +372,7 @@ func (t *Table) sendUDP(f *udpFlow, buf []byte, n int) {
 	u := packet.UDP(buf[udpOff:])
 	u.Encode(&packet.UDPFields{SrcPort: f.key.DstPort, DstPort: f.key.NSPort, Length: l4})
 	u.SetPartialChecksum(f.key.Dst, f.key.NS)
-	t.env.Send(udpOff+l4, udpOff, packet.UDPChecksumOffset)
+	t.env.Send(udpOff+l4, packet.Offload{CsumStart: udpOff, CsumOffset: packet.UDPChecksumOffset})
 }
 
 // ipHeader writes the Ethernet and IPv4 headers of a frame to the
@@ -396,14 +449,14 @@ func (t *Table) icmpError(f *udpFlow, typ, code uint8, info uint32, payloadLen i
 	packet.IPv4(q).Encode(&packet.IPv4Fields{TotalLen: quote + payloadLen, Protocol: packet.ProtoUDP, Src: f.key.NS, Dst: f.key.Dst})
 	packet.UDP(q[packet.IPv4Len:]).Encode(&packet.UDPFields{SrcPort: f.key.NSPort, DstPort: f.key.DstPort, Length: packet.UDPLen + payloadLen})
 	m.SetTypeCode(typ, code)
-	t.env.Send(ipOff+packet.IPv4Len+l4, 0, 0)
+	t.env.Send(ipOff+packet.IPv4Len+l4, packet.Offload{})
 }
 
 // unreachable answers a datagram that cannot leave with ICMP destination
 // unreachable (code), from the gateway.
 func (t *Table) unreachable(p *packet.Parsed, code uint8) {
 	if n := icmp.Unreachable(p, code, t.cfg.NAT.Gateway, t.cfg.GatewayMAC, t.env.Frame()); n > 0 {
-		t.env.Send(n, 0, 0)
+		t.env.Send(n, packet.Offload{})
 	}
 }
 

@@ -77,7 +77,7 @@ func TestRoundTripAndAllocs(t *testing.T) {
 		r.Src != gwIP || r.Dst != nsIP || r.UDP.SrcPort() != port || r.UDP.DstPort() != 40000 || r.DstMAC != nsMAC {
 		t.Fatalf("reply to the namespace: %v %+v", err, r)
 	}
-	if env.CsumOffset != packet.UDPChecksumOffset {
+	if env.Offload.CsumOffset != packet.UDPChecksumOffset {
 		t.Errorf("reply sent without a partial UDP checksum")
 	}
 
@@ -198,4 +198,58 @@ func TestFlushBatches(t *testing.T) {
 	if string(gotA) != "124578" || string(gotB) != "0369" {
 		t.Fatalf("flow A got %q, flow B got %q", gotA, gotB)
 	}
+}
+
+// TestUSO: a USO super-datagram from the namespace reaches the host as the
+// datagrams it stands for, each of the segment size but the last, both
+// with UDP_SEGMENT and cut by nsgate when the socket refuses it. Sending
+// one allocates nothing.
+func TestUSO(t *testing.T) {
+	srv, port := loopbackUDP(t)
+	env := flowtest.New()
+	tbl := newTable(env)
+	var p packet.Parsed
+	buf := make([]byte, 70000)
+	const seg, count = 1000, 40
+	payload := make([]byte, seg*count-300) // the last datagram is short
+	for i := range payload {
+		payload[i] = byte(i / seg)
+	}
+	uso := func() {
+		datagram(&p, buf, gwMAC, gwIP, port, payload)
+		p.Offload = packet.Offload{CsumStart: 34, CsumOffset: packet.UDPChecksumOffset, GSO: packet.GSOUDPL4, GSOSize: seg, HdrLen: 42}
+		tbl.HandleFrame(&p)
+		tbl.Flush()
+	}
+	expect := func(how string) {
+		t.Helper()
+		got := make([]byte, 65536)
+		for i := 0; i < count; i++ {
+			n, _, err := unix.Recvfrom(srv, got, 0)
+			want := min(seg, len(payload)-i*seg)
+			if err != nil || n != want || !bytes.Equal(got[:n], payload[i*seg:i*seg+want]) {
+				t.Fatalf("%s: datagram %d: %d bytes, %v; want %d bytes of %d", how, i, n, err, want, i)
+			}
+		}
+		if n, _, err := unix.Recvfrom(srv, got, unix.MSG_DONTWAIT); err == nil {
+			t.Fatalf("%s: a datagram too many (%d bytes)", how, n)
+		}
+	}
+	uso()
+	expect("UDP_SEGMENT")
+	if a := testing.AllocsPerRun(50, func() {
+		uso()
+		for i := 0; i < count; i++ {
+			unix.Read(srv, buf) // Recvfrom would allocate its address
+		}
+	}); a != 0 {
+		t.Fatalf("a USO send allocates %v times", a)
+	}
+	// A socket that may not segment (SO_NO_CHECK: UDP_SEGMENT is EINVAL
+	// then): nsgate cuts the datagrams itself.
+	if err := unix.SetsockoptInt(tbl.flows.At(env.Idx).fd, unix.SOL_SOCKET, unix.SO_NO_CHECK, 1); err != nil {
+		t.Fatal(err)
+	}
+	uso()
+	expect("cut by nsgate")
 }

@@ -63,6 +63,10 @@ var ErrNotConnected = errors.New("no VM connected")
 // frame: the frame is dropped.
 var ErrQueueFull = errors.New("send queue full")
 
+// ErrSegmented is returned by Write for a super-frame: a VM's stream
+// socket has no vnet header to ask the guest to segment it.
+var ErrSegmented = errors.New("a super-frame (GSO) on a VM's socket, which carries no vnet header")
+
 // ErrSilent is returned by Read when the peer closed the connection within
 // probeWindow of connecting, without sending a byte: not a VM, but a
 // liveness probe such as Listen's own (or passt's) on a socket already
@@ -237,10 +241,11 @@ func (p *Port) Buffered() bool {
 }
 
 // Write queues the frame in buf after the headroom, for Flush to send.
-// csumStart > 0 marks a partial L4 checksum at csumStart+csumOffset, which
-// Write completes: the VM's virtio-net gets no vnet header from qemu's
-// stream back-end, so the frame must carry a final checksum.
-func (p *Port) Write(buf []byte, csumStart, csumOffset uint16) error {
+// o.CsumStart > 0 marks a partial L4 checksum at CsumStart+CsumOffset,
+// which Write completes: the VM's virtio-net gets no vnet header from
+// qemu's stream back-end, so the frame must carry a final checksum. For the
+// same reason a super-frame (o.GSO) is refused: the engine sends none here.
+func (p *Port) Write(buf []byte, o packet.Offload) error {
 	if p.conn < 0 {
 		return ErrNotConnected
 	}
@@ -248,8 +253,11 @@ func (p *Port) Write(buf []byte, csumStart, csumOffset uint16) error {
 	if len(frame) == 0 || len(frame) > MaxFrame {
 		return fmt.Errorf("frame of %d bytes: frames are 1 to %d bytes", len(frame), MaxFrame)
 	}
-	if csumStart > 0 {
-		if err := completeChecksum(frame, int(csumStart), int(csumOffset)); err != nil {
+	if o.GSO != packet.GSONone {
+		return ErrSegmented
+	}
+	if o.CsumStart > 0 {
+		if err := completeChecksum(frame, int(o.CsumStart), int(o.CsumOffset)); err != nil {
 			return err
 		}
 	}

@@ -231,7 +231,7 @@ func TestWriteFlush(t *testing.T) {
 		for j := range n {
 			buf[HeaderLen+j] = byte(i + j)
 		}
-		if err := p.Write(buf[:HeaderLen+n], 0, 0); err != nil {
+		if err := p.Write(buf[:HeaderLen+n], packet.Offload{}); err != nil {
 			t.Fatalf("frame %d: %v", i, err)
 		}
 		want.Write(framed(buf[HeaderLen : HeaderLen+n]))
@@ -269,7 +269,7 @@ func TestQueueFull(t *testing.T) {
 	var err error
 	n := 0
 	for ; n < 2*sendQueueLen/MaxFrame; n++ {
-		if err = p.Write(buf, 0, 0); err != nil {
+		if err = p.Write(buf, packet.Offload{}); err != nil {
 			break
 		}
 		if _, ferr := p.Flush(); ferr != nil {
@@ -312,7 +312,7 @@ func TestWriteChecksum(t *testing.T) {
 			packet.UDP(l4).SetPartialChecksum(src, dst)
 			off = packet.UDPChecksumOffset
 		}
-		if err := p.Write(buf, uint16(packet.EtherLen+packet.IPv4Len), uint16(off)); err != nil {
+		if err := p.Write(buf, packet.Offload{CsumStart: uint16(packet.EtherLen + packet.IPv4Len), CsumOffset: uint16(off)}); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := p.Flush(); err != nil {
@@ -328,8 +328,12 @@ func TestWriteChecksum(t *testing.T) {
 		}
 	}
 	// A partial checksum past the frame is refused, not written out of bounds.
-	if err := p.Write(make([]byte, HeaderLen+20), 18, 6); err == nil {
+	if err := p.Write(make([]byte, HeaderLen+20), packet.Offload{CsumStart: 18, CsumOffset: 6}); err == nil {
 		t.Fatal("a checksum field past the frame's end was accepted")
+	}
+	// A super-frame cannot be said on this socket: refused, not sent whole.
+	if err := p.Write(make([]byte, HeaderLen+1500), packet.Offload{GSO: packet.GSOTCPv4, GSOSize: 1000, HdrLen: 54}); !errors.Is(err, ErrSegmented) {
+		t.Fatalf("a super-frame: %v, want ErrSegmented", err)
 	}
 }
 
@@ -464,7 +468,7 @@ func TestReadAllocs(t *testing.T) {
 				break
 			}
 		}
-		if err := p.Write(out, 0, 0); err != nil {
+		if err := p.Write(out, packet.Offload{}); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := p.Flush(); err != nil {

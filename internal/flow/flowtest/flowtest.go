@@ -19,9 +19,9 @@ type Env struct {
 	last []byte
 	// LastN is the length of the last frame sent; Sent counts frames.
 	LastN, Sent int
-	// CsumStart and CsumOffset are the last frame's partial checksum
-	// (CsumStart 0: the frame was complete).
-	CsumStart, CsumOffset uint16
+	// Offload is the last frame's: its partial checksum (CsumStart 0: the
+	// frame was complete) and segmentation.
+	Offload packet.Offload
 	// The last Watch call.
 	Fd     int
 	Idx    int32
@@ -45,14 +45,14 @@ func (e *Env) Frame() []byte { return e.buf }
 // Send implements flow.Env. The frame is copied into preallocated memory (the
 // fake itself allocates nothing), and a partial checksum is completed as the
 // namespace's kernel would: the field holds the pseudo-header sum, and the
-// sum runs from csumStart to the end.
-func (e *Env) Send(n int, csumStart, csumOffset uint16) {
+// sum runs from CsumStart to the end. A super-frame is kept whole.
+func (e *Env) Send(n int, o packet.Offload) {
 	e.LastN = copy(e.last, e.buf[:n])
 	e.Sent++
-	e.CsumStart, e.CsumOffset = csumStart, csumOffset
-	if csumStart > 0 {
-		l4 := e.last[csumStart:n]
-		binary.BigEndian.PutUint16(l4[csumOffset:], packet.Checksum(l4, 0))
+	e.Offload = o
+	if o.CsumStart > 0 {
+		l4 := e.last[o.CsumStart:n]
+		binary.BigEndian.PutUint16(l4[o.CsumOffset:], packet.Checksum(l4, 0))
 	}
 }
 
