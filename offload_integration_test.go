@@ -113,8 +113,8 @@ func TestOffloads(t *testing.T) {
 }
 
 // TestOffloadsAttached: a tap that exists before nsgate (rootlesskit makes
-// tap0, without a vnet header) gets offloads too: IFF_VNET_HDR belongs to
-// the attaching descriptor, TUNSETOFFLOAD to the device.
+// tap0, without a vnet header) gets offloads too: attaching sets
+// IFF_VNET_HDR anew, and TUNSETOFFLOAD works on the attached descriptor.
 func TestOffloadsAttached(t *testing.T) {
 	w := testnet.New(t)
 	tg := testnet.NewTarget(t, true)

@@ -69,8 +69,9 @@ func (o Offloads) String() string {
 //
 // The offloads are the best the kernel accepts (SetOffloads); got says
 // which, so that the caller can say when they are fewer than OffloadsFull.
-// An existing tap needs nothing of its creator for this: IFF_VNET_HDR
-// belongs to the attaching descriptor, and TUNSETOFFLOAD to the device.
+// An existing tap needs nothing of its creator for this: attaching sets
+// IFF_VNET_HDR anew, whatever flags the tap was made with (rootlesskit's
+// has none), and TUNSETOFFLOAD works on any attached descriptor.
 func Open(name string) (fd int, got Offloads, err error) {
 	fd, err = open(name)
 	if err != nil {
