@@ -19,16 +19,25 @@ type driver struct {
 	argv func(pid int) []string
 }
 
-// drivers returns nsgate and, when installed, slirp4netns: both map
-// 10.0.2.2 to the host's loopback, so the same clients measure both.
+// drivers returns nsgate and, when installed, slirp4netns, each at MTU
+// 65520 (what rootlesskit and podman use) and 1500: both map 10.0.2.2 to
+// the host's loopback, so the same clients measure both.
 func drivers() []driver {
-	d := []driver{{"nsgate", func(pid int) []string {
-		return []string{nsgateBin, "-c", "-m", "65520", strconv.Itoa(pid), "tap0"}
-	}}}
+	bins := [][2]string{{"nsgate", nsgateBin}}
 	if p, err := exec.LookPath("slirp4netns"); err == nil {
-		d = append(d, driver{"slirp4netns", func(pid int) []string {
-			return []string{p, "-c", "-m", "65520", strconv.Itoa(pid), "tap0"}
-		}})
+		bins = append(bins, [2]string{"slirp4netns", p})
+	}
+	var d []driver
+	for _, mtu := range []string{"65520", "1500"} {
+		for _, bin := range bins {
+			name := bin[0]
+			if mtu != "65520" {
+				name += "-mtu" + mtu
+			}
+			d = append(d, driver{name, func(pid int) []string {
+				return []string{bin[1], "-c", "-m", mtu, strconv.Itoa(pid), "tap0"}
+			}})
+		}
 	}
 	return d
 }

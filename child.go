@@ -22,13 +22,14 @@ import (
 )
 
 // openTap opens (and configures, if asked) the tap in the current namespace:
-// the work of both helper roles.
-func openTap(req nsenter.Request) (int, error) {
+// the work of both helper roles. quiet keeps spawn mode's output the
+// command's own.
+func openTap(req nsenter.Request, quiet bool) (int, error) {
 	fd, got, err := tapdev.Open(req.TapName)
 	if err != nil {
 		return -1, err
 	}
-	if got != tapdev.OffloadsFull {
+	if got != tapdev.OffloadsFull && !quiet {
 		// Frames still flow: the namespace's kernel segments and sums in
 		// software what the tap may not take. Before Linux 6.2 that is USO.
 		logger.Printf("tap %s: offloads %v of %v: the kernel refused the rest, and does their work in software", req.TapName, got, tapdev.OffloadsFull)
@@ -68,7 +69,7 @@ func childMain(spawn bool) int {
 		return 1
 	}
 	defer conn.Close()
-	fd, err := openTap(req)
+	fd, err := openTap(req, spawn)
 	if err != nil {
 		conn.SendError(err)
 		return 1
