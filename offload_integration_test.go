@@ -48,16 +48,17 @@ func offloadsOn(t *testing.T, tg *testnet.Target, g *gate) {
 }
 
 // TestOffloads: at MTU 1500 the tap offers checksum and TSO offloads, as
-// ethtool in the namespace shows, and 200 MiB each way to the host's
-// loopback and to the remote namespace, and through a port forward, arrive
-// sha256-intact in super-frames: nsgate's frames carry over 3,000 bytes of
-// payload on average, counting the ACKs, where without offloads none could
-// carry over 1,460. (200 MiB; 16 MiB in make test-kernel's guest.) A client that sets
-// TCP_MAXSEG to 536 works both ways, and a UDP_SEGMENT send (USO, on
-// kernels that have it) reaches the remote server as its datagrams.
+// ethtool in the namespace shows, and 200 MiB (16 MiB in make
+// test-kernel's guest) each way to the host's loopback and to the remote
+// namespace, and each way through port forwards, arrive sha256-intact in
+// super-frames: nsgate's frames carry over 3,000 bytes of payload on
+// average, counting the ACKs, where without offloads none could carry over
+// 1,460. A client that sets TCP_MAXSEG to 536 works both ways, and a
+// UDP_SEGMENT send (USO, on kernels that have it) reaches the remote
+// server as its datagrams.
 func TestOffloads(t *testing.T) {
 	n := min(int64(200<<20), bigSize()) // make test-kernel's guest moves less
-	w, tg, g := tcpWorld(t, true, "-m", "1500", "-p", "5008")
+	w, tg, g := tcpWorld(t, true, "-m", "1500", "-p", "5008", "-p", "5009")
 	if out := tg.MustRun("ip", "link", "show", "tap0"); !strings.Contains(out, "mtu 1500") {
 		t.Fatalf("the tap's MTU is not 1500: %s", out)
 	}
@@ -80,7 +81,10 @@ func TestOffloads(t *testing.T) {
 		check(d.name+" host→ns", srv.result(t, time.Minute), got)
 	}
 	srv := startServer(t, tg.Command("env"), "sink", "0.0.0.0:5008")
-	check("forwarded", runClient(t, 3*time.Minute, w.HostCommand(false, "env"), "send", "127.0.0.1:5008", ns), srv.result(t, time.Minute))
+	check("forwarded host→ns", runClient(t, 3*time.Minute, w.HostCommand(false, "env"), "send", "127.0.0.1:5008", ns), srv.result(t, time.Minute))
+	srv = startServer(t, tg.Command("env"), "source", "0.0.0.0:5009", ns)
+	got := runClient(t, 3*time.Minute, w.HostCommand(false, "env"), "recv", "127.0.0.1:5009")
+	check("forwarded ns→host", srv.result(t, time.Minute), got)
 
 	// A small MSS: the super-frames to the namespace are cut at 536.
 	small := int(n / 10)
@@ -91,7 +95,7 @@ func TestOffloads(t *testing.T) {
 		t.Fatalf("MSS 536 ns→remote: sent %q, received %q", sent, got)
 	}
 	srv = startServer(t, d.where(), "source", strings.Replace(d.listen, ":5001", ":5011", 1), strconv.Itoa(small))
-	got := runClient(t, time.Minute, tg.Command("env"), "recvmss", strings.Replace(d.dial, ":5001", ":5011", 1), "536")
+	got = runClient(t, time.Minute, tg.Command("env"), "recvmss", strings.Replace(d.dial, ":5001", ":5011", 1), "536")
 	if sent := srv.result(t, time.Minute); !strings.HasPrefix(sent, strconv.Itoa(small)+" ") || got != sent {
 		t.Fatalf("MSS 536 remote→ns: sent %q, received %q", sent, got)
 	}
