@@ -1,5 +1,10 @@
 package packet
 
+import (
+	"encoding/binary"
+	"fmt"
+)
+
 // GSOType says how a super-frame is to be cut into segments: the kinds a
 // tap's vnet header names (their values are virtio_net_hdr's gso_type).
 type GSOType uint8
@@ -29,4 +34,25 @@ type Offload struct {
 	// HdrLen is the bytes of headers, Ethernet to L4, before the payload
 	// that is cut (GSO != GSONone).
 	HdrLen uint16
+}
+
+// Complete turns the partial checksum o says frame holds (the
+// pseudo-header sum at CsumStart+CsumOffset) into the full L4 checksum
+// over frame[CsumStart:], as a NIC or the kernel would. A frame with no
+// partial checksum is left as it is; a field past the frame's end is an
+// error.
+func (o Offload) Complete(frame []byte) error {
+	if o.CsumStart == 0 {
+		return nil
+	}
+	start, off := int(o.CsumStart), int(o.CsumOffset)
+	if start+off+2 > len(frame) {
+		return fmt.Errorf("partial checksum at %d+%d is past the frame's end (%d bytes)", start, off, len(frame))
+	}
+	sum := Checksum(frame[start:], 0)
+	if sum == 0 && off == UDPChecksumOffset {
+		sum = 0xffff // RFC 768: zero means "no checksum"
+	}
+	binary.BigEndian.PutUint16(frame[start+off:], sum)
+	return nil
 }

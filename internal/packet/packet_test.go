@@ -399,3 +399,40 @@ func TestPseudoHeaderSumIPv6(t *testing.T) {
 		t.Fatal("Addr family or conversion wrong")
 	}
 }
+
+// TestOffloadComplete: a partial checksum completed over a frame verifies,
+// for TCP and for UDP; no partial checksum leaves the frame alone; a field
+// past the frame's end is an error, not a write out of bounds.
+func TestOffloadComplete(t *testing.T) {
+	src, dst := v4(10, 0, 2, 2), v4(10, 0, 2, 100)
+	const l4At = EtherLen + IPv4Len
+	for _, c := range []struct {
+		proto uint8
+		off   int
+	}{{ProtoTCP, TCPChecksumOffset}, {ProtoUDP, UDPChecksumOffset}} {
+		frame := make([]byte, l4At+TCPLen+7)
+		l4 := frame[l4At:]
+		copy(l4[TCPLen:], "payload")
+		if c.proto == ProtoTCP {
+			TCP(l4).Encode(&TCPFields{SrcPort: 1, DstPort: 2, Flags: TCPAck, HeaderLen: TCPLen})
+			TCP(l4).SetPartialChecksum(src, dst)
+		} else {
+			UDP(l4).Encode(&UDPFields{SrcPort: 1, DstPort: 2, Length: len(l4)})
+			UDP(l4).SetPartialChecksum(src, dst)
+		}
+		before := append([]byte(nil), frame...)
+		if err := (Offload{}).Complete(frame); err != nil || string(frame) != string(before) {
+			t.Fatalf("proto %d: Complete without a partial checksum: %v, frame changed: %v", c.proto, err, string(frame) != string(before))
+		}
+		o := Offload{CsumStart: l4At, CsumOffset: uint16(c.off)}
+		if err := o.Complete(frame); err != nil {
+			t.Fatal(err)
+		}
+		if s := Checksum(l4, PseudoHeaderSum(src, dst, c.proto, len(l4))); s != 0 {
+			t.Fatalf("proto %d: the completed checksum does not verify (residue %#x)", c.proto, s)
+		}
+		if err := (Offload{CsumStart: l4At, CsumOffset: uint16(len(l4) - 1)}).Complete(frame); err == nil {
+			t.Fatalf("proto %d: a field past the frame's end was accepted", c.proto)
+		}
+	}
+}

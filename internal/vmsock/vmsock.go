@@ -257,7 +257,7 @@ func (p *Port) Write(buf []byte, o packet.Offload) error {
 		return ErrSegmented
 	}
 	if o.CsumStart > 0 {
-		if err := completeChecksum(frame, int(o.CsumStart), int(o.CsumOffset)); err != nil {
+		if err := o.Complete(frame); err != nil {
 			return err
 		}
 	}
@@ -272,20 +272,6 @@ func (p *Port) Write(buf []byte, o packet.Offload) error {
 	}
 	binary.BigEndian.PutUint32(buf, uint32(len(frame)))
 	p.wend += copy(p.wbuf[p.wend:], buf)
-	return nil
-}
-
-// completeChecksum turns the pseudo-header sum at start+off into the full
-// L4 checksum over frame[start:], as a NIC or the kernel would.
-func completeChecksum(frame []byte, start, off int) error {
-	if start+off+2 > len(frame) {
-		return fmt.Errorf("partial checksum at %d+%d is past the frame's end (%d bytes)", start, off, len(frame))
-	}
-	sum := packet.Checksum(frame[start:], 0)
-	if sum == 0 && off == packet.UDPChecksumOffset {
-		sum = 0xffff // RFC 768: zero means "no checksum"
-	}
-	binary.BigEndian.PutUint16(frame[start+off:], sum)
 	return nil
 }
 
