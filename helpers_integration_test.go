@@ -58,6 +58,20 @@ func recvAll(r io.Reader) (int64, string, error) {
 	return n, hex.EncodeToString(h.Sum(nil)), err
 }
 
+// dialTCP connects to addr within 10 s, with TCP_MAXSEG set to mss first
+// unless it is 0.
+func dialTCP(addr string, mss int) (net.Conn, error) {
+	d := net.Dialer{Timeout: 10 * time.Second}
+	if mss > 0 {
+		d.Control = func(_, _ string, rc syscall.RawConn) error {
+			var serr error
+			rc.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_MAXSEG, mss) })
+			return serr
+		}
+	}
+	return d.Dial("tcp4", addr)
+}
+
 func listen(addr string) net.Listener {
 	l, err := net.Listen("tcp4", addr)
 	if err != nil {
@@ -130,36 +144,14 @@ func runHelper(args []string) int {
 		}
 		c.Close()
 		fmt.Println(n, sum)
-	case "send": // send ADDR N
-		c, err := net.DialTimeout("tcp4", args[1], 10*time.Second)
+	case "send", "sendmss": // send ADDR N; sendmss ADDR N MSS: with TCP_MAXSEG set
+		mss := 0
+		if args[0] == "sendmss" {
+			mss, _ = strconv.Atoi(args[3])
+		}
+		c, err := dialTCP(args[1], mss)
 		if err != nil {
 			return fail(err)
-		}
-		n, _ := strconv.ParseInt(args[2], 10, 64)
-		sum, err := sendN(c, n, 1)
-		if err != nil {
-			return fail(err)
-		}
-		c.Close()
-		fmt.Println(n, sum)
-	case "sendmss", "recvmss": // sendmss ADDR N MSS, recvmss ADDR MSS: send or recv with TCP_MAXSEG set
-		mss, _ := strconv.Atoi(args[len(args)-1])
-		d := net.Dialer{Timeout: 10 * time.Second, Control: func(_, _ string, rc syscall.RawConn) error {
-			var serr error
-			rc.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_MAXSEG, mss) })
-			return serr
-		}}
-		c, err := d.Dial("tcp4", args[1])
-		if err != nil {
-			return fail(err)
-		}
-		if args[0] == "recvmss" {
-			n, sum, err := recvAll(c)
-			if err != nil {
-				return fail(err)
-			}
-			fmt.Println(n, sum)
-			return 0
 		}
 		n, _ := strconv.ParseInt(args[2], 10, 64)
 		sum, err := sendN(c, n, 1)
@@ -212,8 +204,12 @@ func runHelper(args []string) int {
 			seen[i] = true
 		}
 		fmt.Println("ok", count)
-	case "recv": // recv ADDR
-		c, err := net.DialTimeout("tcp4", args[1], 10*time.Second)
+	case "recv", "recvmss": // recv ADDR; recvmss ADDR MSS: with TCP_MAXSEG set
+		mss := 0
+		if args[0] == "recvmss" {
+			mss, _ = strconv.Atoi(args[2])
+		}
+		c, err := dialTCP(args[1], mss)
 		if err != nil {
 			return fail(err)
 		}

@@ -24,31 +24,38 @@ rootlesskit_bg() {
 	track_pid $!
 }
 
-@test "rootlesskit (nsgate sandboxed): the child gets 10.0.2.100 via 10.0.2.2, MTU 65520, and TCP to the remote namespace" {
-	# The child waits (socat -t) until the server closes after the last
-	# byte: when the child exits, its namespace goes, and anything still in
-	# flight with it.
+# remote_sink writes 20 MB of random data to $TMP/data and starts a server
+# in the remote namespace that stores one connection's bytes in $TMP/recv.
+remote_sink() {
 	head -c 20000000 /dev/urandom > "$TMP/data"
 	chmod 0644 "$TMP/data"
 	in_remote socat -u TCP-LISTEN:5000,reuseaddr "OPEN:$TMP/recv,creat,trunc" &
 	track_pid $!
 	sleep 0.3
+}
+
+# remote_sink_got_all waits up to 5 s for all 20 MB and compares sha256.
+remote_sink_got_all() {
+	for _ in $(seq 50); do [ -s "$TMP/recv" ] && [ "$(stat -c %s "$TMP/recv")" -eq 20000000 ] && break; sleep 0.1; done
+	[ "$(sha256sum < "$TMP/data")" = "$(sha256sum < "$TMP/recv")" ]
+}
+
+@test "rootlesskit (nsgate sandboxed): the child gets 10.0.2.100 via 10.0.2.2, MTU 65520, and TCP to the remote namespace" {
+	# The child waits (socat -t) until the server closes after the last
+	# byte: when the child exits, its namespace goes, and anything still in
+	# flight with it.
+	remote_sink
 	run rootlesskit_nsgate --slirp4netns-sandbox=true --slirp4netns-seccomp=true sh -c "ip -4 -o addr show tap0; ip route show default; cat /sys/class/net/tap0/mtu; socat -t 30 - TCP:$REMOTE_ADDR:5000 < $TMP/data > /dev/null"
 	echo "$output"
 	[ "$status" -eq 0 ]
 	[[ "$output" == *"inet 10.0.2.100/24"* ]]
 	[[ "$output" == *"default via 10.0.2.2 dev tap0"* ]]
 	[[ "$output" == *$'\n65520'* ]]
-	for _ in $(seq 50); do [ -s "$TMP/recv" ] && [ "$(stat -c %s "$TMP/recv")" -eq 20000000 ] && break; sleep 0.1; done
-	[ "$(sha256sum < "$TMP/data")" = "$(sha256sum < "$TMP/recv")" ]
+	remote_sink_got_all
 }
 
 @test "rootlesskit at MTU 1500: the tap it made offers TSO once nsgate attaches, and 20 MB arrive intact" {
-	head -c 20000000 /dev/urandom > "$TMP/data"
-	chmod 0644 "$TMP/data"
-	in_remote socat -u TCP-LISTEN:5000,reuseaddr "OPEN:$TMP/recv,creat,trunc" &
-	track_pid $!
-	sleep 0.3
+	remote_sink
 	run as_user rootlesskit --state-dir="$TMP/user/state" --net=slirp4netns --slirp4netns-binary="$TMP/nsgate" \
 		--copy-up=/etc --mtu=1500 sh -c "echo mtu=\$(cat /sys/class/net/tap0/mtu); ethtool -k tap0; socat -t 30 - TCP:$REMOTE_ADDR:5000 < $TMP/data > /dev/null"
 	echo "$output"
@@ -56,8 +63,7 @@ rootlesskit_bg() {
 	[[ "$output" == *"mtu=1500"* ]]
 	[[ "$output" == *"tcp-segmentation-offload: on"* ]]
 	[[ "$output" == *"tx-checksumming: on"* ]]
-	for _ in $(seq 50); do [ -s "$TMP/recv" ] && [ "$(stat -c %s "$TMP/recv")" -eq 20000000 ] && break; sleep 0.1; done
-	[ "$(sha256sum < "$TMP/data")" = "$(sha256sum < "$TMP/recv")" ]
+	remote_sink_got_all
 }
 
 # page_through DRIVER PORT: a page served by busybox httpd in rootlesskit's
