@@ -19,6 +19,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"strconv"
@@ -122,6 +123,57 @@ func runHelper(args []string) int {
 		fmt.Println("ready")
 		time.Sleep(time.Duration(secs) * time.Second)
 		fmt.Println("held", len(held))
+	case "holdlisten": // holdlisten LISTEN BACKLOG: listen, never accept (connects stall once the backlog is full)
+		backlog, _ := strconv.Atoi(args[2])
+		fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+		if err != nil {
+			return fail(err)
+		}
+		ap, err := netip.ParseAddrPort(args[1])
+		if err != nil {
+			return fail(err)
+		}
+		if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: ap.Addr().As4(), Port: int(ap.Port())}); err != nil {
+			return fail(err)
+		}
+		if err := syscall.Listen(fd, backlog); err != nil {
+			return fail(err)
+		}
+		fmt.Println("ready")
+		select {}
+	case "udplimit": // udplimit ADDR FLOWS: FLOWS sockets one after another, one echo each; count the outcomes
+		flows, _ := strconv.Atoi(args[2])
+		// As many as the descriptor limit allows (the hard limit may be
+		// below FLOWS: the report says how many were made).
+		var lim syscall.Rlimit
+		if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err == nil && int(lim.Max) < flows+64 {
+			flows = int(lim.Max) - 64
+		}
+		outcomes := map[string]int{}
+		held := make([]net.Conn, flows) // every flow stays open to the end
+		buf := make([]byte, 64)
+		for i := 0; i < flows; i++ {
+			c, err := net.Dial("udp4", args[1])
+			if err != nil {
+				return fail(fmt.Errorf("flow %d: %w", i, err))
+			}
+			held[i] = c
+			c.SetDeadline(time.Now().Add(3 * time.Second))
+			msg := fmt.Sprintf("flow %d", i)
+			_, err = c.Write([]byte(msg))
+			if err == nil {
+				var n int
+				n, err = c.Read(buf)
+				if err == nil && string(buf[:n]) != msg {
+					err = fmt.Errorf("flow %d: echo %q", i, buf[:n])
+				}
+			}
+			outcomes[errName(err)]++
+		}
+		for _, c := range held {
+			c.Close()
+		}
+		fmt.Println("connected", outcomes["connected"], "refused", outcomes["refused"], "other", flows-outcomes["connected"]-outcomes["refused"], "flows", flows)
 	case "sink": // sink LISTEN: receive one connection to EOF
 		c, err := listen(args[1]).Accept()
 		if err != nil {

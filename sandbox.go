@@ -25,6 +25,7 @@ type handoff struct {
 	API     int // -1: none
 	APIFile fileref.Ref
 	PIDFile fileref.Ref
+	Pcap    int // --pcap's file; -1: none
 }
 
 const envHandoff = "_NSGATE_HANDOFF"
@@ -32,7 +33,7 @@ const envHandoff = "_NSGATE_HANDOFF"
 // execSandbox re-executes nsgate into the sandbox (see internal/sandbox),
 // to serve the tap fd, or the VM's port vm. It returns only on failure.
 func execSandbox(cfg *config.Config, tap int, vm *vmsock.Port, stops []stopFD, p *prepared) int {
-	h := handoff{Config: cfg, Tap: tap, Stops: stops, Fwd: p.fwdFDs, API: -1,
+	h := handoff{Config: cfg, Tap: tap, Stops: stops, Fwd: p.fwdFDs, API: -1, Pcap: -1,
 		APIFile: fileref.Ref{Dir: -1}, PIDFile: fileref.Ref{Dir: -1}}
 	fail := func(err error) int {
 		logger.Print(err)
@@ -65,6 +66,10 @@ func execSandbox(cfg *config.Config, tap int, vm *vmsock.Port, stops []stopFD, p
 		}
 		h.PIDFile = r
 		keep = append(keep, r.Dir)
+	}
+	if p.pcap != nil {
+		h.Pcap = int(p.pcap.Fd())
+		keep = append(keep, h.Pcap)
 	}
 	for _, s := range stops {
 		keep = append(keep, s.FD)
@@ -100,7 +105,7 @@ func sandboxedMain() int {
 		return 1
 	}
 	cfg := h.Config
-	for _, fd := range append(append([]int{h.Tap, h.APIFile.Dir, h.PIDFile.Dir}, h.Fwd...), cfg.ExitFD, cfg.ReadyFD) {
+	for _, fd := range append(append([]int{h.Tap, h.APIFile.Dir, h.PIDFile.Dir, h.Pcap}, h.Fwd...), cfg.ExitFD, cfg.ReadyFD) {
 		if fd >= 0 {
 			unix.CloseOnExec(fd)
 		}
@@ -109,6 +114,9 @@ func sandboxedMain() int {
 		unix.CloseOnExec(s.FD)
 	}
 	p := &prepared{fwdFDs: h.Fwd, pidFile: h.PIDFile}
+	if h.Pcap >= 0 {
+		p.pcap = os.NewFile(uintptr(h.Pcap), cfg.Pcap)
+	}
 	if h.API >= 0 {
 		if p.api, err = api.FromFD(cfg.APISocket, h.API, h.APIFile); err != nil {
 			logger.Print(err)

@@ -12,9 +12,13 @@ import (
 	"github.com/nsgate/nsgate/internal/dns"
 	"github.com/nsgate/nsgate/internal/engine"
 	"github.com/nsgate/nsgate/internal/fileref"
+	"github.com/nsgate/nsgate/internal/flow"
 	"github.com/nsgate/nsgate/internal/fwd"
 	"github.com/nsgate/nsgate/internal/kernel"
 	"github.com/nsgate/nsgate/internal/nsenter"
+	"github.com/nsgate/nsgate/internal/pcap"
+	"github.com/nsgate/nsgate/internal/policy"
+	"github.com/nsgate/nsgate/internal/ratelog"
 	"github.com/nsgate/nsgate/internal/seccomp"
 	"github.com/nsgate/nsgate/internal/tapdev"
 	"golang.org/x/sys/unix"
@@ -93,6 +97,7 @@ type prepared struct {
 	fwdFDs  []int       // one per cfg.Publish, in order
 	api     *api.Server // nil without -a
 	pidFile fileref.Ref // removed on exit; none without --pid-file
+	pcap    *os.File    // --pcap's file, opened for pcap.New; nil without
 }
 
 func prepare(cfg *config.Config) (*prepared, error) {
@@ -104,6 +109,14 @@ func prepare(cfg *config.Config) (*prepared, error) {
 			return nil, fmt.Errorf("--publish: %w", err)
 		}
 		p.fwdFDs = append(p.fwdFDs, fd)
+	}
+	if cfg.Pcap != "" {
+		f, err := pcap.Open(cfg.Pcap)
+		if err != nil {
+			p.close()
+			return nil, err
+		}
+		p.pcap = f
 	}
 	if cfg.APISocket != "" {
 		s, err := api.Listen(cfg.APISocket)
@@ -131,6 +144,10 @@ func (p *prepared) close() {
 		}
 	}
 	p.fwdFDs = nil
+	if p.pcap != nil {
+		p.pcap.Close()
+		p.pcap = nil
+	}
 	if p.api != nil {
 		p.api.Close()
 		p.api = nil
@@ -155,7 +172,11 @@ type stopFD struct {
 // arranges a Stop.
 func serve(cfg *config.Config, dev frameDevice, stops []stopFD, p *prepared, started func(*engine.Engine)) int {
 	var e *engine.Engine
+	// What the namespace's traffic and API clients can make nsgate say is
+	// folded, so that no flood fills the log (internal/ratelog).
+	folded := ratelog.New(func(line string) { logger.Print(line) }, 0)
 	defer func() {
+		folded.Close()
 		if e != nil {
 			e.Close() // first: API requests still waiting for the loop give up
 		}
@@ -173,7 +194,7 @@ func serve(cfg *config.Config, dev frameDevice, stops []stopFD, p *prepared, sta
 		MAC:        engine.GatewayMAC(cfg.Net.Gateway),
 		// The gateway address is the host's loopback, for TCP and UDP alike.
 		DisableHostLoopback: cfg.DisableHostLoopback,
-		Logf:                logger.Printf,
+		Logf:                folded.Printf,
 		Kernel:              kernel.Probe(),
 		OneOff:              cfg.OneOff,
 	}
@@ -210,7 +231,34 @@ func serve(cfg *config.Config, dev frameDevice, stops []stopFD, p *prepared, sta
 		logger.Printf("NSGATE_TEST_IMPAIR: dropping %.2f%% and reordering %.2f%% of frames", im.Loss*100, im.Reorder*100)
 		ecfg.Impair = &im
 	}
-	e, err := engine.New(dev, ecfg)
+	var err error
+	if ecfg.Limits, err = flow.Derive(flow.NoFile(), cfg.MaxFlows); err != nil {
+		logger.Print(err)
+		return 1
+	}
+	if len(cfg.Egress) > 0 {
+		ecfg.Policy = &policy.Policy{Rules: cfg.Egress}
+		if ecfg.Policy.NeedsHost() {
+			h, err := policy.WatchHostAddrs()
+			if err != nil {
+				logger.Print(err)
+				return 1
+			}
+			defer h.Close()
+			ecfg.Policy.SetHost(h)
+		}
+	}
+	if p.pcap != nil {
+		w, err := pcap.New(p.pcap, cfg.PcapMax)
+		p.pcap = nil // the writer's now, even on error
+		if err != nil {
+			logger.Print(err)
+			return 1
+		}
+		defer w.Close() // serve returns only once the loop has stopped
+		ecfg.Pcap = w
+	}
+	e, err = engine.New(dev, ecfg)
 	if err != nil {
 		logger.Print(err)
 		return 1
@@ -225,10 +273,13 @@ func serve(cfg *config.Config, dev frameDevice, stops []stopFD, p *prepared, sta
 	}
 	if p.api != nil {
 		n := cfg.Net
+		in := e.Inspector()
 		go p.api.Serve(&api.Handler{
-			Fwd:  e.Forwarder(),
-			Net:  api.Network{Guest: n.Guest, Prefix: n.Prefix, Gateway: n.Gateway, DNS: n.DNS},
-			Logf: logger.Printf,
+			Fwd:   e.Forwarder(),
+			Net:   api.Network{Guest: n.Guest, Prefix: n.Prefix, Gateway: n.Gateway, DNS: n.DNS},
+			Stats: func() (any, error) { return in.Stats() },
+			Flows: in.Flows,
+			Logf:  folded.Printf,
 		})
 	}
 	for _, s := range stops {
@@ -262,6 +313,7 @@ func serve(cfg *config.Config, dev frameDevice, stops []stopFD, p *prepared, sta
 		}
 	}
 	reason, err := e.Run()
+	folded.Close() // the last summaries come before the exit line
 	if err != nil {
 		if errors.Is(err, engine.ErrTapGone) {
 			logger.Printf("exiting: %v", err)
@@ -271,13 +323,14 @@ func serve(cfg *config.Config, dev frameDevice, stops []stopFD, p *prepared, sta
 		return 1
 	}
 	if started == nil { // spawn mode stays quiet: the output is the command's
-		st := e.Stats()
-		_, opened, refused, resets, forwarded := e.TCPStats()
-		_, flows, dropped, icmpErrors := e.UDPStats()
+		c := e.Counters()
+		st := c.Frames
 		logger.Printf("exiting: %s (frames in %d, out %d, malformed %d, bad vnet headers %d, ignored %d, dropped at a full tap %d; "+
-			"tcp connections %d (forwarded %d), refused %d, reset %d; udp flows %d, datagrams dropped %d, icmp errors %d)",
+			"tcp connections %d (forwarded %d), refused %d, reset %d, refused at the flow limit %d, reset at the half-open limit %d, denied %d; "+
+			"udp flows %d, datagrams dropped %d, icmp errors %d, refused at the flow limit %d, evicted %d, denied %d; icmp denied %d)",
 			reason, st.RxFrames, st.TxFrames, st.Malformed, st.BadOffload, st.Ignored, st.TxErrors,
-			opened, forwarded, refused, resets, flows, dropped, icmpErrors)
+			c.TCP.Opened, c.TCP.Forwarded, c.TCP.Refused, c.TCP.Reset, c.TCP.LimitRefused, c.TCP.HalfOpenReset, c.TCP.Denied,
+			c.UDP.Opened, c.UDP.Dropped, c.UDP.ICMPErrors, c.UDP.LimitRefused, c.UDP.Evicted, c.UDP.Denied, c.ICMP.Denied)
 	}
 	return 0
 }

@@ -24,12 +24,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"net/netip"
 	"strconv"
 
 	"github.com/nsgate/nsgate/internal/publish"
 
+	"github.com/nsgate/nsgate/internal/flow"
 	"github.com/nsgate/nsgate/internal/fwd"
 )
 
@@ -74,9 +74,14 @@ const (
 
 // Handler answers requests.
 type Handler struct {
-	Fwd  Forwarder
-	Net  Network
-	Logf func(format string, args ...any) // details slirp4netns's texts leave out; nil: none
+	Fwd Forwarder
+	Net Network
+	// Stats returns get_stats's counters (any value that marshals to a
+	// JSON object); Flows the open flows for list_flows. nil: the request
+	// is unknown, as to slirp4netns.
+	Stats func() (any, error)
+	Flows func() ([]flow.Info, error)
+	Logf  func(format string, args ...any) // details slirp4netns's texts leave out; nil: none
 }
 
 func (h *Handler) logf(format string, args ...any) {
@@ -98,17 +103,20 @@ func (o object) str(k string) (string, bool) {
 	return s, true
 }
 
-// num returns member k as slirp4netns reads it: a number truncated to an
-// integer, anything else 0. ok is false for numbers out of int range.
+// num returns member k if it is an integer; anything not a number reads
+// as 0, as slirp4netns reads it. ok is false for a number that is not
+// written as an integer (8089.5, 8e3: slirp4netns would truncate them
+// to another port) or out of int32 range.
 func (o object) num(k string) (n int, ok bool) {
-	var f float64
-	if raw, present := o[k]; !present || json.Unmarshal(raw, &f) != nil {
+	raw, present := o[k]
+	if !present || len(raw) == 0 || raw[0] != '-' && (raw[0] < '0' || raw[0] > '9') {
 		return 0, true
 	}
-	if math.IsNaN(f) || f > math.MaxInt32 || f < math.MinInt32 {
+	v, err := strconv.ParseInt(string(raw), 10, 32)
+	if err != nil {
 		return 0, false
 	}
-	return int(f), true
+	return int(v), true
 }
 
 // Handle answers one request.
@@ -139,6 +147,10 @@ func (h *Handler) Handle(req []byte) []byte {
 		return h.list()
 	case "remove_hostfwd":
 		return h.remove(args)
+	case "get_stats":
+		return h.stats()
+	case "list_flows":
+		return h.flows()
 	}
 	return []byte(errUnknown)
 }
@@ -248,4 +260,67 @@ func (h *Handler) remove(args object) []byte {
 		return []byte(errRemoveFailed)
 	}
 	return []byte(okRemoved)
+}
+
+// stats answers get_stats: {"return":{...}} with the counters.
+func (h *Handler) stats() []byte {
+	if h.Stats == nil {
+		return []byte(errUnknown)
+	}
+	c, err := h.Stats()
+	if err != nil {
+		return errorReply("get_stats", err)
+	}
+	out, err := json.Marshal(struct {
+		Return any `json:"return"`
+	}{c})
+	if err != nil {
+		return errorReply("get_stats", err)
+	}
+	return out
+}
+
+// flowEntry is one line of list_flows, the namespace's side first, in
+// list_hostfwd's naming.
+type flowEntry struct {
+	Proto     string `json:"proto"`
+	GuestAddr string `json:"guest_addr"`
+	GuestPort uint16 `json:"guest_port"` // ICMP: the echo identifier
+	DestAddr  string `json:"dest_addr"`  // as the namespace addressed it
+	DestPort  uint16 `json:"dest_port"`
+	State     string `json:"state,omitempty"` // TCP's
+	Inbound   bool   `json:"inbound"`         // opened by a port forward's client
+	AgeMS     int64  `json:"age_ms"`
+	FromGuest uint64 `json:"bytes_from_guest"`
+	ToGuest   uint64 `json:"bytes_to_guest"`
+}
+
+// flows answers list_flows: {"entries":[...]}.
+func (h *Handler) flows() []byte {
+	if h.Flows == nil {
+		return []byte(errUnknown)
+	}
+	fl, err := h.Flows()
+	if err != nil {
+		return errorReply("list_flows", err)
+	}
+	entries := make([]flowEntry, 0, len(fl))
+	for _, f := range fl {
+		entries = append(entries, flowEntry{f.Proto, f.Key.NS.String(), f.Key.NSPort, f.Key.Dst.String(), f.Key.DstPort,
+			f.State, f.Inbound, f.Age.Milliseconds(), f.ToHost, f.ToNS})
+	}
+	out, err := json.Marshal(struct {
+		Entries []flowEntry `json:"entries"`
+	}{entries})
+	if err != nil {
+		return errorReply("list_flows", err)
+	}
+	return out
+}
+
+// errorReply is an error in slirp4netns's form, for the requests it does
+// not have.
+func errorReply(what string, err error) []byte {
+	out, _ := json.Marshal(map[string]map[string]string{"error": {"desc": "bad request: " + what + ": " + err.Error()}})
+	return out
 }

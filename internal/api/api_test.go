@@ -17,7 +17,9 @@ import (
 	"github.com/nsgate/nsgate/internal/config"
 	"github.com/nsgate/nsgate/internal/publish"
 
+	"github.com/nsgate/nsgate/internal/flow"
 	"github.com/nsgate/nsgate/internal/fwd"
+	"github.com/nsgate/nsgate/internal/packet"
 )
 
 // fakeFwd is a forward table without sockets: port 1 is "in use".
@@ -72,7 +74,12 @@ func TestHandle(t *testing.T) {
 	steps := []struct{ req, want string }{
 		{`{"execute":"list_hostfwd"}`, `{"entries":[]}`},
 		{add(`"proto":"tcp","host_addr":"0.0.0.0","host_port":8080,"guest_addr":"","guest_port":80`), `{"return":{"id":1}}`},
-		{add(`"proto":"udp","host_port":53.9,"guest_addr":"10.0.2.15","guest_port":5353`), `{"return":{"id":2}}`},
+		// Ports must be integers: slirp4netns truncates 53.9 to 53.
+		{add(`"proto":"udp","host_port":53.9,"guest_addr":"10.0.2.15","guest_port":5353`), errHostPort},
+		{add(`"proto":"udp","host_port":53,"guest_addr":"10.0.2.15","guest_port":5353.0`), errGuestPort},
+		{add(`"proto":"udp","host_port":5e1,"guest_port":53`), errHostPort},
+		{add(`"proto":"udp","host_port":1e400,"guest_port":53`), errHostPort},
+		{add(`"proto":"udp","host_port":53,"guest_addr":"10.0.2.15","guest_port":5353`), `{"return":{"id":2}}`},
 		{` {"execute":"list_hostfwd","arguments":[]}` + "\n", `{"entries":[{"id":1,"proto":"tcp","host_addr":"0.0.0.0","host_port":8080,"guest_addr":"10.0.2.100","guest_port":80},{"id":2,"proto":"udp","host_addr":"0.0.0.0","host_port":53,"guest_addr":"10.0.2.15","guest_port":5353}]}`},
 		{`{"execute":"remove_hostfwd","arguments":{"id":1}}`, `{"return":{}}`},
 		{`{"execute":"remove_hostfwd","arguments":{"id":1}}`, errRemoveID},
@@ -96,6 +103,7 @@ func TestHandle(t *testing.T) {
 		{add(`"proto":"tcp","host_addr":"::1","host_port":2,"guest_port":1`), errHostAddr},
 		{add(`"proto":"tcp","host_addr":"1.2.3","host_port":2,"guest_port":1`), errHostAddr},
 		{add(`"proto":"tcp","host_port":-1,"guest_port":1`), errHostPort},
+		{`{"execute":"remove_hostfwd","arguments":{"id":1.5}}`, errRemoveID},
 		{add(`"proto":"tcp","host_port":"80","guest_port":1`), errHostPort},
 		{add(`"proto":"tcp","host_port":2,"guest_port":0`), errGuestPort},
 		{add(`"proto":"tcp","host_port":2,"guest_port":65536`), errGuestPort},
@@ -255,5 +263,66 @@ func TestHandoff(t *testing.T) {
 	s2.Close()
 	if _, err := os.Lstat(path); !os.IsNotExist(err) {
 		t.Fatalf("socket file left: %v", err)
+	}
+}
+
+// TestIdleClients: connections that send nothing delay no one, are cut
+// after readTimeout, and the newest never waits for them.
+func TestIdleClients(t *testing.T) {
+	path, _ := serve(t)
+	var idle []net.Conn
+	for i := 0; i < 300; i++ {
+		c, err := net.Dial("unix", path)
+		if err != nil {
+			t.Fatalf("idle client %d: %v", i, err)
+		}
+		defer c.Close()
+		idle = append(idle, c)
+	}
+	start := time.Now()
+	if got := call(t, path, `{"execute":"list_hostfwd"}`, true); got != `{"entries":[]}` {
+		t.Fatalf("list behind 300 idle clients: %s", got)
+	}
+	if d := time.Since(start); d > 500*time.Millisecond {
+		t.Fatalf("a request behind 300 idle clients took %v", d)
+	}
+	// Every idle client is closed, none answered, within the read timeout.
+	for i, c := range idle {
+		_ = c.SetReadDeadline(time.Now().Add(readTimeout + time.Second))
+		if n, err := c.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+			t.Fatalf("idle client %d: read %d, %v; want EOF", i, n, err)
+		}
+	}
+}
+
+func TestStatsAndFlows(t *testing.T) {
+	h := newHandler()
+	if got := string(h.Handle([]byte(`{"execute":"get_stats"}`))); got != errUnknown {
+		t.Fatalf("get_stats without a source: %s", got)
+	}
+	h.Stats = func() (any, error) {
+		return struct {
+			TCP struct {
+				Open int `json:"open"`
+			} `json:"tcp"`
+		}{}, nil
+	}
+	ns, _ := netip.ParseAddr("10.0.2.100")
+	dst, _ := netip.ParseAddr("198.51.100.2")
+	h.Flows = func() ([]flow.Info, error) {
+		return []flow.Info{{Proto: "tcp", Key: flow.Key{NS: packet.AddrFromNetip(ns), Dst: packet.AddrFromNetip(dst), NSPort: 40000, DstPort: 80},
+			State: "established", Age: 1500 * time.Millisecond, ToHost: 10, ToNS: 20}}, nil
+	}
+	if got := string(h.Handle([]byte(`{"execute":"get_stats"}`))); got != `{"return":{"tcp":{"open":0}}}` {
+		t.Fatalf("get_stats: %s", got)
+	}
+	want := `{"entries":[{"proto":"tcp","guest_addr":"10.0.2.100","guest_port":40000,"dest_addr":"198.51.100.2","dest_port":80,` +
+		`"state":"established","inbound":false,"age_ms":1500,"bytes_from_guest":10,"bytes_to_guest":20}]}`
+	if got := string(h.Handle([]byte(`{"execute":"list_flows"}`))); got != want {
+		t.Fatalf("list_flows:\n got %s\nwant %s", got, want)
+	}
+	h.Flows = func() ([]flow.Info, error) { return nil, fmt.Errorf("nsgate is shutting down") }
+	if got := string(h.Handle([]byte(`{"execute":"list_flows"}`))); got != `{"error":{"desc":"bad request: list_flows: nsgate is shutting down"}}` {
+		t.Fatalf("list_flows after stop: %s", got)
 	}
 }

@@ -17,11 +17,17 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Limits on clients: how many are served at once (the rest wait in the
-// listen queue), and how long one may take to send its request.
+// Limits on clients. Callers (podman, rootlesskit) send their request as
+// soon as they connect, so a client gets readTimeout to send it, and
+// writeTimeout to take the reply. At most maxClients are served at once:
+// the next one to connect cuts the client that has waited longest for its
+// request, so idle connections can delay no one, and the accept loop never
+// waits. The clients' descriptors come out of the reserve that flows
+// never take (flow.Limits).
 const (
-	maxClients     = 256
-	requestTimeout = 5 * time.Second
+	maxClients   = 32
+	readTimeout  = time.Second
+	writeTimeout = 5 * time.Second
 )
 
 // Server is a listening API socket.
@@ -31,9 +37,14 @@ type Server struct {
 	path string
 	file fileref.Ref // the socket file, which Close removes
 	wg   sync.WaitGroup
-	sem  chan struct{}
 	mu   sync.Mutex
-	live map[*net.UnixConn]bool // being served: Close cuts them short
+	live map[*net.UnixConn]*client // being served: Close cuts them short
+}
+
+// client is a connection being served.
+type client struct {
+	since   time.Time
+	reading bool // still waiting for its request
 }
 
 // Listen binds the API socket at path. A socket left at path by an earlier
@@ -60,7 +71,7 @@ func Listen(path string) (*Server, error) {
 }
 
 func newServer(ln *net.UnixListener, path string, file fileref.Ref) *Server {
-	return &Server{ln: ln, path: path, file: file, sem: make(chan struct{}, maxClients), live: map[*net.UnixConn]bool{}}
+	return &Server{ln: ln, path: path, file: file, live: map[*net.UnixConn]*client{}}
 }
 
 // Handoff returns what a re-executed nsgate (the sandbox) needs to rebuild
@@ -109,10 +120,8 @@ func FromFD(path string, sock int, file fileref.Ref) (*Server, error) {
 func (s *Server) Serve(h *Handler) {
 	s.h = h
 	for {
-		s.sem <- struct{}{}
 		c, err := s.ln.AcceptUnix()
 		if err != nil {
-			<-s.sem
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
@@ -120,8 +129,12 @@ func (s *Server) Serve(h *Handler) {
 			time.Sleep(100 * time.Millisecond) // EMFILE and the like: do not spin
 			continue
 		}
+		cl := &client{since: time.Now(), reading: true}
 		s.mu.Lock()
-		s.live[c] = true
+		if len(s.live) >= maxClients {
+			s.cutOldest()
+		}
+		s.live[c] = cl
 		s.mu.Unlock()
 		s.wg.Add(1)
 		go func() {
@@ -129,19 +142,42 @@ func (s *Server) Serve(h *Handler) {
 				s.mu.Lock()
 				delete(s.live, c)
 				s.mu.Unlock()
-				<-s.sem
 				s.wg.Done()
 			}()
-			s.serveConn(c)
+			s.serveConn(c, cl)
 		}()
 	}
 }
 
+// cutOldest ends the read of the client that has waited longest for its
+// request (s.mu held): at maxClients, a newcomer takes the place of an
+// idle connection, which had its chance.
+func (s *Server) cutOldest() {
+	var oldest *net.UnixConn
+	for c, cl := range s.live {
+		if cl.reading && (oldest == nil || cl.since.Before(s.live[oldest].since)) {
+			oldest = c
+		}
+	}
+	if oldest != nil {
+		s.live[oldest].reading = false
+		_ = oldest.SetReadDeadline(time.Now())
+		s.h.logf("api: %d clients connected: closing the one idle longest", maxClients)
+	}
+}
+
 // serveConn reads one request and writes the reply in one write.
-func (s *Server) serveConn(c *net.UnixConn) {
+func (s *Server) serveConn(c *net.UnixConn, cl *client) {
 	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(requestTimeout))
+	_ = c.SetDeadline(time.Now().Add(readTimeout))
 	req, tooLarge := readRequest(c)
+	s.mu.Lock()
+	cut := !cl.reading
+	cl.reading = false
+	s.mu.Unlock()
+	if cut || len(bytes.TrimSpace(req)) == 0 && !tooLarge {
+		return // cut short, or nothing sent: no one waits for a reply
+	}
 	var reply []byte
 	if tooLarge {
 		s.h.logf("api: request too large (%d bytes or more)", MaxRequest)
@@ -149,7 +185,7 @@ func (s *Server) serveConn(c *net.UnixConn) {
 	} else {
 		reply = s.h.Handle(req)
 	}
-	_ = c.SetDeadline(time.Now().Add(requestTimeout)) // the read may have used up the first
+	_ = c.SetDeadline(time.Now().Add(writeTimeout))
 	if _, err := c.Write(reply); err != nil {
 		s.h.logf("api: write reply: %v", err)
 	}

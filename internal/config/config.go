@@ -16,6 +16,7 @@ import (
 	"github.com/nsgate/nsgate/internal/publish"
 
 	"github.com/nsgate/nsgate/internal/packet"
+	"github.com/nsgate/nsgate/internal/policy"
 	"golang.org/x/sys/unix"
 )
 
@@ -76,6 +77,12 @@ type Config struct {
 	EnableSandbox bool           // mount namespace with /etc and /run only, capabilities dropped
 	EnableSeccomp bool           // system calls limited to nsgate's own
 	Publish       []publish.Rule // -p: static port forwards (GuestAddr unset)
+	// MaxFlows (--max-flows) caps the flows of all protocols together; 0:
+	// derived from RLIMIT_NOFILE (flow.Derive).
+	MaxFlows int
+	Egress   []policy.Rule // --deny, --allow, --block-host, in order
+	Pcap     string        // --pcap: record the tap's frames to this file
+	PcapMax  int64         // --pcap-max: its size cap in bytes (0: pcap.DefaultMax)
 
 	// Target: exactly one of PID, NetnsPath (path mode) or Spawn is used.
 	PID        int
@@ -244,8 +251,64 @@ var options = []option{
 		c.PIDFile = v
 		return nil
 	}},
+	{"max-flows", 0, true, func(c *Config, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return fmt.Errorf("--max-flows %q: must be a positive integer", v)
+		}
+		c.MaxFlows = n
+		return nil
+	}},
+	{"deny", 0, true, egressRule("--deny", true)},
+	{"allow", 0, true, egressRule("--allow", false)},
+	{"block-host", 0, false, func(c *Config, _ string) error {
+		c.Egress = append(c.Egress, policy.Rule{Deny: true, Host: true})
+		return nil
+	}},
+	{"pcap", 0, true, func(c *Config, v string) error {
+		if v == "" {
+			return errors.New("--pcap: empty path")
+		}
+		c.Pcap = v
+		return nil
+	}},
+	{"pcap-max", 0, true, func(c *Config, v string) error {
+		n, err := ParseSize(v)
+		if err != nil || n < 24 {
+			return fmt.Errorf("--pcap-max %q: a size of at least 24 bytes (the file header), as N, NK, NM or NG", v)
+		}
+		c.PcapMax = n
+		return nil
+	}},
 	{"help", 'h', false, func(c *Config, _ string) error { c.Help = true; return nil }},
 	{"version", 'v', false, func(c *Config, _ string) error { c.Version = true; return nil }},
+}
+
+func egressRule(opt string, deny bool) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		r, err := policy.Parse(opt, deny, v)
+		c.Egress = append(c.Egress, r)
+		return err
+	}
+}
+
+// ParseSize parses a byte count with an optional K, M or G suffix (powers
+// of 1024).
+func ParseSize(v string) (int64, error) {
+	mult := int64(1)
+	switch {
+	case strings.HasSuffix(v, "K"):
+		mult, v = 1<<10, v[:len(v)-1]
+	case strings.HasSuffix(v, "M"):
+		mult, v = 1<<20, v[:len(v)-1]
+	case strings.HasSuffix(v, "G"):
+		mult, v = 1<<30, v[:len(v)-1]
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 || n > (1<<62)/mult {
+		return 0, fmt.Errorf("size %q: not a byte count", v)
+	}
+	return n * mult, nil
 }
 
 // outboundAddr resolves --outbound-addr(6) VALUE, an address or the name
@@ -334,6 +397,9 @@ func Parse(args []string) (*Config, error) {
 	}
 	if err != nil {
 		return nil, err
+	}
+	if c.PcapMax > 0 && c.Pcap == "" {
+		return nil, errors.New("--pcap-max needs --pcap FILE")
 	}
 	if c.VM() {
 		return c, c.checkVM(operands, command)

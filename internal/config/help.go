@@ -56,7 +56,8 @@ Options:
   -6, --enable-ipv6        enable IPv6 (accepted; this version serves IPv4 only
                            and says so once)
   -a, --api-socket=PATH    specify API socket path (slirp4netns's JSON API:
-                           add_hostfwd, list_hostfwd, remove_hostfwd)
+                           add_hostfwd, list_hostfwd, remove_hostfwd; and
+                           get_stats, list_flows)
   -p, --publish=[HOSTADDR:]HOSTPORT[:GUESTPORT][/tcp|/udp]
                            forward a host port into the namespace (repeatable;
                            ranges as 8000-8009:9000-9009; HOSTADDR defaults
@@ -69,6 +70,23 @@ Options:
   --outbound-addr6=IPv6    sets outbound ipv6 address to bound to (accepted; IPv6
                            is not served yet)
   -P, --pid-file=FILE      write nsgate's PID to FILE once it serves; removed on exit
+
+Limits, egress policy and visibility:
+  --max-flows=N            flows of all protocols together (default: 65536, or
+                           what RLIMIT_NOFILE leaves after a reserve of 1/16);
+                           1/16 of them may be TCP handshakes at once (a SYN
+                           flood resets the oldest), half may be UDP
+  --deny=ADDR[/LEN][:PORT[-PORT]]
+                           refuse flows to these host addresses (and ports;
+                           IPv6 as [ADDR/LEN]:PORT) with ICMP administratively
+                           prohibited; repeatable, the first match wins
+  --allow=ADDR[/LEN][:PORT[-PORT]]
+                           allow them (before a broader --deny); default allow
+  --block-host             deny every address of the host itself (loopback and
+                           each interface's, kept current); DNS via 10.0.2.3
+                           still works
+  --pcap=FILE              record every frame on the tap to FILE (tcpdump -r)
+  --pcap-max=SIZE          stop recording at SIZE bytes (K, M, G; default 1G)
   -h, --help               show this help and exit
   -v, --version            show version and exit
 

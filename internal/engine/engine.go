@@ -20,11 +20,14 @@ import (
 	"github.com/nsgate/nsgate/internal/config"
 	"github.com/nsgate/nsgate/internal/dhcp"
 	"github.com/nsgate/nsgate/internal/dns"
+	"github.com/nsgate/nsgate/internal/flow"
 	"github.com/nsgate/nsgate/internal/fwd"
 	"github.com/nsgate/nsgate/internal/icmp"
 	"github.com/nsgate/nsgate/internal/kernel"
 	"github.com/nsgate/nsgate/internal/nat"
 	"github.com/nsgate/nsgate/internal/packet"
+	"github.com/nsgate/nsgate/internal/pcap"
+	"github.com/nsgate/nsgate/internal/policy"
 	"github.com/nsgate/nsgate/internal/tapdev"
 	"github.com/nsgate/nsgate/internal/tcp"
 	"github.com/nsgate/nsgate/internal/udp"
@@ -81,8 +84,13 @@ type Config struct {
 	// DisableHostLoopback refuses connections to the gateway address
 	// instead of mapping them to the host's 127.0.0.1.
 	DisableHostLoopback bool
-	// MaxFlows limits the TCP flow table (0: tcp.DefaultMaxFlows).
-	MaxFlows int
+	// Limits are the flow limits (flow.Derive); zero: derived from
+	// RLIMIT_NOFILE with no --max-flows.
+	Limits flow.Limits
+	// Policy is the egress policy (nil: allow all).
+	Policy *policy.Policy
+	// Pcap, if set, records every frame on the tap (--pcap).
+	Pcap *pcap.Writer
 	// Logf receives the few messages the loop prints (nil: none).
 	Logf func(format string, args ...any)
 	// Impair, if set, drops and reorders frames on the tap (tests only).
@@ -110,17 +118,18 @@ func GatewayMAC(gw netip.Addr) packet.MAC {
 	return packet.MAC{0x52, 0x55, a[0], a[1], a[2], a[3]}
 }
 
-// Stats counts frames. Only the loop writes them; read them after Run.
+// Stats counts frames. Only the loop writes them; read them after Run,
+// or on the loop (Do). The JSON names are get_stats's.
 type Stats struct {
-	RxFrames  uint64 // frames read from the tap
-	TxFrames  uint64 // frames written to the tap
-	Malformed uint64 // frames that failed to decode
+	RxFrames  uint64 `json:"in"`        // frames read from the tap
+	TxFrames  uint64 `json:"out"`       // frames written to the tap
+	Malformed uint64 `json:"malformed"` // frames that failed to decode
 	// BadOffload counts frames dropped for their vnet header: a hostile
 	// field (tapdev.VirtioNetHdr.Offload), or a GSO type that does not
 	// match the packet, or a USO frame of too many segments.
-	BadOffload uint64
-	Ignored    uint64 // well-formed frames no protocol answers (IPv6, others' MACs)
-	TxErrors   uint64 // frames the tap refused (queue full)
+	BadOffload uint64 `json:"bad_vnet_header"`
+	Ignored    uint64 `json:"ignored"`  // well-formed frames no protocol answers (IPv6, others' MACs)
+	TxErrors   uint64 `json:"tap_full"` // frames the tap refused (queue full)
 }
 
 // epoll tokens: what an event's descriptor is. The kind is in the top byte
@@ -150,35 +159,44 @@ type Engine struct {
 	tapOut bool   // EPOLLOUT is watched on the tap: Flush left bytes queued
 	// relistenAt, if not 0, is when the listening socket is watched again
 	// (see acceptPause).
-	relistenAt time.Duration
-	cfg        Config
-	ep         int
-	wake       int
-	in         [][]byte // frame buffers for one batch of tap reads
-	out        []byte
-	parsed     packet.Parsed
-	arp        *arp.Responder
-	dhcp       *dhcp.Server
-	tcp        *tcp.Table
-	udp        *udp.Table
-	pings      *icmp.Pings
-	fwd        *fwd.Table
-	guestMAC   packet.MAC
-	ctl        chan func()   // work from control-plane goroutines (Do)
-	exited     chan struct{} // closed when Run returns (or Close, if it never ran)
-	exitOnce   sync.Once
-	wakeMu     sync.RWMutex // Close against Do's write to wake
-	closed     bool
-	dns        *dns.Relay // nil with --disable-dns
-	dnsAddr    packet.Addr
-	gateway    packet.Addr
-	stops      []string // reason per stop descriptor, by index
-	stopping   atomic.Pointer[string]
-	stats      Stats
+	relistenAt  time.Duration
+	cfg         Config
+	ep          int
+	wake        int
+	in          [][]byte // frame buffers for one batch of tap reads
+	out         []byte
+	parsed      packet.Parsed
+	arp         *arp.Responder
+	dhcp        *dhcp.Server
+	tcp         *tcp.Table
+	udp         *udp.Table
+	pings       *icmp.Pings
+	fwd         *fwd.Table
+	guestMAC    packet.MAC
+	ctl         chan func()   // work from control-plane goroutines (Do)
+	exited      chan struct{} // closed when Run returns (or Close, if it never ran)
+	exitOnce    sync.Once
+	wakeMu      sync.RWMutex // Close against Do's write to wake
+	closed      bool
+	dns         *dns.Relay // nil with --disable-dns
+	dnsAddr     packet.Addr
+	gateway     packet.Addr
+	stops       []string // reason per stop descriptor, by index
+	stopping    atomic.Pointer[string]
+	stats       Stats
+	budget      flow.Budget // the flows of every table, against cfg.Limits.Flows
+	pcapStopped bool        // --pcap's cap or an error stopped the recording: said once
 }
 
 // New creates the loop for tap.
 func New(tap Tap, cfg Config) (*Engine, error) {
+	if cfg.Limits.Flows == 0 {
+		l, err := flow.Derive(flow.NoFile(), 0)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Limits = l
+	}
 	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("epoll_create1: %w", err)
@@ -235,18 +253,22 @@ func New(tap Tap, cfg Config) (*Engine, error) {
 		}
 		e.dns = dns.NewRelay(cfg.DNSServers, e.wakeLoop)
 	}
+	lim := cfg.Limits
+	e.budget = flow.Budget{Max: lim.Flows}
 	m := nat.Mapper{Gateway: gateway, Network: cfg.Net.Prefix,
-		DisableHostLoopback: cfg.DisableHostLoopback, AllowHost: cfg.AllowHost}
+		DisableHostLoopback: cfg.DisableHostLoopback, AllowHost: cfg.AllowHost, Policy: cfg.Policy}
 	outbound := packet.AddrFromNetip(cfg.Outbound)
 	e.tcp = tcp.New(tcp.Config{
-		GatewayMAC: cfg.MAC,
-		NAT:        m,
-		MTU:        cfg.MTU,
-		MaxFlows:   cfg.MaxFlows,
-		DNS:        dnsAddr,
-		DNSServers: dnsServers,
-		Outbound:   outbound,
-		NoPeekOff:  !cfg.Kernel.TCPPeekOff,
+		GatewayMAC:  cfg.MAC,
+		NAT:         m,
+		MTU:         cfg.MTU,
+		MaxFlows:    lim.Flows,
+		MaxHalfOpen: lim.HalfOpen,
+		Budget:      &e.budget,
+		DNS:         dnsAddr,
+		DNSServers:  dnsServers,
+		Outbound:    outbound,
+		NoPeekOff:   !cfg.Kernel.TCPPeekOff,
 		// A vnet header can ask the namespace's kernel to segment.
 		GSO: h == tapdev.VnetHdrLen,
 	}, &protoEnv{e, tokenTCP})
@@ -256,8 +278,11 @@ func New(tap Tap, cfg Config) (*Engine, error) {
 		Broadcast:  packet.AddrFromNetip(cfg.Net.Broadcast),
 		MTU:        cfg.MTU,
 		Outbound:   outbound,
+		MaxFlows:   lim.UDP,
+		Budget:     &e.budget,
 	}, &protoEnv{e, tokenUDP})
-	e.pings = icmp.NewPings(icmp.PingConfig{GatewayMAC: cfg.MAC, HostAddr: m.Host}, &protoEnv{e, tokenPing})
+	e.pings = icmp.NewPings(icmp.PingConfig{GatewayMAC: cfg.MAC, HostAddr: m.Host, Gateway: gateway,
+		Allowed: func(a packet.Addr) bool { return m.Allowed(a, 0) }, MaxFlows: lim.Ping, Budget: &e.budget}, &protoEnv{e, tokenPing})
 	e.fwd = fwd.New(&protoEnv{e, tokenFwd}, (*fwdSink)(e))
 	e.guestMAC = cfg.GuestMAC
 	e.ctl = make(chan func(), 16)
@@ -430,6 +455,7 @@ func (e *Engine) Run() (string, error) {
 			e.pings.Tick()
 		}
 		e.flushTap()
+		e.flushPcap()
 	}
 }
 
@@ -560,6 +586,9 @@ func (e *Engine) readTap() error {
 // checking the vnet header there first, if the tap has one.
 func (e *Engine) tapFrame(buf []byte, n int) {
 	h := e.tap.Headroom()
+	if e.cfg.Pcap != nil {
+		e.cfg.Pcap.Frame(buf[h : h+n])
+	}
 	var rx packet.Offload
 	if h == tapdev.VnetHdrLen {
 		var vh tapdev.VirtioNetHdr
@@ -666,6 +695,27 @@ func (e *Engine) sendFrame(n int, o packet.Offload) {
 		return
 	}
 	e.stats.TxFrames++
+	if e.cfg.Pcap != nil {
+		e.cfg.Pcap.Frame(e.out[e.tap.Headroom() : e.tap.Headroom()+n])
+	}
+}
+
+// flushPcap writes the frames --pcap recorded this round, and says once
+// when recording stopped.
+func (e *Engine) flushPcap() {
+	w := e.cfg.Pcap
+	if w == nil {
+		return
+	}
+	w.Flush()
+	if w.Dropped > 0 && !e.pcapStopped {
+		e.pcapStopped = true
+		if err := w.Err(); err != nil {
+			e.logf("--pcap: %v: frames are no longer recorded", err)
+		} else {
+			e.logf("--pcap: the file reached its cap of %d bytes (--pcap-max): frames are no longer recorded", w.Max())
+		}
+	}
 }
 
 // nextTimer returns the earliest timer of the translators (and of the
@@ -711,19 +761,6 @@ func (e *Engine) dnsAnswers() {
 			return
 		}
 	}
-}
-
-// TCPStats returns the TCP translator's counters: connections open now,
-// opened in all, refused, reset, and of those opened, forwarded ones.
-func (e *Engine) TCPStats() (open int, opened, refused, resets, forwarded uint64) {
-	return e.tcp.Len(), e.tcp.Opened, e.tcp.Refused, e.tcp.Resets, e.tcp.Inbound
-}
-
-// UDPStats returns the UDP translator's counters: flows open now, opened in
-// all, host datagrams dropped (too big for the MTU, or over the flow
-// limit), and ICMP errors passed to the namespace.
-func (e *Engine) UDPStats() (open int, opened, dropped, icmpErrors uint64) {
-	return e.udp.Len(), e.udp.Opened, e.udp.Dropped, e.udp.ICMPErrors
 }
 
 // protoEnv is the engine as one protocol translator sees it (flow.Env): its

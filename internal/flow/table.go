@@ -28,11 +28,12 @@ func (k Key) String() string {
 // before the table grows. A *F is valid until the next Add, which may move
 // the slots. Only the event loop touches it.
 type Table[F any] struct {
-	slots []slot[F]
-	free  []int32
-	index map[Key]int32
-	empty F
-	max   int
+	slots  []slot[F]
+	free   []int32
+	index  map[Key]int32
+	empty  F
+	max    int
+	budget *Budget // nil: only max applies
 }
 
 type slot[F any] struct {
@@ -54,8 +55,14 @@ func (t *Table[F]) Len() int { return len(t.index) }
 // Max returns the most flows the table holds.
 func (t *Table[F]) Max() int { return t.max }
 
-// Full reports whether Add would exceed the table's size.
-func (t *Table[F]) Full() bool { return len(t.index) >= t.max }
+// SetBudget makes the table count its flows in b, shared with other
+// tables: Full also when b is spent.
+func (t *Table[F]) SetBudget(b *Budget) { t.budget = b }
+
+// Full reports whether Add would exceed the table's size or its budget.
+func (t *Table[F]) Full() bool {
+	return len(t.index) >= t.max || t.budget != nil && t.budget.used >= t.budget.Max
+}
 
 // Lookup returns the slot of the flow k.
 func (t *Table[F]) Lookup(k Key) (int32, bool) {
@@ -79,6 +86,9 @@ func (t *Table[F]) Add(k Key) (int32, *F) {
 	s.key, s.used = k, true
 	s.gen++
 	t.index[k] = idx
+	if t.budget != nil {
+		t.budget.used++
+	}
 	return idx, &s.flow
 }
 
@@ -120,6 +130,9 @@ func (t *Table[F]) Remove(idx int32) {
 		return
 	}
 	delete(t.index, s.key)
+	if t.budget != nil {
+		t.budget.used--
+	}
 	s.flow, s.key, s.used = t.empty, Key{}, false
 	t.free = append(t.free, idx)
 }

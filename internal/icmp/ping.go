@@ -15,7 +15,14 @@ type PingConfig struct {
 	GatewayMAC packet.MAC
 	// HostAddr maps a destination to a host address, or refuses it.
 	HostAddr func(dst packet.Addr) (packet.Addr, bool)
+	// Allowed, if set, is the egress policy for a host address; a denied
+	// echo request is answered with ICMP administratively prohibited from
+	// Gateway.
+	Allowed  func(host packet.Addr) bool
+	Gateway  packet.Addr
 	MaxFlows int
+	// Budget, if set, is the flow budget shared with the other tables.
+	Budget *flow.Budget
 }
 
 const (
@@ -32,6 +39,9 @@ type pingFlow struct {
 	fd       int
 	nsMAC    packet.MAC
 	lastSeen time.Duration
+	opened   time.Duration
+	toHost   uint64 // echo payload bytes each way
+	toNS     uint64
 }
 
 // Pings carries echo requests to other hosts on unprivileged ping sockets
@@ -45,6 +55,9 @@ type Pings struct {
 	ipID   uint16
 	denied bool // ping sockets are not allowed: said once
 	sweep  flow.Sweep
+	// Stats: flows opened, refused at the flow limit, denied by the
+	// egress policy.
+	Opened, FlowLimit, Denied uint64
 }
 
 // NewPings returns an empty table.
@@ -52,7 +65,9 @@ func NewPings(cfg PingConfig, env flow.Env) *Pings {
 	if cfg.MaxFlows <= 0 {
 		cfg.MaxFlows = maxPingFlows
 	}
-	return &Pings{cfg: cfg, env: env, flows: flow.NewTable(cfg.MaxFlows, pingFlow{fd: -1}), sweep: flow.Sweep{Period: pingScan}}
+	t := &Pings{cfg: cfg, env: env, flows: flow.NewTable(cfg.MaxFlows, pingFlow{fd: -1}), sweep: flow.Sweep{Period: pingScan}}
+	t.flows.SetBudget(cfg.Budget)
+	return t
 }
 
 // HandleFrame sends an echo request from the namespace.
@@ -70,17 +85,28 @@ func (t *Pings) HandleFrame(p *packet.Parsed) {
 	}
 	f := t.flows.At(idx)
 	f.lastSeen = t.env.Now()
+	f.toHost += uint64(len(m) - packet.ICMPEchoLen)
 	// The kernel rewrites the identifier and the checksum.
 	_, _, _ = unix.Syscall6(unix.SYS_SENDTO, uintptr(f.fd), uintptr(unsafe.Pointer(&m[0])), uintptr(len(m)),
 		unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL, 0, 0)
 }
 
 func (t *Pings) open(p *packet.Parsed, k flow.Key) (int32, bool) {
-	if t.flows.Full() {
-		return 0, false
-	}
 	addr, ok := t.cfg.HostAddr(k.Dst)
 	if !ok || !addr.Is4() {
+		return 0, false
+	}
+	if t.cfg.Allowed != nil && !t.cfg.Allowed(addr) {
+		t.Denied++
+		t.env.Logf("icmp: echo to %v denied by the egress policy", addr)
+		if n := Unreachable(p, packet.ICMPAdminProhibited, t.cfg.Gateway, t.cfg.GatewayMAC, t.env.Frame()); n > 0 {
+			t.env.Send(n, packet.Offload{})
+		}
+		return 0, false
+	}
+	if t.flows.Full() {
+		t.FlowLimit++
+		t.env.Logf("icmp: flow limit reached (%d echo flows, or --max-flows of all protocols): dropping new echo requests", t.flows.Max())
 		return 0, false
 	}
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_ICMP)
@@ -98,13 +124,23 @@ func (t *Pings) open(p *packet.Parsed, k flow.Key) (int32, bool) {
 		return 0, false
 	}
 	idx, f := t.flows.Add(k)
-	*f = pingFlow{key: k, fd: fd, nsMAC: p.SrcMAC, lastSeen: t.env.Now()}
+	*f = pingFlow{key: k, fd: fd, nsMAC: p.SrcMAC, lastSeen: t.env.Now(), opened: t.env.Now()}
 	if err := t.env.Watch(fd, unix.EPOLLIN, idx, t.flows.Gen(idx), true); err != nil {
 		unix.Close(fd)
 		t.flows.Remove(idx)
 		return 0, false
 	}
+	t.Opened++
 	return idx, true
+}
+
+// AppendFlows appends a description of each open flow to dst.
+func (t *Pings) AppendFlows(dst []flow.Info) []flow.Info {
+	now := t.env.Now()
+	for _, f := range t.flows.All {
+		dst = append(dst, flow.Info{Proto: "icmp", Key: f.key, Age: now - f.opened, ToHost: f.toHost, ToNS: f.toNS})
+	}
+	return dst
 }
 
 // HandleEvent reads echo replies for flow idx.
@@ -130,6 +166,7 @@ func (t *Pings) HandleEvent(idx int32, gen uint32, events uint32) {
 			continue
 		}
 		f.lastSeen = t.env.Now()
+		f.toNS += uint64(n - packet.ICMPEchoLen)
 		m.SetEchoID(f.key.NSPort)
 		m.SetTypeCode(packet.ICMPEchoReply, 0)
 		packet.Ether(buf).SetHeader(f.nsMAC, t.cfg.GatewayMAC, packet.EtherTypeIPv4)
@@ -171,3 +208,6 @@ func (t *Pings) remove(idx int32) {
 	unix.Close(f.fd)
 	t.flows.Remove(idx)
 }
+
+// Len returns the number of echo flows.
+func (t *Pings) Len() int { return t.flows.Len() }

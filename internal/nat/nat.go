@@ -8,6 +8,7 @@ import (
 	"net/netip"
 
 	"github.com/nsgate/nsgate/internal/packet"
+	"github.com/nsgate/nsgate/internal/policy"
 )
 
 // Mapper decides where a destination goes.
@@ -18,7 +19,14 @@ type Mapper struct {
 	// AllowHost, if set, must approve every host address (tests in the
 	// machine's own namespace allow only the loopback).
 	AllowHost func(addr packet.Addr) bool
+	// Policy is the egress policy (--deny, --allow, --block-host); nil
+	// allows all.
+	Policy *policy.Policy
 }
+
+// Allowed reports whether the egress policy lets a flow go to host
+// address host, port port (0 for ICMP). Host gave host.
+func (m *Mapper) Allowed(host packet.Addr, port uint16) bool { return m.Policy.Allowed(host, port) }
 
 // hostLoopback is the address the gateway maps to.
 var hostLoopback = packet.AddrFrom4([4]byte{127, 0, 0, 1})

@@ -32,6 +32,7 @@ const (
 const (
 	ICMPNetUnreachable  = 0
 	ICMPHostUnreachable = 1
+	ICMPPortUnreachable = 3
 	ICMPFragNeeded      = 4
 	ICMPAdminProhibited = 13
 )

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"time"
 
 	"github.com/nsgate/nsgate/internal/flow"
 	"github.com/nsgate/nsgate/internal/icmp"
@@ -14,16 +15,9 @@ import (
 // A connection's life on the host side: opening the socket, its epoll
 // interest and events, and closing it.
 
-// open handles a SYN for a new connection.
-func (t *Table) open(p *packet.Parsed, k flow.Key) {
-	if t.flows.Full() {
-		if !t.warned {
-			t.warned = true
-			t.env.Logf("tcp: flow table full (%d flows): refusing new connections", t.cfg.MaxFlows)
-		}
-		t.resetFor(p)
-		return
-	}
+// open handles a SYN for a new connection, or (cookieMSS > 0) the ACK of a
+// SYN cookie (cookie.go).
+func (t *Table) open(p *packet.Parsed, k flow.Key, cookieMSS int) {
 	dst, ok := t.hostAddr(k)
 	if !ok {
 		if t.cfg.NAT.HostLoopbackDisabled(k.Dst) {
@@ -37,10 +31,41 @@ func (t *Table) open(p *packet.Parsed, k flow.Key) {
 		t.resetFor(p)
 		return
 	}
+	if !t.isDNS(k) && !t.cfg.NAT.Allowed(dst, k.DstPort) {
+		// Nothing leaves: the namespace hears at once, as from a
+		// firewall, and its connect() fails with "No route to host".
+		t.Denied++
+		t.env.Logf("tcp: connection to %v:%d denied by the egress policy", dst, k.DstPort)
+		if n := icmp.Unreachable(p, packet.ICMPAdminProhibited, t.cfg.NAT.Gateway, t.cfg.GatewayMAC, t.env.Frame()); n > 0 {
+			t.env.Send(n, packet.Offload{})
+		}
+		return
+	}
+	if cookieMSS == 0 && t.half >= t.cfg.MaxHalfOpen {
+		if t.env.Now()-t.lastCookie > time.Second {
+			// Once per episode: a flood must not pay for a log call per SYN.
+			t.env.Logf("tcp: %d connections in their handshake, the limit (a SYN flood?): answering new ones with SYN cookies", t.cfg.MaxHalfOpen)
+		}
+		t.sendCookie(p, k)
+		return
+	}
+	if t.half >= t.cfg.MaxHalfOpen {
+		t.evictHalfOpen() // a cookie's connection takes the oldest handshake's place
+	}
+	if t.flows.Full() && !(t.half > 0 && t.evictHalfOpen()) {
+		t.FlowLimit++
+		t.env.Logf("tcp: flow limit reached (%d flows, --max-flows): refusing new connections", t.flows.Max())
+		t.resetFor(p)
+		return
+	}
 	dnsNext := uint8(1)
-	fd, err := t.dial(dst, k.DstPort)
+	loaded := t.loaded()
+	if loaded && !t.wasLoaded {
+		t.shortenAll()
+	}
+	fd, err := t.dial(dst, k.DstPort, loaded)
 	for err != nil && t.isDNS(k) && int(dnsNext) < len(t.cfg.DNSServers) {
-		fd, err = t.dial(t.cfg.DNSServers[dnsNext], 53)
+		fd, err = t.dial(t.cfg.DNSServers[dnsNext], 53, loaded)
 		dnsNext++
 	}
 	if err != nil {
@@ -53,23 +78,35 @@ func (t *Table) open(p *packet.Parsed, k flow.Key) {
 	}
 	idx, f := t.flows.Add(k)
 	seg := p.TCP
-	o := seg.SynOptions()
-	*f = conn{
-		key:      k,
-		fd:       fd,
-		state:    stConnecting,
-		nsMAC:    p.SrcMAC,
-		rcvNxt:   seg.Seq() + 1,
-		iss:      rand.Uint32(),
-		sndWnd:   uint32(seg.Window()),
-		nsWScale: o.WScale,
-		wscale:   o.HasWScale,
-		sack:     o.SACKPerm,
-		dnsNext:  dnsNext,
-		mss:      t.mss(o),
-		rto:      rtoMin,
-		lastSeen: t.env.Now(),
+	if cookieMSS > 0 {
+		// The namespace is established already: no window scaling, no
+		// SACK (the cookie cannot carry them).
+		*f = conn{key: k, fd: fd, state: stConnecting, cookie: true, nsMAC: p.SrcMAC, rcvNxt: seg.Seq(), iss: seg.Ack() - 1,
+			sndWnd: uint32(seg.Window()), mss: min(cookieMSS, t.cfg.MTU-packet.IPv4Len-packet.TCPLen), rto: rtoMin,
+			lastSeen: t.env.Now(), opened: t.env.Now(), loaded: loaded}
+		t.CookieFlows++
+	} else {
+		o := seg.SynOptions()
+		*f = conn{
+			key:      k,
+			fd:       fd,
+			state:    stConnecting,
+			nsMAC:    p.SrcMAC,
+			rcvNxt:   seg.Seq() + 1,
+			iss:      rand.Uint32(),
+			sndWnd:   uint32(seg.Window()),
+			nsWScale: o.WScale,
+			wscale:   o.HasWScale,
+			sack:     o.SACKPerm,
+			dnsNext:  dnsNext,
+			mss:      t.mss(o),
+			rto:      rtoMin,
+			lastSeen: t.env.Now(),
+			opened:   t.env.Now(),
+			loaded:   loaded,
+		}
 	}
+	t.halfOpened(idx, f)
 	t.Opened++
 	if writable(fd) {
 		// Loopback connects complete inside connect(): answer now rather
@@ -96,6 +133,13 @@ func (t *Table) connected(idx int32) {
 		t.abort(idx, true)
 		return
 	}
+	if f.cookie {
+		f.state = stEstablished
+		t.settled(f)
+		f.sndUna, f.sndNxt = f.iss+1, f.iss+1
+		t.update(idx)
+		return
+	}
 	f.state = stSynAckSent
 	f.sndUna = f.iss
 	f.sndNxt = f.iss + 1
@@ -110,14 +154,18 @@ func (t *Table) mss(o packet.SynOptions) int {
 	return max(min(int(o.MSSOr(packet.TCPDefaultMSS)), t.cfg.MTU-packet.IPv4Len-packet.TCPLen), 64)
 }
 
-// dial starts a non-blocking connect to addr:port.
-func (t *Table) dial(addr packet.Addr, port uint16) (int, error) {
+// dial starts a non-blocking connect to addr:port; loaded gives it fewer
+// SYN retransmissions (budget.go).
+func (t *Table) dial(addr packet.Addr, port uint16, loaded bool) (int, error) {
 	fd, err := unix.Socket(flow.Family(addr), unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return -1, err
 	}
 	setInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1) // the namespace's kernel already did its Nagle
 	setInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1)
+	if loaded {
+		shorten(fd)
+	}
 	if err := t.peekOff(fd); err != nil {
 		unix.Close(fd)
 		return -1, err
@@ -149,7 +197,7 @@ func (t *Table) redial(idx int32) bool {
 	for int(f.dnsNext) < len(t.cfg.DNSServers) {
 		addr := t.cfg.DNSServers[f.dnsNext]
 		f.dnsNext++
-		fd, err := t.dial(addr, 53)
+		fd, err := t.dial(addr, 53, f.loaded)
 		if err != nil {
 			continue
 		}
@@ -300,8 +348,11 @@ func (t *Table) abort(idx int32, toNS bool) {
 	f := t.flows.At(idx)
 	if toNS {
 		seq := f.sndNxt
-		if f.state == stConnecting {
+		if f.state == stConnecting && !f.cookie {
 			seq = 0 // refusing the SYN: the RST acknowledges it
+		}
+		if f.cookie && f.state == stConnecting {
+			seq = f.iss + 1 // the namespace believes it established
 		}
 		if f.state == stSynSent {
 			seq = f.iss + 1 // withdrawing our SYN
@@ -335,6 +386,7 @@ func (t *Table) remove(idx int32, rst bool) {
 		unix.SetsockoptLinger(f.fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
 	}
 	unix.Close(f.fd)
+	t.settled(f)
 	t.stopTimer(f)
 	t.setRecheck(idx, f, false)
 	t.rings.release(&f.sent)

@@ -49,6 +49,7 @@ func (t *Table) Accept(fd int, client packet.Addr, clientPort uint16, guest pack
 		mss:      packet.TCPDefaultMSS,
 		rto:      rtoMin,
 		lastSeen: t.env.Now(),
+		opened:   t.env.Now(),
 	}
 	f.sndUna, f.sndNxt = f.iss, f.iss+1
 	t.Opened++

@@ -16,9 +16,18 @@ func (t *Table) HandleFrame(p *packet.Parsed) {
 	idx, ok := t.flows.Lookup(k)
 	flags := seg.Flags()
 	if !ok {
-		if flags&(packet.TCPSyn|packet.TCPAck|packet.TCPRst) == packet.TCPSyn {
-			t.open(p, k)
+		switch flags & (packet.TCPSyn | packet.TCPAck | packet.TCPRst) {
+		case packet.TCPSyn:
+			t.open(p, k, 0)
 			return
+		case packet.TCPAck:
+			if mss, ok := t.checkCookie(p, k); ok {
+				t.open(p, k, mss)
+				if idx, ok := t.flows.Lookup(k); ok && t.flows.At(idx).state == stEstablished && (len(p.Payload) > 0 || flags.Has(packet.TCPFin)) {
+					t.HandleFrame(p) // connected already (loopback): the ACK's data too
+				}
+				return
+			}
 		}
 		t.resetFor(p)
 		return
@@ -58,6 +67,7 @@ func (t *Table) HandleFrame(p *packet.Parsed) {
 			return
 		}
 		f.state = stEstablished
+		t.settled(f)
 		f.sndUna = f.iss + 1
 		t.stopTimer(f)
 		f.rto = rtoMin
@@ -90,6 +100,7 @@ func (t *Table) ack(f *conn, seg packet.TCP, pure bool) {
 		}
 		if n > 0 {
 			t.acked(f, n)
+			f.toNS += uint64(n)
 		}
 		f.sndUna = a
 		f.dupAcks = 0
@@ -161,6 +172,7 @@ func (t *Table) data(idx int32, f *conn, seq uint32, payload []byte, fin bool) b
 			return true
 		}
 		f.rcvNxt += uint32(n)
+		f.toHost += uint64(n)
 		if n < len(payload) {
 			f.sendBlocked, f.dropped = true, true
 			fin = false // the FIN comes after bytes not taken yet
@@ -224,6 +236,7 @@ func (t *Table) drainOOO(f *conn) bool {
 			return false
 		}
 		f.rcvNxt += uint32(n)
+		f.toHost += uint64(n)
 		if skip+n < len(o.data) {
 			f.sendBlocked, f.dropped = true, true
 			break

@@ -93,6 +93,7 @@
 package tcp
 
 import (
+	"hash/maphash"
 	"time"
 
 	"github.com/nsgate/nsgate/internal/flow"
@@ -102,10 +103,15 @@ import (
 
 // Config is what the translator needs to know of the network.
 type Config struct {
-	GatewayMAC  packet.MAC
-	NAT         nat.Mapper // which destinations may leave, and where to
-	MTU         int
-	MaxFlows    int           // 0: DefaultMaxFlows
+	GatewayMAC packet.MAC
+	NAT        nat.Mapper // which destinations may leave, and where to
+	MTU        int
+	MaxFlows   int // 0: DefaultMaxFlows
+	// MaxHalfOpen caps the flows in their handshake (budget.go; 0:
+	// MaxFlows/16, as flow.Derive).
+	MaxHalfOpen int
+	// Budget, if set, is the flow budget shared with the other tables.
+	Budget      *flow.Budget
 	IdleTimeout time.Duration // 0: DefaultIdleTimeout
 	// DNS is the relay address; connections to its port 53 go to
 	// DNSServers in order, the next one when a connect fails. Zero: none.
@@ -185,6 +191,12 @@ type conn struct {
 	ackPending  bool
 	inAckList   bool
 	inbound     bool // a forwarded connection: nsgate sent the SYN
+	half        bool // counted as half-open (budget.go)
+	cookie      bool // opened by a SYN cookie's ACK: established once connect() completes (cookie.go)
+	loaded      bool // opened while the half-open table was loaded: less patience
+	opened      time.Duration
+	toHost      uint64 // bytes written to the host socket
+	toNS        uint64 // bytes the namespace acknowledged
 
 	// Host → namespace.
 	iss      uint32
@@ -218,12 +230,24 @@ type Table struct {
 	lastRecheck time.Duration
 	lastRTOScan time.Duration
 	ipID        uint16
-	warned      bool
+	half        int       // half-open flows (budget.go)
+	halfQ       []flowRef // half-open flows, oldest first, with stale entries
+	halfHead    int       // halfQ[:halfHead] is consumed
+	wasLoaded   bool      // the half-open flows were shortened (shortenAll)
+	cookieSeed  maphash.Seed
+	lastCookie  time.Duration // when a SYN cookie was last sent (0: never)
 	sackBuf     [4]packet.SACKBlock
 	sweep       flow.Sweep
 	rings       ringPool // NoPeekOff: the flows' unacked rings
 	// Stats. Opened counts both directions; Inbound the forwarded ones.
-	Opened, Refused, Resets, Inbound uint64
+	// FlowLimit counts connections refused for the flow budget,
+	// HalfOpenResets handshakes reset at the half-open cap, Denied
+	// connections the egress policy refused.
+	Opened, Refused, Resets, Inbound  uint64
+	FlowLimit, HalfOpenResets, Denied uint64
+	// Cookies counts SYNs answered with a SYN cookie, CookieFlows the
+	// connections their ACKs opened.
+	Cookies, CookieFlows uint64
 }
 
 // New returns an empty table.
@@ -234,7 +258,13 @@ func New(cfg Config, env flow.Env) *Table {
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = DefaultIdleTimeout
 	}
-	return &Table{cfg: cfg, env: env, flows: flow.NewTable(cfg.MaxFlows, conn{fd: -1}), sweep: flow.Sweep{Period: scanPeriod}}
+	if cfg.MaxHalfOpen <= 0 {
+		cfg.MaxHalfOpen = min(max(cfg.MaxFlows/16, 32), 4096)
+	}
+	t := &Table{cfg: cfg, env: env, flows: flow.NewTable(cfg.MaxFlows, conn{fd: -1}), sweep: flow.Sweep{Period: scanPeriod},
+		cookieSeed: maphash.MakeSeed()}
+	t.flows.SetBudget(cfg.Budget)
+	return t
 }
 
 // Len returns the number of open flows.

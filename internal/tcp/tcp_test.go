@@ -55,7 +55,7 @@ func loopbackServer(t *testing.T) (int, uint16) {
 	if err := unix.Bind(l, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := unix.Listen(l, 8); err != nil {
+	if err := unix.Listen(l, 4096); err != nil {
 		t.Fatal(err)
 	}
 	sa, _ := unix.Getsockname(l)
@@ -239,6 +239,9 @@ func TestFlowLimit(t *testing.T) {
 	buf := make([]byte, 2000)
 	segment(&p, buf, port, 1, 0, packet.TCPSyn, nil)
 	tbl.HandleFrame(&p)
+	synAck, _ := env.Decode()
+	segment(&p, buf, port, 2, synAck.TCP.Seq()+1, packet.TCPAck, nil)
+	tbl.HandleFrame(&p) // established: not evicted for a newcomer
 	// A second connection (another source port) is over the limit.
 	segment(&p, buf, port, 1, 0, packet.TCPSyn, nil)
 	binary16(p.TCP[0:2], 40001)
@@ -247,8 +250,8 @@ func TestFlowLimit(t *testing.T) {
 	if err := rst.Decode(env.Last()); err != nil || !rst.TCP.Flags().Has(packet.TCPRst) || rst.TCP.DstPort() != 40001 {
 		t.Fatalf("SYN over the limit: %v flags %v port %d", err, rst.TCP.Flags(), rst.TCP.DstPort())
 	}
-	if tbl.Len() != 1 {
-		t.Fatalf("%d flows with a limit of 1", tbl.Len())
+	if tbl.Len() != 1 || tbl.FlowLimit != 1 {
+		t.Fatalf("%d flows with a limit of 1, %d refused", tbl.Len(), tbl.FlowLimit)
 	}
 }
 

@@ -118,7 +118,7 @@ func (t *Table) expire(idx int32, f *conn, now time.Duration) bool {
 	if f.state != stEstablished || f.nsFin || f.finSent {
 		limit = closingTimeout
 	}
-	if now-f.lastSeen > limit {
+	if now-f.lastSeen > limit || f.half && f.loaded && now-f.opened > loadedHalfOpenAge {
 		t.abort(idx, true)
 		return true
 	}
@@ -149,6 +149,10 @@ func (t *Table) retransmit(idx int32, f *conn) {
 		t.startTimer(f)
 		return
 	case stSynAckSent:
+		if f.retries > synAckRetries || f.loaded && f.retries > loadedSynAckRetries {
+			t.abort(idx, true)
+			return
+		}
 		t.sendCtl(f, packet.TCPSyn|packet.TCPAck, f.iss)
 		t.startTimer(f)
 		return

@@ -27,6 +27,8 @@ type Config struct {
 	Broadcast  packet.Addr
 	MTU        int
 	MaxFlows   int // 0: DefaultMaxFlows
+	// Budget, if set, is the flow budget shared with the other tables.
+	Budget *flow.Budget
 	// Outbound, if not zero, is the source address of every flow
 	// (--outbound-addr).
 	Outbound packet.Addr
@@ -39,6 +41,10 @@ const (
 	repliedTimeout   = 120 * time.Second
 	scanPeriod       = time.Second
 	batch            = 64
+	// pressureIdle is how long a flow must have been quiet to be evicted
+	// when the table is full, at most once per pressureScan.
+	pressureIdle = 5 * time.Second
+	pressureScan = time.Second
 )
 
 // udpFlow is one flow: the namespace's address and port (key.NS) and the
@@ -49,6 +55,9 @@ type udpFlow struct {
 	nsMAC    packet.MAC
 	replied  bool
 	lastSeen time.Duration
+	opened   time.Duration
+	toHost   uint64 // payload bytes from the namespace
+	toNS     uint64 // payload bytes to the namespace
 	// A forwarded flow's fd is its forward's socket, shared with the
 	// forward's other clients: replies go to peer with sendto, and the
 	// socket is neither watched nor closed here.
@@ -77,22 +86,25 @@ const maxPending = 64
 
 // Table is the UDP flow table.
 type Table struct {
-	cfg    Config
-	env    flow.Env
-	flows  *flow.Table[udpFlow]
-	ipID   uint16
-	warned bool
-	sweep  flow.Sweep
-	errBuf [512]byte
-	oob    [256]byte
-	pend   [maxPending]pending
-	npend  int
-	msgs   [maxPending]mmsghdr
-	iovs   [maxPending]unix.Iovec
+	cfg   Config
+	env   flow.Env
+	flows *flow.Table[udpFlow]
+	ipID  uint16
+	sweep flow.Sweep
+	// lastEvict is when a full table last looked for idle flows to evict.
+	lastEvict time.Duration
+	errBuf    [512]byte
+	oob       [256]byte
+	pend      [maxPending]pending
+	npend     int
+	msgs      [maxPending]mmsghdr
+	iovs      [maxPending]unix.Iovec
 	// Stats: flows opened, datagrams from the host dropped (too big for
 	// the namespace's MTU, or for a forward over the flow limit), ICMP
-	// errors passed on.
+	// errors passed on; new flows refused at the flow limit, idle flows
+	// evicted to make room, flows the egress policy refused.
 	Opened, Dropped, ICMPErrors uint64
+	FlowLimit, Evicted, Denied  uint64
 }
 
 // New returns an empty table.
@@ -100,7 +112,9 @@ func New(cfg Config, env flow.Env) *Table {
 	if cfg.MaxFlows <= 0 {
 		cfg.MaxFlows = DefaultMaxFlows
 	}
-	return &Table{cfg: cfg, env: env, flows: flow.NewTable(cfg.MaxFlows, udpFlow{fd: -1}), sweep: flow.Sweep{Period: scanPeriod}}
+	t := &Table{cfg: cfg, env: env, flows: flow.NewTable(cfg.MaxFlows, udpFlow{fd: -1}), sweep: flow.Sweep{Period: scanPeriod}}
+	t.flows.SetBudget(cfg.Budget)
+	return t
 }
 
 // Len returns the number of flows.
@@ -131,7 +145,9 @@ func (t *Table) HandleFrame(p *packet.Parsed) {
 			return
 		}
 	}
-	t.flows.At(idx).lastSeen = t.env.Now()
+	f := t.flows.At(idx)
+	f.lastSeen = t.env.Now()
+	f.toHost += uint64(len(p.Payload))
 	seg := 0
 	if p.Offload.GSO == packet.GSOUDPL4 && len(p.Payload) > int(p.Offload.GSOSize) {
 		seg = int(p.Offload.GSOSize) // USO: the engine checked the count
@@ -277,13 +293,6 @@ func (t *Table) Flush() {
 }
 
 func (t *Table) open(p *packet.Parsed, k flow.Key) (int32, bool) {
-	if t.flows.Full() {
-		if !t.warned {
-			t.warned = true
-			t.env.Logf("udp: flow table full (%d flows): dropping datagrams of new flows", t.cfg.MaxFlows)
-		}
-		return 0, false
-	}
 	addr, ok := t.cfg.NAT.Host(k.Dst)
 	if !ok {
 		// Say so at once, as a router would: the host's loopback with
@@ -294,6 +303,21 @@ func (t *Table) open(p *packet.Parsed, k flow.Key) (int32, bool) {
 			code = packet.ICMPNetUnreachable
 		}
 		t.unreachable(p, code)
+		return 0, false
+	}
+	if !t.cfg.NAT.Allowed(addr, k.DstPort) {
+		t.Denied++
+		t.env.Logf("udp: flow to %v:%d denied by the egress policy", addr, k.DstPort)
+		t.unreachable(p, packet.ICMPAdminProhibited)
+		return 0, false
+	}
+	if t.flows.Full() && !t.evictIdle() {
+		// Say so at once: the client's connected socket gets
+		// ECONNREFUSED rather than waiting for a reply that cannot come.
+		t.FlowLimit++
+		t.env.Logf("udp: flow limit reached (%d UDP flows, or --max-flows of all protocols): refusing new flows with ICMP port unreachable",
+			t.flows.Max())
+		t.unreachable(p, packet.ICMPPortUnreachable)
 		return 0, false
 	}
 	fd, err := unix.Socket(flow.Family(addr), unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
@@ -316,7 +340,7 @@ func (t *Table) open(p *packet.Parsed, k flow.Key) (int32, bool) {
 		return 0, false
 	}
 	idx, f := t.flows.Add(k)
-	*f = udpFlow{key: k, fd: fd, nsMAC: p.SrcMAC, lastSeen: t.env.Now()}
+	*f = udpFlow{key: k, fd: fd, nsMAC: p.SrcMAC, lastSeen: t.env.Now(), opened: t.env.Now()}
 	if err := t.env.Watch(fd, unix.EPOLLIN, idx, t.flows.Gen(idx), true); err != nil {
 		t.env.Logf("udp: epoll: %v", err)
 		unix.Close(fd)
@@ -360,6 +384,7 @@ func (t *Table) HandleEvent(idx int32, gen uint32, events uint32) {
 		}
 		f.replied = true
 		f.lastSeen = t.env.Now()
+		f.toNS += uint64(n)
 		t.sendUDP(f, buf, n)
 	}
 }
@@ -475,6 +500,33 @@ func (t *Table) remove(idx int32) {
 		unix.Close(f.fd)
 	}
 	t.flows.Remove(idx)
+}
+
+// evictIdle makes room in a full table: flows quiet for pressureIdle go,
+// found by one pass over the table at most once per pressureScan. It
+// reports whether the table has room now.
+func (t *Table) evictIdle() bool {
+	now := t.env.Now()
+	if t.lastEvict != 0 && now-t.lastEvict < pressureScan {
+		return false
+	}
+	t.lastEvict = now
+	for idx, f := range t.flows.All {
+		if !f.shared && now-f.lastSeen >= pressureIdle {
+			t.Evicted++
+			t.remove(idx)
+		}
+	}
+	return !t.flows.Full()
+}
+
+// AppendFlows appends a description of each open flow to dst.
+func (t *Table) AppendFlows(dst []flow.Info) []flow.Info {
+	now := t.env.Now()
+	for _, f := range t.flows.All {
+		dst = append(dst, flow.Info{Proto: "udp", Key: f.key, Inbound: f.shared, Age: now - f.opened, ToHost: f.toHost, ToNS: f.toNS})
+	}
+	return dst
 }
 
 // NextTimer returns when Tick should next run, or 0.

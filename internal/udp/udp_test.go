@@ -6,9 +6,13 @@ import (
 	"testing"
 	"time"
 
+	"encoding/binary"
+
+	"github.com/nsgate/nsgate/internal/flow"
 	"github.com/nsgate/nsgate/internal/flow/flowtest"
 	"github.com/nsgate/nsgate/internal/nat"
 	"github.com/nsgate/nsgate/internal/packet"
+	"github.com/nsgate/nsgate/internal/policy"
 	"golang.org/x/sys/unix"
 )
 
@@ -252,4 +256,50 @@ func TestUSO(t *testing.T) {
 	}
 	uso()
 	expect("cut by nsgate")
+}
+
+// TestFlowLimit: a full table evicts flows idle for pressureIdle, at most
+// once per pressureScan, and otherwise refuses a new flow with ICMP port
+// unreachable (ECONNREFUSED for the client), and the egress policy refuses
+// with administratively prohibited.
+func TestFlowLimit(t *testing.T) {
+	_, port := loopbackUDP(t)
+	env := flowtest.New()
+	env.Advance(time.Minute)
+	budget := &flow.Budget{Max: 3}
+	deny, _ := policy.Parse("--deny", true, "127.0.0.1:7")
+	tbl := New(Config{GatewayMAC: gwMAC, MTU: 1500, MaxFlows: 100, Budget: budget,
+		NAT: nat.Mapper{Gateway: gwIP, Network: netip.MustParsePrefix("10.0.2.0/24"), Policy: &policy.Policy{Rules: []policy.Rule{deny}},
+			AllowHost: func(a packet.Addr) bool { return a == packet.AddrFrom4([4]byte{127, 0, 0, 1}) }}}, env)
+	var p packet.Parsed
+	buf := make([]byte, 2000)
+	send := func(src uint16) {
+		datagram(&p, buf, gwMAC, gwIP, port, []byte("x"))
+		binary.BigEndian.PutUint16(p.UDP[0:2], src)
+		tbl.HandleFrame(&p)
+		tbl.Flush()
+	}
+	refused := func(code uint8) bool {
+		r, err := env.Decode()
+		return err == nil && r.ICMP != nil && r.ICMP.Type() == packet.ICMPUnreachable && r.ICMP.Code() == code
+	}
+	for src := uint16(1); src <= 3; src++ {
+		send(src)
+	}
+	env.Advance(pressureIdle) // all three idle now
+	send(1)                   // but flow 1 is busy again
+	send(4)                   // evicts 2 and 3
+	if tbl.Len() != 2 || tbl.Evicted != 2 || tbl.FlowLimit != 0 {
+		t.Fatalf("after eviction: %d flows, %d evicted, %d refused", tbl.Len(), tbl.Evicted, tbl.FlowLimit)
+	}
+	send(5)
+	send(6) // full again, and the scan ran a moment ago: refused
+	if tbl.FlowLimit != 1 || tbl.Len() != 3 || !refused(packet.ICMPPortUnreachable) {
+		t.Fatalf("over the limit: %d refused, %d flows, want ICMP port unreachable", tbl.FlowLimit, tbl.Len())
+	}
+	datagram(&p, buf, gwMAC, gwIP, 7, []byte("x"))
+	tbl.HandleFrame(&p)
+	if tbl.Denied != 1 || !refused(packet.ICMPAdminProhibited) {
+		t.Fatalf("denied flow: %d denied, want ICMP administratively prohibited", tbl.Denied)
+	}
 }

@@ -1,0 +1,136 @@
+package tcp
+
+import (
+	"time"
+
+	"github.com/nsgate/nsgate/internal/flow"
+	"golang.org/x/sys/unix"
+)
+
+// Half-open flows: what keeps a SYN flood from taking every descriptor.
+//
+// A half-open flow is one the namespace opened whose handshake has not
+// completed on both sides: connect() under way (stConnecting), or the
+// SYN-ACK sent and its ACK awaited (stSynAckSent). A SYN flood makes
+// nothing else, and each holds a host socket. They are capped at
+// Config.MaxHalfOpen, like the kernel's SYN backlog. At the cap, the oldest
+// half-open flow is reset (RST to the namespace, RST to the host) to make
+// room: refusing the newest instead would refuse every connection, the
+// legitimate ones among the flood too, for as long as the flood lasts.
+//
+// Once half the cap is in use the table counts as loaded, and flows opened
+// then get less time, as the kernel gives under SYN pressure: the host's
+// connect() gives up after loadedSynCnt SYN retransmissions (TCP_SYNCNT:
+// 1 + 2 + 4 s), and the SYN-ACK to the namespace goes again only
+// loadedSynAckRetries times. So a flood's flows are gone seconds after it
+// stops, however long a blackholed destination would have kept them; the
+// idle scan (every 5 s) ends any that lives past loadedHalfOpenAge.
+
+// Retries of the SYN-ACK to the namespace: the kernel's tcp_synack_retries,
+// and under load.
+const (
+	synAckRetries       = 5
+	loadedSynAckRetries = 1
+	loadedSynCnt        = 2
+	// loadedHalfOpenAge is the most a handshake of a loaded table lives,
+	// whatever the host's connect() does: the idle scan ends it.
+	loadedHalfOpenAge = 8 * time.Second
+)
+
+// flowRef names a flow slot at one generation.
+type flowRef struct {
+	idx int32
+	gen uint32
+}
+
+// halfOpened counts flow idx as half-open, at the back of the eviction
+// queue.
+func (t *Table) halfOpened(idx int32, f *conn) {
+	f.half = true
+	t.half++
+	if t.halfHead > 0 && t.halfHead >= len(t.halfQ)/2 {
+		// Settled and removed flows leave stale entries behind: drop the
+		// consumed front (amortised O(1)), then the stale ones, so the
+		// queue stays near the number of half-open flows.
+		q := t.halfQ[:0]
+		for _, r := range t.halfQ[t.halfHead:] {
+			if g := t.flows.Event(r.idx, r.gen); g != nil && g.half {
+				q = append(q, r)
+			}
+		}
+		t.halfQ, t.halfHead = q, 0
+	}
+	t.halfQ = append(t.halfQ, flowRef{idx, t.flows.Gen(idx)})
+}
+
+// settled takes f out of the half-open count: its handshake completed,
+// or it is going away.
+func (t *Table) settled(f *conn) {
+	if f.half {
+		f.half = false
+		t.half--
+	}
+}
+
+// evictHalfOpen resets the oldest half-open flow; it reports whether there
+// was one.
+func (t *Table) evictHalfOpen() bool {
+	for t.halfHead < len(t.halfQ) {
+		r := t.halfQ[t.halfHead]
+		t.halfHead++
+		if f := t.flows.Event(r.idx, r.gen); f != nil && f.half {
+			t.HalfOpenResets++
+			t.abort(r.idx, true)
+			return true
+		}
+	}
+	return false
+}
+
+// loaded reports whether half the half-open cap is in use. Once it is,
+// the table stays loaded until the count falls to a quarter.
+func (t *Table) loaded() bool {
+	if t.half < t.cfg.MaxHalfOpen/4 {
+		t.wasLoaded = false
+	}
+	return t.half >= t.cfg.MaxHalfOpen/2
+}
+
+// shortenAll gives the handshakes already under way the patience of a
+// loaded table, as the table becomes loaded: the kernel reads TCP_SYNCNT
+// at each retransmission, so a connect() in progress gives up sooner too.
+func (t *Table) shortenAll() {
+	t.wasLoaded = true
+	for _, r := range t.halfQ[t.halfHead:] {
+		if f := t.flows.Event(r.idx, r.gen); f != nil && f.half && !f.loaded {
+			f.loaded = true
+			if f.state == stConnecting {
+				shorten(f.fd)
+			}
+		}
+	}
+}
+
+// shorten gives the connect() on fd fewer SYN retransmissions.
+func shorten(fd int) { setInt(fd, unix.IPPROTO_TCP, unix.TCP_SYNCNT, loadedSynCnt) }
+
+// HalfOpen returns the number of half-open flows.
+func (t *Table) HalfOpen() int { return t.half }
+
+// stateNames are the states as list_flows shows them (the kernel's names
+// for the namespace's side).
+var stateNames = [...]string{stConnecting: "connecting", stSynAckSent: "syn_recv", stEstablished: "established", stSynSent: "syn_sent"}
+
+// AppendFlows appends a description of each open flow to dst.
+func (t *Table) AppendFlows(dst []flow.Info) []flow.Info {
+	now := t.env.Now()
+	for _, f := range t.flows.All {
+		st := stateNames[f.state]
+		if f.state == stEstablished && (f.nsFin || f.finSent) {
+			st = "closing"
+		}
+		dst = append(dst, flow.Info{Proto: "tcp", Key: f.key, State: st, Inbound: f.inbound,
+			Age: now - f.opened, ToHost: f.toHost, ToNS: f.toNS})
+	}
+	return dst
+}
