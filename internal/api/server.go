@@ -19,15 +19,15 @@ import (
 
 // Limits on clients. Callers (podman, rootlesskit) send their request as
 // soon as they connect, so a client gets readTimeout to send it, and
-// writeTimeout to take the reply. At most maxClients are served at once:
-// the next one to connect cuts the client that has waited longest for its
-// request, so idle connections can delay no one, and the accept loop never
-// waits. The clients' descriptors come out of the reserve that flows
-// never take (flow.Limits).
+// writeTimeout to take the reply. The accept loop never waits, so idle
+// connections can delay no one; past maxClients, each newcomer cuts the
+// client that has waited longest for its request, if it has waited at
+// least cutAge (a burst of real requests is not cut).
 const (
-	maxClients   = 32
+	maxClients   = 256
 	readTimeout  = time.Second
 	writeTimeout = 5 * time.Second
+	cutAge       = 100 * time.Millisecond
 )
 
 // Server is a listening API socket.
@@ -155,7 +155,7 @@ func (s *Server) Serve(h *Handler) {
 func (s *Server) cutOldest() {
 	var oldest *net.UnixConn
 	for c, cl := range s.live {
-		if cl.reading && (oldest == nil || cl.since.Before(s.live[oldest].since)) {
+		if cl.reading && time.Since(cl.since) >= cutAge && (oldest == nil || cl.since.Before(s.live[oldest].since)) {
 			oldest = c
 		}
 	}
@@ -175,8 +175,8 @@ func (s *Server) serveConn(c *net.UnixConn, cl *client) {
 	cut := !cl.reading
 	cl.reading = false
 	s.mu.Unlock()
-	if cut || len(bytes.TrimSpace(req)) == 0 && !tooLarge {
-		return // cut short, or nothing sent: no one waits for a reply
+	if cut {
+		return // cut short for a newcomer: it had its chance
 	}
 	var reply []byte
 	if tooLarge {
