@@ -25,6 +25,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -327,6 +328,22 @@ func runHelper(args []string) int {
 			c.Close()
 		}
 		fmt.Println(errName(err), time.Since(start).Milliseconds())
+	case "dialmany": // dialmany ADDR N: N connections at once, each given 1 s; print how many connected
+		n, _ := strconv.Atoi(args[2])
+		var ok atomic.Int32
+		var wg sync.WaitGroup
+		for i := 0; i < n; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if c, err := net.DialTimeout("tcp4", args[1], time.Second); err == nil {
+					ok.Add(1)
+					c.Close()
+				}
+			}()
+		}
+		wg.Wait()
+		fmt.Println("connected", ok.Load(), "of", n)
 	case "rstserver": // rstserver LISTEN: accept, read 1 MiB, reset
 		c, err := listen(args[1]).Accept()
 		if err != nil {

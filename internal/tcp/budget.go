@@ -13,18 +13,23 @@ import (
 // completed on both sides: connect() under way (stConnecting), or the
 // SYN-ACK sent and its ACK awaited (stSynAckSent). A SYN flood makes
 // nothing else, and each holds a host socket. They are capped at
-// Config.MaxHalfOpen, like the kernel's SYN backlog. At the cap, the oldest
-// half-open flow is reset (RST to the namespace, RST to the host) to make
-// room: refusing the newest instead would refuse every connection, the
-// legitimate ones among the flood too, for as long as the flood lasts.
+// Config.MaxHalfOpen, like the kernel's SYN backlog. At the cap, new SYNs
+// are answered with SYN cookies (cookie.go), which hold nothing; refusing
+// them instead would refuse every connection, the legitimate ones among
+// the flood too, for as long as it lasts. A cookie's connection takes the
+// place of the oldest half-open flow, which is reset (RST to the
+// namespace, RST to the host). So is the oldest when the flow budget is
+// spent.
 //
-// Once half the cap is in use the table counts as loaded, and flows opened
-// then get less time, as the kernel gives under SYN pressure: the host's
-// connect() gives up after loadedSynCnt SYN retransmissions (TCP_SYNCNT:
-// 1 + 2 + 4 s), and the SYN-ACK to the namespace goes again only
-// loadedSynAckRetries times. So a flood's flows are gone seconds after it
-// stops, however long a blackholed destination would have kept them; the
-// idle scan (every 5 s) ends any that lives past loadedHalfOpenAge.
+// Once half the cap is in use, or a cookie is sent, the table counts as
+// loaded for pressureHold, and handshakes get less time, as the kernel
+// gives under SYN pressure: the host's connect() gives up after
+// loadedSynCnt SYN retransmissions (TCP_SYNCNT: 1 + 2 + 4 s), and the
+// SYN-ACK to the namespace goes again only loadedSynAckRetries times. The
+// handshakes under way when pressure begins are shortened too. So a
+// flood's flows are gone seconds after it stops, however long a
+// blackholed destination would have kept them; the idle scan (every 5 s)
+// ends any that lives past loadedHalfOpenAge.
 
 // Retries of the SYN-ACK to the namespace: the kernel's tcp_synack_retries,
 // and under load.
@@ -35,6 +40,9 @@ const (
 	// loadedHalfOpenAge is the most a handshake of a loaded table lives,
 	// whatever the host's connect() does: the idle scan ends it.
 	loadedHalfOpenAge = 8 * time.Second
+	// pressureHold is how long the table stays loaded after the last sign
+	// of pressure.
+	pressureHold = 10 * time.Second
 )
 
 // flowRef names a flow slot at one generation.
@@ -87,20 +95,31 @@ func (t *Table) evictHalfOpen() bool {
 	return false
 }
 
-// loaded reports whether half the half-open cap is in use. Once it is,
-// the table stays loaded until the count falls to a quarter.
+// loaded reports whether the table is under pressure: half the half-open
+// cap in use, or SYN cookies sent, within the last pressureHold. Pressure
+// that begins shortens the handshakes already under way (shortenAll).
+// Holding it a while, rather than reading the count alone, keeps a flood
+// whose flows expire in waves from opening unshortened ones in between.
 func (t *Table) loaded() bool {
-	if t.half < t.cfg.MaxHalfOpen/4 {
-		t.wasLoaded = false
+	now := t.env.Now()
+	if t.half >= t.cfg.MaxHalfOpen/2 {
+		t.pressure(now)
 	}
-	return t.half >= t.cfg.MaxHalfOpen/2
+	return t.pressureUntil != 0 && now < t.pressureUntil
+}
+
+// pressure notes pressure at now.
+func (t *Table) pressure(now time.Duration) {
+	if t.pressureUntil == 0 || now >= t.pressureUntil {
+		t.shortenAll()
+	}
+	t.pressureUntil = now + pressureHold
 }
 
 // shortenAll gives the handshakes already under way the patience of a
 // loaded table, as the table becomes loaded: the kernel reads TCP_SYNCNT
 // at each retransmission, so a connect() in progress gives up sooner too.
 func (t *Table) shortenAll() {
-	t.wasLoaded = true
 	for _, r := range t.halfQ[t.halfHead:] {
 		if f := t.flows.Event(r.idx, r.gen); f != nil && f.half && !f.loaded {
 			f.loaded = true

@@ -60,9 +60,6 @@ func (t *Table) open(p *packet.Parsed, k flow.Key, cookieMSS int) {
 	}
 	dnsNext := uint8(1)
 	loaded := t.loaded()
-	if loaded && !t.wasLoaded {
-		t.shortenAll()
-	}
 	fd, err := t.dial(dst, k.DstPort, loaded)
 	for err != nil && t.isDNS(k) && int(dnsNext) < len(t.cfg.DNSServers) {
 		fd, err = t.dial(t.cfg.DNSServers[dnsNext], 53, loaded)

@@ -64,6 +64,7 @@ func (t *Table) sendCookie(p *packet.Parsed, k flow.Key) {
 	t.sendCtl(&c, packet.TCPSyn|packet.TCPAck, t.cookie(k, seg.Seq(), t.cookieSlot())|uint32(i))
 	t.Cookies++
 	t.lastCookie = t.env.Now()
+	t.pressure(t.lastCookie)
 }
 
 // checkCookie returns the MSS of the cookie the ACK p of flow k carries,

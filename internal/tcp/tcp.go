@@ -233,12 +233,13 @@ type Table struct {
 	half        int       // half-open flows (budget.go)
 	halfQ       []flowRef // half-open flows, oldest first, with stale entries
 	halfHead    int       // halfQ[:halfHead] is consumed
-	wasLoaded   bool      // the half-open flows were shortened (shortenAll)
-	cookieSeed  maphash.Seed
-	lastCookie  time.Duration // when a SYN cookie was last sent (0: never)
-	sackBuf     [4]packet.SACKBlock
-	sweep       flow.Sweep
-	rings       ringPool // NoPeekOff: the flows' unacked rings
+	// pressureUntil is when the table stops counting as loaded (budget.go).
+	pressureUntil time.Duration
+	cookieSeed    maphash.Seed
+	lastCookie    time.Duration // when a SYN cookie was last sent (0: never)
+	sackBuf       [4]packet.SACKBlock
+	sweep         flow.Sweep
+	rings         ringPool // NoPeekOff: the flows' unacked rings
 	// Stats. Opened counts both directions; Inbound the forwarded ones.
 	// FlowLimit counts connections refused for the flow budget,
 	// HalfOpenResets handshakes reset at the half-open cap, Denied
