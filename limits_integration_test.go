@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -255,9 +254,25 @@ func TestEgressPolicy(t *testing.T) {
 	if got, _ := dig(t, tg, false, "www.test.nsgate"); got != "198.51.100.99" {
 		t.Errorf("DNS through the relay with its resolver denied: %q", got)
 	}
+	// An address the host gains while nsgate runs is the host's too
+	// (netlink): a listener on it is soon out of reach.
+	w.HostIP("addr", "add", "203.0.113.7/32", "dev", "lo")
+	startServer(t, w.HostCommand(false, "env"), "echo", "203.0.113.7:5006")
+	denied := 3
+	for i := 0; ; i++ {
+		r := strings.Fields(runClient(t, 20*time.Second, ns(), "dial", "203.0.113.7:5006"))
+		if len(r) == 2 && r[0] == "unreachable" {
+			denied++
+			break
+		}
+		if i == 20 || len(r) != 2 || r[0] != "connected" {
+			t.Fatalf("dial an address the host gained: %v (after %d tries)", r, i+1)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	s := getStats(t, sock).Return
-	if s.TCP.Denied != 3 || s.UDP.Denied != 1 || s.ICMP.Denied != 1 {
-		t.Errorf("denials counted: tcp %d udp %d icmp %d, want 3 1 1", s.TCP.Denied, s.UDP.Denied, s.ICMP.Denied)
+	if int(s.TCP.Denied) != denied || s.UDP.Denied != 1 || s.ICMP.Denied != 1 {
+		t.Errorf("denials counted: tcp %d udp %d icmp %d, want %d 1 1", s.TCP.Denied, s.UDP.Denied, s.ICMP.Denied, denied)
 	}
 	// The denied host listener never saw a connection.
 	done := make(chan string, 1)
@@ -364,26 +379,96 @@ func TestStatsAndFlows(t *testing.T) {
 	hold.cmd.Process.Kill()
 }
 
-// TestHostileFramesDuringTransfer: the hostile-frame corpus replayed into
-// the tap while a transfer runs; the transfer arrives sha256-intact.
+// TestHostileFramesDuringTransfer: the hostile-frame corpus (hostileFrames,
+// and vnetFrames through the namespace's kernel) replayed into the tap for
+// as long as a transfer runs, which arrives sha256-intact.
 func TestHostileFramesDuringTransfer(t *testing.T) {
 	w, tg, g := tcpWorld(t, false)
 	srv := startServer(t, w.RemoteCommand("env"), "shaserver", testnet.RemoteAddr+":5001")
-	var wg sync.WaitGroup
-	var result string
-	wg.Add(1)
+	client := helper(tg.Command("env"), "halfclose", testnet.RemoteAddr+":5001", scaled(1000000000))
+	done := make(chan string, 1)
 	go func() {
-		defer wg.Done()
-		result = runClient(t, 2*time.Minute, tg.Command("env"), "halfclose", testnet.RemoteAddr+":5001", scaled(200000000))
+		out, err := client.CombinedOutput()
+		done <- strings.TrimSpace(string(out)) + errText(err)
 	}()
-	time.Sleep(200 * time.Millisecond)
-	sent := injectFrames(t, tg, hostileFrames(20000, 7))
-	wg.Wait()
-	if result != "ok" {
+	t.Cleanup(func() {
+		if client.ProcessState == nil && client.Process != nil {
+			client.Process.Kill()
+		}
+	})
+	rounds, sent, vsent := 0, 0, 0
+	var result string
+	for deadline := time.Now().Add(2 * time.Minute); result == ""; {
+		select {
+		case result = <-done:
+			continue
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the transfer did not end within 2 minutes of hostile frames (%d rounds)", rounds)
+		}
+		sent += injectFrames(t, tg, hostileFrames(5000, int64(rounds)))
+		vsent += inject(t, tg, vnetFrames(2000, int64(rounds)), true)
+		rounds++
+	}
+	t.Logf("%d rounds: %d hostile frames, %d behind hostile vnet headers the kernel let through", rounds, sent, vsent)
+	if result != "ok" || sent < 4000 {
 		t.Fatalf("transfer during %d hostile frames: %s", sent, result)
 	}
 	srv.result(t, 10*time.Second)
 	if !g.running() {
 		t.Fatalf("nsgate died: %s", g.stderr)
+	}
+}
+
+// errText is err's text after a space, or nothing.
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return " " + err.Error()
+}
+
+// TestFlowBudget: at --max-flows, a new connection is refused at once
+// while the established ones and the API keep working; the flows come back
+// when they close; a --max-flows the descriptor limit cannot hold is an
+// error at start.
+func TestFlowBudget(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "api.sock")
+	w, tg, _ := tcpWorld(t, false, "-a", sock, "--max-flows", "40")
+	startServer(t, w.RemoteCommand("env"), "echo", testnet.RemoteAddr+":5001")
+	lim := getStats(t, sock).Return.Limits
+	if lim.MaxFlows != 40 || lim.MaxHalfOpen != 32 || lim.MaxUDP != 20 {
+		t.Fatalf("limits for --max-flows 40: %+v", lim)
+	}
+	hold := startServer(t, tg.Command("env"), "holdmany", testnet.RemoteAddr+":5001", "40", "60")
+	r := strings.Fields(runClient(t, 20*time.Second, tg.Command("env"), "dial", testnet.RemoteAddr+":5001"))
+	if ms, _ := strconv.Atoi(r[len(r)-1]); len(r) != 2 || r[0] != "refused" || ms > 1000 {
+		t.Fatalf("connection 41 of 40: %v, want refused at once", r)
+	}
+	if got := apiCall(t, sock, `{"execute":"list_hostfwd"}`); got != `{"entries":[]}` {
+		t.Fatalf("API at the flow limit: %s", got)
+	}
+	s := getStats(t, sock).Return
+	if s.TCP.Open != 40 || s.TCP.LimitRefused != 1 {
+		t.Fatalf("at the limit: %d open, %d refused at the limit", s.TCP.Open, s.TCP.LimitRefused)
+	}
+	hold.cmd.Process.Kill()
+	hold.cmd.Wait()
+	for i := 0; ; i++ {
+		r := strings.Fields(runClient(t, 20*time.Second, tg.Command("env"), "dial", testnet.RemoteAddr+":5001"))
+		if len(r) == 2 && r[0] == "connected" {
+			break
+		}
+		if i == 50 {
+			t.Fatalf("after the held connections closed: %v", r)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	w2 := testnet.New(t)
+	tg2 := testnet.NewTarget(t, false)
+	g := startGate(t, w2, false, nil, "--max-flows", "100000000", strconv.Itoa(tg2.PID))
+	if st := g.waitExit(10 * time.Second); st != 1 || !strings.Contains(g.stderr.String(), "--max-flows 100000000: RLIMIT_NOFILE") {
+		t.Fatalf("--max-flows beyond the descriptor limit: status %d\n%s", st, g.stderr)
 	}
 }

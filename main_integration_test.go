@@ -4,6 +4,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"math/rand"
 	"net"
@@ -448,6 +449,15 @@ func TestSpawn(t *testing.T) {
 // namespace with a packet socket, as a hostile namespace would.
 func injectFrames(t *testing.T, tg *testnet.Target, frames [][]byte) int {
 	t.Helper()
+	return inject(t, tg, frames, false)
+}
+
+// inject sends frames as injectFrames does; with vnet, each frame starts
+// with a struct virtio_net_hdr (PACKET_VNET_HDR), which the namespace's
+// kernel checks and turns into its own on the tap: the hostile headers it
+// lets through reach nsgate.
+func inject(t *testing.T, tg *testnet.Target, frames [][]byte, vnet bool) int {
+	t.Helper()
 	type result struct {
 		sent int
 		err  error
@@ -476,6 +486,12 @@ func injectFrames(t *testing.T, tg *testnet.Target, frames [][]byte) int {
 			return
 		}
 		defer unix.Close(s)
+		if vnet {
+			if err := unix.SetsockoptInt(s, unix.SOL_PACKET, unix.PACKET_VNET_HDR, 1); err != nil {
+				done <- result{err: err}
+				return
+			}
+		}
 		sent := 0
 		for _, f := range frames {
 			if unix.Sendto(s, f, 0, &unix.SockaddrLinklayer{Ifindex: ifi.Index}) == nil {
@@ -494,9 +510,13 @@ func injectFrames(t *testing.T, tg *testnet.Target, frames [][]byte) int {
 	return r.sent
 }
 
-// hostileFrames mutates valid ARP, DHCP, ICMP and IPv4 frames: random bytes,
-// truncation, lengths that lie, and IPv4 headers re-checksummed so the
-// garbage reaches the protocol parsers.
+// hostileFrames is the hostile-frame corpus: n frames, the same for a seed.
+// Each starts as a valid ARP, DHCP, ICMP or TCP frame, or (half of them)
+// one of the structural classes: IPv4 options, fragments, TCP flag soup
+// with valid checksums to served and unserved ports, UDP whose length
+// lies. Half are then mutated: random bytes, truncation, or lying IHL and
+// lengths, with IPv4 headers re-checksummed so that the garbage reaches
+// the protocol parsers.
 func hostileFrames(n int, seed int64) [][]byte {
 	r := rand.New(rand.NewSource(seed))
 	gwMAC := packet.MAC{0x52, 0x55, 10, 0, 2, 2}
@@ -526,10 +546,59 @@ func hostileFrames(n int, seed int64) [][]byte {
 		ipv4(gwMAC, packet.ProtoICMP, append([]byte{8, 0, 0, 0, 0, 1, 0, 1}, make([]byte, 56)...)),
 		ipv4(gwMAC, packet.ProtoTCP, make([]byte, 40)),
 	}
+	tcpTo := func(port uint16, flags packet.TCPFlags, payload int) []byte {
+		f := ipv4(gwMAC, packet.ProtoTCP, make([]byte, packet.TCPLen+payload))
+		seg := packet.TCP(f[packet.EtherLen+packet.IPv4Len:])
+		r.Read(seg[packet.TCPLen:])
+		seg.Encode(&packet.TCPFields{SrcPort: uint16(30000 + r.Intn(1000)), DstPort: port, Seq: r.Uint32(), Ack: r.Uint32(),
+			Flags: flags, Window: uint16(r.Intn(65536)), HeaderLen: packet.TCPLen})
+		seg.SetChecksum(packet.AddrFrom4([4]byte{10, 0, 2, 100}), packet.AddrFrom4([4]byte{10, 0, 2, 2}))
+		return f
+	}
+	reip := func(ip []byte) { // re-checksum an IPv4 header whose IHL fits
+		ip[10], ip[11] = 0, 0
+		if ihl := int(ip[0]&0xf) * 4; ihl >= packet.IPv4Len && ihl <= len(ip) {
+			c := packet.Checksum(ip[:ihl], 0)
+			ip[10], ip[11] = byte(c>>8), byte(c)
+		}
+	}
 	frames := make([][]byte, 0, n)
 	for i := 0; i < n; i++ {
 		f := append([]byte{}, templates[r.Intn(len(templates))]...)
-		switch r.Intn(4) {
+		switch r.Intn(8) { // the class; 0-3 keep the template
+		case 4: // IPv4 options: IHL 6-15, option bytes random, lengths consistent
+			opt := 4 * (1 + r.Intn(10))
+			g := make([]byte, len(f)+opt)
+			copy(g, f[:packet.EtherLen+packet.IPv4Len])
+			r.Read(g[packet.EtherLen+packet.IPv4Len : packet.EtherLen+packet.IPv4Len+opt])
+			copy(g[packet.EtherLen+packet.IPv4Len+opt:], f[packet.EtherLen+packet.IPv4Len:])
+			if g[12] == 0x08 && g[13] == 0x00 {
+				ip := g[packet.EtherLen:]
+				ip[0] = 0x40 | byte(5+opt/4)
+				ip[2], ip[3] = byte(len(ip)>>8), byte(len(ip))
+				reip(ip)
+			}
+			f = g
+		case 5: // fragments: more-fragments, an offset, or both
+			if f[12] == 0x08 && f[13] == 0x00 {
+				ip := f[packet.EtherLen:]
+				off := uint16(r.Intn(1 << 13))
+				if r.Intn(2) == 0 {
+					off |= 0x2000 // MF
+				}
+				ip[6], ip[7] = byte(off>>8), byte(off)
+				reip(ip)
+			}
+		case 6: // TCP flag soup, with valid checksums, to served and unserved ports
+			port := []uint16{5001, 80, uint16(r.Intn(65536))}[r.Intn(3)]
+			f = tcpTo(port, packet.TCPFlags(r.Intn(256)), r.Intn(64))
+		case 7: // UDP whose length lies, checksum zero (none)
+			f = ipv4(gwMAC, packet.ProtoUDP, make([]byte, packet.UDPLen+r.Intn(64)))
+			u := f[packet.EtherLen+packet.IPv4Len:]
+			u[0], u[1], u[2], u[3] = byte(r.Intn(256)), byte(r.Intn(256)), byte(r.Intn(256)), byte(r.Intn(256))
+			u[4], u[5] = byte(r.Intn(256)), byte(r.Intn(256))
+		}
+		switch r.Intn(8) { // the mutation; 4-7 leave the frame as it is
 		case 0: // random bytes anywhere
 			for j := 1 + r.Intn(10); j > 0; j-- {
 				f[r.Intn(len(f))] = byte(r.Intn(256))
@@ -557,6 +626,27 @@ func hostileFrames(n int, seed int64) [][]byte {
 			}
 		}
 		frames = append(frames, f)
+	}
+	return frames
+}
+
+// vnetFrames is the corpus of hostile vnet headers: valid frames from
+// hostileFrames, each behind a struct virtio_net_hdr of random flags, GSO
+// type and sizes, and checksum offsets, for inject with vnet. The
+// namespace's kernel refuses many; what it lets through reaches nsgate.
+func vnetFrames(n int, seed int64) [][]byte {
+	r := rand.New(rand.NewSource(seed))
+	frames := hostileFrames(n, seed)
+	gso := []uint8{0, 1, 3, 4, 5, 0x81, 0x80, 0xff}
+	for i, f := range frames {
+		h := make([]byte, 10, 10+len(f))
+		h[0] = byte(r.Intn(8))                                         // flags: NEEDS_CSUM, DATA_VALID, RSC_INFO
+		h[1] = gso[r.Intn(len(gso))]                                   // gso_type, ECN included
+		binary.LittleEndian.PutUint16(h[2:], uint16(r.Intn(128)))      // hdr_len
+		binary.LittleEndian.PutUint16(h[4:], uint16(r.Intn(2000)))     // gso_size
+		binary.LittleEndian.PutUint16(h[6:], uint16(r.Intn(len(f)+8))) // csum_start
+		binary.LittleEndian.PutUint16(h[8:], uint16(r.Intn(40)))       // csum_offset
+		frames[i] = append(h, f...)
 	}
 	return frames
 }

@@ -253,11 +253,20 @@ func FuzzParse(f *testing.F) {
 	f.Add("--macaddress=02:00:00:00:00:01\x00-c\x00--\x00sh")
 	f.Add("--socket\x00/tmp/vm.sock\x00-1\x00-p\x002222:22")
 	f.Add("-F3\x00--pid-file=/tmp/p")
+	f.Add("--deny=10.0.0.0/8:1-99\x00--allow\x00[2001:db8::1]:22\x00--block-host\x00--max-flows=64\x00--pcap=/tmp/x\x00--pcap-max=1K\x00--socket\x00/tmp/s")
 	f.Fuzz(func(t *testing.T, joined string) {
 		args := strings.Split(joined, "\x00")
 		c, err := Parse(args)
 		if err != nil || c.Help || c.Version {
 			return
+		}
+		for _, r := range c.Egress {
+			if !r.Host && !r.Prefix.IsValid() || r.PortLo > r.PortHi || r.PortHi > 0 && r.PortLo == 0 {
+				t.Fatalf("accepted egress rule %+v", r)
+			}
+		}
+		if c.MaxFlows < 0 || c.PcapMax != 0 && (c.PcapMax < 24 || c.Pcap == "") {
+			t.Fatalf("accepted --max-flows %d, --pcap %q --pcap-max %d", c.MaxFlows, c.Pcap, c.PcapMax)
 		}
 		if c.MTU < 1 || c.MTU > MaxMTU {
 			t.Fatalf("accepted MTU %d", c.MTU)

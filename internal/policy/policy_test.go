@@ -79,3 +79,24 @@ func TestAllowed(t *testing.T) {
 		t.Error("no policy must allow everything")
 	}
 }
+
+// FuzzParse: a rule parses without panic, and one that parses reads back
+// the same from its String.
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{"10.0.0.0/8", "192.0.2.1:53", "[2001:db8::/32]:1-99", "::ffff:10.0.0.1/104", "1.2.3.4:5-4"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		r, err := Parse("--deny", true, s)
+		if err != nil {
+			return
+		}
+		if r.PortLo > r.PortHi || r.PortHi > 0 && r.PortLo == 0 || !r.Prefix.IsValid() {
+			t.Fatalf("%q: accepted %+v", s, r)
+		}
+		again, err := Parse("--deny", true, strings.TrimPrefix(r.String(), "--deny "))
+		if err != nil || again != r {
+			t.Fatalf("%q: %v reads back as %+v, %v", s, r, again, err)
+		}
+	})
+}

@@ -80,7 +80,7 @@ func (t *Table) open(p *packet.Parsed, k flow.Key, cookieMSS int) {
 		// SACK (the cookie cannot carry them).
 		*f = conn{key: k, fd: fd, state: stConnecting, cookie: true, nsMAC: p.SrcMAC, rcvNxt: seg.Seq(), iss: seg.Ack() - 1,
 			sndWnd: uint32(seg.Window()), mss: min(cookieMSS, t.cfg.MTU-packet.IPv4Len-packet.TCPLen), rto: rtoMin,
-			lastSeen: t.env.Now(), opened: t.env.Now(), loaded: loaded}
+			dnsNext: dnsNext, lastSeen: t.env.Now(), opened: t.env.Now(), loaded: loaded}
 		t.CookieFlows++
 	} else {
 		o := seg.SynOptions()
