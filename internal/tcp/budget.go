@@ -56,10 +56,11 @@ type flowRef struct {
 func (t *Table) halfOpened(idx int32, f *conn) {
 	f.half = true
 	t.half++
-	if t.halfHead > 0 && t.halfHead >= len(t.halfQ)/2 {
-		// Settled and removed flows leave stale entries behind: drop the
-		// consumed front (amortised O(1)), then the stale ones, so the
-		// queue stays near the number of half-open flows.
+	if len(t.halfQ)-t.halfHead > 2*t.half+64 {
+		// Settled and removed flows leave stale entries behind, and
+		// evictions a consumed front: past twice the live ones, drop
+		// both (amortised O(1)), so the queue stays near the number of
+		// half-open flows however many connections come and go.
 		q := t.halfQ[:0]
 		for _, r := range t.halfQ[t.halfHead:] {
 			if g := t.flows.Event(r.idx, r.gen); g != nil && g.half {

@@ -88,8 +88,34 @@ func TestHalfOpenCap(t *testing.T) {
 	for src := uint16(2000); src < 3000; src++ {
 		seg(src, 1, 0, packet.TCPSyn, nil)
 	}
-	if tbl.HalfOpen() != 8 || len(tbl.halfQ) > 3*8+2 || tbl.Cookies != 2+1000-8 {
+	if tbl.HalfOpen() != 8 || len(tbl.halfQ) > 2*8+64+1 || tbl.Cookies != 2+1000-8 {
 		t.Fatalf("after 1000 SYNs: %d half-open, queue %d, %d cookies", tbl.HalfOpen(), len(tbl.halfQ), tbl.Cookies)
+	}
+}
+
+// TestHalfOpenQueueBounded: connections that complete their handshake, as
+// all do without a flood, leave the eviction queue near empty.
+func TestHalfOpenQueueBounded(t *testing.T) {
+	_, port := loopbackServer(t)
+	env := flowtest.New()
+	tbl := New(Config{GatewayMAC: gwMAC, NAT: testNAT, MTU: 1500, MaxFlows: 100, MaxHalfOpen: 64, NoPeekOff: kernelNoPeekOff()}, env)
+	var p packet.Parsed
+	buf := make([]byte, 2000)
+	for i := 0; i < 3000; i++ {
+		src := uint16(1000 + i)
+		segment(&p, buf, port, 1, 0, packet.TCPSyn, nil)
+		binary16(p.TCP[0:2], src)
+		tbl.HandleFrame(&p)
+		synAck, err := env.Decode()
+		if err != nil || synAck.TCP.Flags() != packet.TCPSyn|packet.TCPAck {
+			t.Fatalf("connection %d: no SYN-ACK (%v)", i, err)
+		}
+		segment(&p, buf, port, 2, synAck.TCP.Seq()+1, packet.TCPAck|packet.TCPRst, nil)
+		binary16(p.TCP[0:2], src)
+		tbl.HandleFrame(&p) // established, then reset: the flow goes
+	}
+	if tbl.Len() != 0 || tbl.HalfOpen() != 0 || len(tbl.halfQ) > 64+1 {
+		t.Fatalf("after 3000 connections: %d flows, %d half-open, queue of %d", tbl.Len(), tbl.HalfOpen(), len(tbl.halfQ))
 	}
 }
 
