@@ -150,8 +150,8 @@ func (s *Server) Serve(h *Handler) {
 }
 
 // cutOldest ends the read of the client that has waited longest for its
-// request (s.mu held): at maxClients, a newcomer takes the place of an
-// idle connection, which had its chance.
+// request, for cutAge at least (s.mu held): past maxClients, a newcomer
+// takes the place of an idle connection, which had its chance.
 func (s *Server) cutOldest() {
 	var oldest *net.UnixConn
 	for c, cl := range s.live {
@@ -175,8 +175,10 @@ func (s *Server) serveConn(c *net.UnixConn, cl *client) {
 	cut := !cl.reading
 	cl.reading = false
 	s.mu.Unlock()
-	if cut {
-		return // cut short for a newcomer: it had its chance
+	if t := bytes.TrimSpace(req); cut && (len(t) == 0 || !json.Valid(t)) {
+		// Cut short for a newcomer: it had its chance. (A request that
+		// came whole as the cut fell is answered still.)
+		return
 	}
 	var reply []byte
 	if tooLarge {

@@ -54,10 +54,13 @@
 // A connection is in one of four states:
 //
 //	state        entered on                             left on
-//	connecting   the namespace's SYN; connect() begins  EPOLLOUT: connected, SYN-ACK sent;
+//	connecting   the namespace's SYN, or a SYN cookie's  EPOLLOUT: connected, SYN-ACK sent
+//	             ACK; connect() begins                  (a cookie's: established at once);
 //	                                                    connect error: RST (refused)
 //	synAckSent   connect() completed                    ACK of the SYN-ACK: established;
-//	                                                    RTO: SYN-ACK again; RST: gone
+//	                                                    RTO: SYN-ACK again, 5 times (once
+//	                                                    under SYN pressure), then reset;
+//	                                                    RST: gone
 //	synSent      Accept: a forward's client; SYN sent   SYN-ACK: established (ACK sent);
 //	                                                    RST: refused; 6 RTOs: client reset
 //	established  the handshake completed                both FINs sent and acknowledged: gone;
@@ -78,6 +81,9 @@
 //	ooo                    a segment arrived beyond a gap        the gap fills (drainOOO)
 //	sack, wscale           the SYN (or SYN-ACK) offered them     never
 //	inbound                Accept opened the connection          never
+//	half                   open: the handshake is under way      established, or gone (budget.go)
+//	loaded                 opened, or caught, under SYN pressure never: less patience
+//	cookie                 a SYN cookie's ACK opened it          never
 //
 // # Files
 //
@@ -85,8 +91,10 @@
 // send.go host → namespace (push, retransmission, the unacked ring of
 // unacked.go); segment.go builds the frames; conn.go opens, watches and
 // closes connections; inbound.go opens forwarded ones; timers.go runs
-// retransmission, window rechecks and the idle scan; sock.go holds the raw
-// socket calls.
+// retransmission, window rechecks and the idle scan; budget.go caps the
+// flows in their handshake and shortens them under a SYN flood, and
+// cookie.go answers SYNs past the cap with SYN cookies; sock.go holds the
+// raw socket calls.
 //
 // The Table is owned by the engine's event loop: no locks, no goroutines,
 // and no allocation per segment once a connection is set up.
