@@ -65,11 +65,15 @@ func Derive(nofile, maxFlows int) (Limits, error) {
 	default:
 		l.Flows = maxFlows
 	}
-	l.HalfOpen = min(max(l.Flows/halfOpenShare, minHalfOpen), maxHalfOpen)
+	l.HalfOpen = HalfOpenFor(l.Flows)
 	l.UDP = min(max(l.Flows/udpShare, 1), defaultUDP)
 	l.Ping = min(max(l.Flows/pingShare, 1), defaultPing)
 	return l, nil
 }
+
+// HalfOpenFor returns the cap on TCP handshakes under way for a budget of
+// flows: flows/16, within 32 and 4096.
+func HalfOpenFor(flows int) int { return min(max(flows/halfOpenShare, minHalfOpen), maxHalfOpen) }
 
 // Info describes one open flow, for the API's list_flows.
 type Info struct {

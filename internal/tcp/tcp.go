@@ -116,7 +116,7 @@ type Config struct {
 	MTU        int
 	MaxFlows   int // 0: DefaultMaxFlows
 	// MaxHalfOpen caps the flows in their handshake (budget.go; 0:
-	// MaxFlows/16, as flow.Derive).
+	// flow.HalfOpenFor(MaxFlows)).
 	MaxHalfOpen int
 	// Budget, if set, is the flow budget shared with the other tables.
 	Budget      *flow.Budget
@@ -268,7 +268,7 @@ func New(cfg Config, env flow.Env) *Table {
 		cfg.IdleTimeout = DefaultIdleTimeout
 	}
 	if cfg.MaxHalfOpen <= 0 {
-		cfg.MaxHalfOpen = min(max(cfg.MaxFlows/16, 32), 4096)
+		cfg.MaxHalfOpen = flow.HalfOpenFor(cfg.MaxFlows)
 	}
 	t := &Table{cfg: cfg, env: env, flows: flow.NewTable(cfg.MaxFlows, conn{fd: -1}), sweep: flow.Sweep{Period: scanPeriod},
 		cookieSeed: maphash.MakeSeed()}
