@@ -281,8 +281,7 @@ func New(tap Tap, cfg Config) (*Engine, error) {
 		MaxFlows:   lim.UDP,
 		Budget:     &e.budget,
 	}, &protoEnv{e, tokenUDP})
-	e.pings = icmp.NewPings(icmp.PingConfig{GatewayMAC: cfg.MAC, HostAddr: m.Host, Gateway: gateway,
-		Allowed: func(a packet.Addr) bool { return m.Allowed(a, 0) }, MaxFlows: lim.Ping, Budget: &e.budget}, &protoEnv{e, tokenPing})
+	e.pings = icmp.NewPings(icmp.PingConfig{GatewayMAC: cfg.MAC, NAT: m, MaxFlows: lim.Ping, Budget: &e.budget}, &protoEnv{e, tokenPing})
 	e.fwd = fwd.New(&protoEnv{e, tokenFwd}, (*fwdSink)(e))
 	e.guestMAC = cfg.GuestMAC
 	e.ctl = make(chan func(), 16)

@@ -4,7 +4,10 @@
 // go out on unprivileged ping sockets (Pings).
 package icmp
 
-import "github.com/nsgate/nsgate/internal/packet"
+import (
+	"github.com/nsgate/nsgate/internal/flow"
+	"github.com/nsgate/nsgate/internal/packet"
+)
 
 // EchoReply writes into out the reply to p, a decoded echo request, sent
 // from the address it was sent to with MAC src, and returns the frame length,
@@ -56,4 +59,13 @@ func Unreachable(p *packet.Parsed, code uint8, src packet.Addr, srcMAC packet.MA
 	copy(m[packet.ICMPEchoLen:], p.IP[:quote])
 	m.SetTypeCode(packet.ICMPUnreachable, code)
 	return n
+}
+
+// SendUnreachable sends the namespace an ICMP destination unreachable
+// (code) about p from src at srcMAC: how a translator refuses a flow at once
+// (Unreachable builds it in env's frame).
+func SendUnreachable(env flow.Env, p *packet.Parsed, code uint8, src packet.Addr, srcMAC packet.MAC) {
+	if n := Unreachable(p, code, src, srcMAC, env.Frame()); n > 0 {
+		env.Send(n, packet.Offload{})
+	}
 }

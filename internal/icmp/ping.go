@@ -6,6 +6,7 @@ import (
 	"unsafe"
 
 	"github.com/nsgate/nsgate/internal/flow"
+	"github.com/nsgate/nsgate/internal/nat"
 	"github.com/nsgate/nsgate/internal/packet"
 	"golang.org/x/sys/unix"
 )
@@ -13,13 +14,10 @@ import (
 // PingConfig describes the network for Pings.
 type PingConfig struct {
 	GatewayMAC packet.MAC
-	// HostAddr maps a destination to a host address, or refuses it.
-	HostAddr func(dst packet.Addr) (packet.Addr, bool)
-	// Allowed, if set, is the egress policy for a host address; a denied
-	// echo request is answered with ICMP administratively prohibited from
-	// Gateway.
-	Allowed  func(host packet.Addr) bool
-	Gateway  packet.Addr
+	// NAT maps a destination to a host address, or refuses it, and holds
+	// the egress policy: a denied echo request is answered with ICMP
+	// administratively prohibited from the gateway.
+	NAT      nat.Mapper
 	MaxFlows int
 	// Budget, if set, is the flow budget shared with the other tables.
 	Budget *flow.Budget
@@ -92,16 +90,14 @@ func (t *Pings) HandleFrame(p *packet.Parsed) {
 }
 
 func (t *Pings) open(p *packet.Parsed, k flow.Key) (int32, bool) {
-	addr, ok := t.cfg.HostAddr(k.Dst)
+	addr, ok := t.cfg.NAT.Host(k.Dst)
 	if !ok || !addr.Is4() {
 		return 0, false
 	}
-	if t.cfg.Allowed != nil && !t.cfg.Allowed(addr) {
+	if !t.cfg.NAT.Allowed(addr, 0) {
 		t.Denied++
 		t.env.Logf("icmp: echo to %v denied by the egress policy", addr)
-		if n := Unreachable(p, packet.ICMPAdminProhibited, t.cfg.Gateway, t.cfg.GatewayMAC, t.env.Frame()); n > 0 {
-			t.env.Send(n, packet.Offload{})
-		}
+		SendUnreachable(t.env, p, packet.ICMPAdminProhibited, t.cfg.NAT.Gateway, t.cfg.GatewayMAC)
 		return 0, false
 	}
 	if t.flows.Full() {

@@ -1,10 +1,12 @@
 package icmp
 
 import (
+	"net/netip"
 	"strings"
 	"testing"
 
 	"github.com/nsgate/nsgate/internal/flow/flowtest"
+	"github.com/nsgate/nsgate/internal/nat"
 	"github.com/nsgate/nsgate/internal/packet"
 	"golang.org/x/sys/unix"
 )
@@ -17,7 +19,10 @@ import (
 func TestPings(t *testing.T) {
 	env := flowtest.New()
 	loopback := packet.AddrFrom4([4]byte{127, 0, 0, 1})
-	tbl := NewPings(PingConfig{GatewayMAC: gwMAC, HostAddr: func(packet.Addr) (packet.Addr, bool) { return loopback, true }}, env)
+	// The request goes to the gateway, the host's loopback: the only host
+	// address a test in the machine's own namespace may reach.
+	tbl := NewPings(PingConfig{GatewayMAC: gwMAC, NAT: nat.Mapper{Gateway: packet.AddrFrom4([4]byte{10, 0, 2, 2}),
+		Network: netip.MustParsePrefix("10.0.2.0/24"), AllowHost: func(a packet.Addr) bool { return a == loopback }}}, env)
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM, unix.IPPROTO_ICMP)
 	allowed := err == nil
 	if allowed {

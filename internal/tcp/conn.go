@@ -23,9 +23,7 @@ func (t *Table) open(p *packet.Parsed, k flow.Key, cookieMSS int) {
 		if t.cfg.NAT.HostLoopbackDisabled(k.Dst) {
 			// As slirp4netns: "Network is unreachable" at once, not a
 			// refusal.
-			if n := icmp.Unreachable(p, packet.ICMPNetUnreachable, k.Dst, t.cfg.GatewayMAC, t.env.Frame()); n > 0 {
-				t.env.Send(n, packet.Offload{})
-			}
+			icmp.SendUnreachable(t.env, p, packet.ICMPNetUnreachable, k.Dst, t.cfg.GatewayMAC)
 			return
 		}
 		t.resetFor(p)
@@ -36,9 +34,7 @@ func (t *Table) open(p *packet.Parsed, k flow.Key, cookieMSS int) {
 		// firewall, and its connect() fails with "No route to host".
 		t.Denied++
 		t.env.Logf("tcp: connection to %v:%d denied by the egress policy", dst, k.DstPort)
-		if n := icmp.Unreachable(p, packet.ICMPAdminProhibited, t.cfg.NAT.Gateway, t.cfg.GatewayMAC, t.env.Frame()); n > 0 {
-			t.env.Send(n, packet.Offload{})
-		}
+		icmp.SendUnreachable(t.env, p, packet.ICMPAdminProhibited, t.cfg.NAT.Gateway, t.cfg.GatewayMAC)
 		return
 	}
 	if cookieMSS == 0 && t.half >= t.cfg.MaxHalfOpen {

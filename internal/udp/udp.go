@@ -480,9 +480,7 @@ func (t *Table) icmpError(f *udpFlow, typ, code uint8, info uint32, payloadLen i
 // unreachable answers a datagram that cannot leave with ICMP destination
 // unreachable (code), from the gateway.
 func (t *Table) unreachable(p *packet.Parsed, code uint8) {
-	if n := icmp.Unreachable(p, code, t.cfg.NAT.Gateway, t.cfg.GatewayMAC, t.env.Frame()); n > 0 {
-		t.env.Send(n, packet.Offload{})
-	}
+	icmp.SendUnreachable(t.env, p, code, t.cfg.NAT.Gateway, t.cfg.GatewayMAC)
 }
 
 // Reset closes every flow: the VM behind them has gone (see engine.Peer).
