@@ -231,6 +231,7 @@ func serve(cfg *config.Config, dev frameDevice, stops []stopFD, p *prepared, sta
 		logger.Printf("NSGATE_TEST_IMPAIR: dropping %.2f%% and reordering %.2f%% of frames", im.Loss*100, im.Reorder*100)
 		ecfg.Impair = &im
 	}
+	ecfg.BusyPoll = cfg.BusyPoll
 	var err error
 	if ecfg.Limits, err = flow.Derive(flow.NoFile(), cfg.MaxFlows); err != nil {
 		logger.Print(err)

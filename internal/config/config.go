@@ -12,6 +12,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/nsgate/nsgate/internal/publish"
 
@@ -55,6 +56,10 @@ const (
 // and exits 2.
 var ErrUsage = errors.New("missing target: give PID|PATH [TAPNAME], --netns PATH, or -- CMD")
 
+// MaxBusyPoll bounds --busy-poll: polling longer than an answer takes
+// only burns the CPU.
+const MaxBusyPoll = time.Millisecond
+
 // Config is the parsed command line.
 type Config struct {
 	Configure           bool
@@ -83,6 +88,10 @@ type Config struct {
 	Egress   []policy.Rule // --deny, --allow, --block-host, in order
 	Pcap     string        // --pcap: record the tap's frames to this file
 	PcapMax  int64         // --pcap-max: its size cap in bytes (0: pcap.DefaultMax)
+	// BusyPoll (--busy-poll) is how long the loop polls before it sleeps
+	// during request/response traffic: 0 the default, negative never
+	// (--busy-poll=0), as engine.Config.BusyPoll.
+	BusyPoll time.Duration
 
 	// Target: exactly one of PID, NetnsPath (path mode) or Spawn is used.
 	PID        int
@@ -257,6 +266,20 @@ var options = []option{
 			return fmt.Errorf("--max-flows %q: must be a positive integer", v)
 		}
 		c.MaxFlows = n
+		return nil
+	}},
+	{"busy-poll", 0, true, func(c *Config, v string) error {
+		d, err := time.ParseDuration(v)
+		if v == "0" {
+			d, err = 0, nil
+		}
+		if err != nil || d < 0 || d > MaxBusyPoll {
+			return fmt.Errorf("--busy-poll %q: must be a duration from 0 (off) to %v, such as 100us", v, MaxBusyPoll)
+		}
+		c.BusyPoll = d
+		if d == 0 {
+			c.BusyPoll = -1
+		}
 		return nil
 	}},
 	{"deny", 0, true, egressRule("--deny", true)},

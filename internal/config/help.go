@@ -87,6 +87,8 @@ Limits, egress policy and visibility:
                            still works
   --pcap=FILE              record every frame on the tap to FILE (tcpdump -r)
   --pcap-max=SIZE          stop recording at SIZE bytes (K, M, G; default 1G)
+  --busy-poll=DURATION     during request/response traffic, poll this long for
+                           the answer before sleeping (default 100us; 0: never)
   -h, --help               show this help and exit
   -v, --version            show version and exit
 

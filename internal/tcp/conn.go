@@ -101,10 +101,10 @@ func (t *Table) open(p *packet.Parsed, k flow.Key, cookieMSS int) {
 	}
 	t.halfOpened(idx, f)
 	t.Opened++
-	if writable(fd) {
+	if done, ok := connectDone(fd); done {
 		// Loopback connects complete inside connect(): answer now rather
 		// than after another trip through epoll.
-		t.connected(idx)
+		t.connected(idx, ok)
 		return
 	}
 	t.update(idx) // EPOLLOUT: connect() completes
@@ -114,11 +114,11 @@ func (t *Table) open(p *packet.Parsed, k flow.Key, cookieMSS int) {
 	}
 }
 
-// connected completes the handshake once the host's connect() finishes.
-func (t *Table) connected(idx int32) {
+// connected completes the handshake once the host's connect() finishes;
+// ok says the socket reported no error, so that SO_ERROR need not be asked.
+func (t *Table) connected(idx int32, ok bool) {
 	f := t.flows.At(idx)
-	soErr, e := getInt(f.fd, unix.SOL_SOCKET, unix.SO_ERROR)
-	if e != 0 || soErr != 0 {
+	if !ok && connectFailed(f.fd) {
 		if t.isDNS(f.key) && int(f.dnsNext) < len(t.cfg.DNSServers) && t.redial(idx) {
 			return // the next nameserver
 		}
@@ -205,11 +205,21 @@ func (t *Table) redial(idx int32) bool {
 	return false
 }
 
-// writable polls fd for POLLOUT without waiting.
-func writable(fd int) bool {
+// connectDone polls a connecting socket without waiting: done says the
+// connect() has completed, ok that it did without an error.
+func connectDone(fd int) (done, ok bool) {
 	pfd := [1]unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
 	n, err := unix.Poll(pfd[:], 0)
-	return err == nil && n == 1
+	if err != nil || n != 1 {
+		return false, false
+	}
+	return true, pfd[0].Revents&(unix.POLLERR|unix.POLLHUP) == 0
+}
+
+// connectFailed reports whether the connect() of fd failed (SO_ERROR).
+func connectFailed(fd int) bool {
+	soErr, e := getInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
+	return e != 0 || soErr != 0
 }
 
 // hostAddr maps a destination in the namespace's view to a host address:
@@ -226,47 +236,53 @@ func (t *Table) isDNS(k flow.Key) bool {
 	return len(t.cfg.DNSServers) > 0 && k.Dst == t.cfg.DNS && k.DstPort == 53
 }
 
-// update sets the flow's epoll interest to what it waits for. Once the
-// host's FIN (RDHUP) or a full shutdown (HUP) has been seen, they are not
-// asked for again: epoll is level-triggered, and while the namespace's window
-// is closed they would fire without end. After HUP the socket is removed
-// from epoll altogether; the namespace's ACKs and the timers drive the rest.
+// update sets the flow's epoll interest. Sockets are watched
+// edge-triggered (EPOLLET): the bytes push has peeked at stay in the
+// receive queue until the namespace acknowledges them, so a level-triggered
+// EPOLLIN would report them again on every wait, and the loop would spin
+// for as long as the namespace takes to answer (in a request/response
+// exchange, 15 waits, SO_MEMINFO calls and futile peeks per round trip).
+// An edge comes with each new segment and with the host's FIN or reset;
+// what push cannot take at once (the namespace's window or the flow's ring
+// is full) it takes when the namespace's ACK calls it again, and f.avail
+// says whether there may be any.
+//
+// EPOLLOUT is asked for while connect() is under way, and while the socket
+// refused bytes or the window advertised is low. Its edge comes only if
+// the kernel knows someone waits for space (SOCK_NOSPACE): a refused write
+// tells it, and so does the poll that epoll_ctl makes, which is why the
+// interest is set again each time the flow starts waiting (outArmed), even
+// if EPOLLOUT is in it already. It is taken out of the interest only when
+// it fires alone and unneeded (HandleEvent): until the socket runs short
+// of space, it never does, and taking it out at once would cost a system
+// call per connection.
 func (t *Table) update(idx int32) {
 	f := t.flows.At(idx)
-	if f.state == stSynSent {
+	if f.state == stSynSent || f.fd < 0 {
 		return // the host socket waits until the namespace answers
 	}
-	var ev uint32
-	switch {
-	case f.state == stConnecting:
-		ev = unix.EPOLLOUT
-	case f.hup:
-		ev = 0
-	default:
-		if !f.rdhup {
-			ev |= unix.EPOLLRDHUP
-		}
-		if f.state == stEstablished && !f.hostEOF && !f.finSent && f.sndNxt-f.sndUna < f.sndWnd && t.canRead(f) {
-			ev |= unix.EPOLLIN
-		}
-		if f.sendBlocked || f.wndLow {
-			ev |= unix.EPOLLOUT
-		}
-	}
-	if f.hup {
-		if f.watched {
-			t.env.Unwatch(f.fd)
-			f.watched = false
-		}
-		return
-	}
-	if ev != f.events || !f.watched {
-		if err := t.env.Watch(f.fd, ev, idx, t.flows.Gen(idx), !f.watched); err != nil {
-			t.env.Logf("tcp %v: epoll: %v", f.key, err)
+	ev := uint32(unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET)
+	if f.state == stConnecting || f.sendBlocked || f.wndLow {
+		ev |= unix.EPOLLOUT
+		if !f.outArmed {
+			t.watch(idx, f, ev)
 			return
 		}
-		f.events, f.watched = ev, true
 	}
+	if f.watched && (ev == f.events || ev|unix.EPOLLOUT == f.events) {
+		return
+	}
+	t.watch(idx, f, ev)
+}
+
+// watch sets the flow's epoll interest to ev.
+func (t *Table) watch(idx int32, f *conn, ev uint32) {
+	if err := t.env.Watch(f.fd, ev, idx, t.flows.Gen(idx), !f.watched); err != nil {
+		t.env.Logf("tcp %v: epoll: %v", f.key, err)
+		return
+	}
+	f.events, f.watched = ev, true
+	f.outArmed = ev&unix.EPOLLOUT != 0
 }
 
 // HandleEvent processes readiness of flow idx's host socket.
@@ -276,8 +292,14 @@ func (t *Table) HandleEvent(idx int32, gen uint32, events uint32) {
 		return // the flow went away earlier in this batch
 	}
 	f.lastSeen = t.env.Now()
+	if events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP) != 0 {
+		f.avail = true // new bytes, or the end of them
+	}
+	if events&(unix.EPOLLRDHUP|unix.EPOLLHUP) != 0 {
+		f.rdhup = true // its edge has come: push must read on to EOF
+	}
 	if f.state == stConnecting {
-		t.connected(idx)
+		t.connected(idx, events&(unix.EPOLLERR|unix.EPOLLHUP) == 0)
 		return
 	}
 	if events&unix.EPOLLERR != 0 {
@@ -286,32 +308,18 @@ func (t *Table) HandleEvent(idx int32, gen uint32, events uint32) {
 			return
 		}
 	}
-	if events&unix.EPOLLOUT != 0 && (f.sendBlocked || f.wndLow) {
-		// The socket drained: tell the namespace at once, and if bytes were
-		// refused, make it resend them now rather than after its RTO.
-		f.sendBlocked = false
-		t.sendCtl(f, packet.TCPAck, f.sndNxt)
-		if f.wndLow {
-			// Writable, yet the window is still shut (skb overhead): stop
-			// asking epoll, which would report it again at once, and let
-			// the timer look again.
-			f.wndLow = false
-			t.setRecheck(idx, f, true)
-		}
-		if f.dropped {
-			f.dropped = false
-			for i := 0; i < 3; i++ {
-				t.sendCtl(f, packet.TCPAck, f.sndNxt)
-			}
+	if events&unix.EPOLLOUT != 0 {
+		f.outArmed = false
+		switch {
+		case f.sendBlocked || f.wndLow:
+			t.writable(idx, f)
+		case events == unix.EPOLLOUT:
+			// Alone and unneeded: the socket ran short of space once
+			// and has room again. Stop asking.
+			t.watch(idx, f, f.events&^unix.EPOLLOUT)
 		}
 	}
-	if events&unix.EPOLLRDHUP != 0 {
-		f.rdhup = true
-	}
-	if events&unix.EPOLLHUP != 0 {
-		f.hup = true
-	}
-	if events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP) != 0 {
+	if f.avail {
 		t.push(idx)
 		if t.flows.At(idx).fd < 0 {
 			return
@@ -323,12 +331,36 @@ func (t *Table) HandleEvent(idx int32, gen uint32, events uint32) {
 	t.update(idx)
 }
 
+// writable handles EPOLLOUT on a socket that refused bytes, or whose
+// window was advertised low: the socket drained. It tells the namespace at
+// once, and if bytes were refused, makes it resend them now rather than
+// after its RTO.
+func (t *Table) writable(idx int32, f *conn) {
+	f.sendBlocked = false
+	f.mem.stale()
+	t.sendCtl(f, packet.TCPAck, f.sndNxt)
+	if f.wndLow {
+		// Writable, yet the window is still shut (skb overhead): stop
+		// asking epoll, and let the timer look again.
+		f.wndLow = false
+		t.setRecheck(idx, f, true)
+	}
+	if f.dropped {
+		f.dropped = false
+		for i := 0; i < 3; i++ {
+			t.sendCtl(f, packet.TCPAck, f.sndNxt)
+		}
+	}
+}
+
 // done removes a flow closed both ways and acknowledged; it reports whether
 // it did.
 func (t *Table) done(idx int32) bool {
 	f := t.flows.At(idx)
 	if f.nsFin && f.finSent && f.sndUna == f.sndNxt {
-		t.Flush() // the ACK of the namespace's FIN
+		if f.ackPending {
+			t.sendCtl(f, packet.TCPAck, f.sndNxt) // the ACK of the namespace's FIN
+		}
 		t.remove(idx, false)
 		return true
 	}
@@ -372,9 +404,8 @@ func (t *Table) remove(idx int32, rst bool) {
 	if f.fd < 0 {
 		return
 	}
-	if f.watched {
-		t.env.Unwatch(f.fd)
-	}
+	// Closing the socket takes it out of epoll: nsgate holds no other
+	// descriptor for it.
 	if rst {
 		unix.SetsockoptLinger(f.fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
 	}

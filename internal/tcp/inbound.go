@@ -42,6 +42,7 @@ func (t *Table) Accept(fd int, client packet.Addr, clientPort uint16, guest pack
 		fd:       fd,
 		state:    stSynSent,
 		inbound:  true,
+		avail:    true, // the client may have spoken already
 		nsMAC:    guestMAC,
 		iss:      rand.Uint32(),
 		wscale:   true, // offered; the SYN-ACK decides

@@ -76,7 +76,7 @@ func testAcceptHandshakeAndData(t *testing.T, noPeekOff bool) {
 	}
 	segment(&p, buf, 5555, nsSeq, iss+6, packet.TCPAck|packet.TCPPsh, []byte("world"))
 	tbl.HandleFrame(&p)
-	tbl.Flush()
+	tbl.Flush(false)
 	in := make([]byte, 16)
 	unix.SetsockoptTimeval(client, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Sec: 2})
 	if n, err := unix.Read(client, in); err != nil || string(in[:n]) != "world" {

@@ -1,6 +1,8 @@
 package tcp
 
 import (
+	"time"
+
 	"github.com/nsgate/nsgate/internal/flow"
 	"github.com/nsgate/nsgate/internal/packet"
 	"golang.org/x/sys/unix"
@@ -173,8 +175,11 @@ func (t *Table) data(idx int32, f *conn, seq uint32, payload []byte, fin bool) b
 		}
 		f.rcvNxt += uint32(n)
 		f.toHost += uint64(n)
+		f.mem.wrote(n)
+		t.moved(len(payload), f.lastSeen)
 		if n < len(payload) {
 			f.sendBlocked, f.dropped = true, true
+			f.mem.stale()
 			fin = false // the FIN comes after bytes not taken yet
 		} else if len(f.ooo) > 0 {
 			if !t.drainOOO(f) {
@@ -183,13 +188,13 @@ func (t *Table) data(idx int32, f *conn, seq uint32, payload []byte, fin bool) b
 			}
 			fin = fin && len(f.ooo) == 0 && !f.sendBlocked
 		}
-		t.queueAck(idx, f)
+		t.queueAckHold(idx, f, !f.sendBlocked && len(payload) <= smallSegment)
 	}
 	if fin {
 		unix.Shutdown(f.fd, unix.SHUT_WR)
 		f.rcvNxt++
 		f.nsFin = true
-		t.queueAck(idx, f)
+		t.queueAckHold(idx, f, true) // the host's FIN may carry it
 	}
 	return false
 }
@@ -237,8 +242,10 @@ func (t *Table) drainOOO(f *conn) bool {
 		}
 		f.rcvNxt += uint32(n)
 		f.toHost += uint64(n)
+		f.mem.wrote(n)
 		if skip+n < len(o.data) {
 			f.sendBlocked, f.dropped = true, true
+			f.mem.stale()
 			break
 		}
 		f.oooBytes -= len(o.data)
@@ -250,7 +257,21 @@ func (t *Table) drainOOO(f *conn) bool {
 	return true
 }
 
-func (t *Table) queueAck(idx int32, f *conn) {
+// smallSegment is the largest segment whose ACK Flush may hold back: a
+// request, not a bulk sender's data, whose ACKs clock it.
+const smallSegment = 1024
+
+// queueAck owes the namespace an ACK, sent by Flush.
+func (t *Table) queueAck(idx int32, f *conn) { t.queueAckHold(idx, f, false) }
+
+// queueAckHold owes the namespace an ACK that Flush may hold back if
+// small (see Flush), if every segment it acknowledges is.
+func (t *Table) queueAckHold(idx int32, f *conn, small bool) {
+	if !f.ackPending {
+		f.ackSmall, f.ackSince = small, t.env.Now()
+	} else {
+		f.ackSmall = f.ackSmall && small
+	}
 	f.ackPending = true
 	if !f.inAckList {
 		f.inAckList = true
@@ -260,13 +281,42 @@ func (t *Table) queueAck(idx int32, f *conn) {
 
 // Flush sends the ACKs owed after a batch of frames: one per flow, however
 // many segments it received.
-func (t *Table) Flush() {
+//
+// With hold, it keeps back an ACK owed only for small segments
+// (smallSegment), or for a FIN, for up to Config.AckHold: the namespace's
+// request is typically answered within tens of microseconds, and the
+// answer (or the host's FIN) then carries the ACK, which saves a frame each
+// way and the namespace's kernel the work of one. A bulk sender's
+// segments are acknowledged at once, as are gaps, probes and a window
+// shut. The engine flushes without hold before it sleeps, so a held
+// ACK waits only while the loop polls for the answer.
+func (t *Table) Flush(hold bool) {
+	hold = hold && t.cfg.AckHold > 0
+	now := time.Duration(0)
+	kept := t.acks[:0]
 	for _, idx := range t.acks {
 		f := t.flows.At(idx)
+		if !f.ackPending || f.fd < 0 || f.state != stEstablished {
+			f.inAckList = false
+			continue
+		}
+		if hold && f.ackSmall {
+			if now == 0 {
+				now = t.env.Now()
+			}
+			if now-f.ackSince < t.cfg.AckHold {
+				kept = append(kept, idx)
+				continue
+			}
+		}
 		f.inAckList = false
-		if f.ackPending && f.fd >= 0 && f.state == stEstablished {
-			t.sendCtl(f, packet.TCPAck, f.sndNxt)
+		t.sendCtl(f, packet.TCPAck, f.sndNxt)
+		if f.wndLow && !f.outArmed {
+			t.update(idx) // the window measured low: watch for the socket to drain
 		}
 	}
-	t.acks = t.acks[:0]
+	t.acks = kept
 }
+
+// Held reports whether Flush kept ACKs back.
+func (t *Table) Held() bool { return len(t.acks) > 0 }

@@ -95,19 +95,24 @@ func (t *Table) sackBlocks(c *conn) []packet.SACKBlock {
 // window nsgate still considers shut. Asking
 // for EPOLLOUT on a full socket is also what lets the kernel grow the send
 // buffer (SOCK_NOSPACE): nsgate never overfills it, so nothing else would.
+//
+// The free space is measured (SO_MEMINFO) only when the estimate in c.mem
+// runs low: most ACKs then cost no system call.
 func (t *Table) window(c *conn, syn bool) uint16 {
 	free := 65535
 	if c.fd >= 0 && c.state != stConnecting {
-		// The kernel accepts a write while sk_wmem_queued < sk_sndbuf,
-		// checked before each skb it fills, so this much always fits.
-		if sndbuf, queued, e := sendSpace(c.fd); e == 0 {
-			free = max(sndbuf-queued, 0)
-			// The namespace will not send into a window smaller than a
-			// segment or half the largest it has seen (sender-side silly
-			// window avoidance) until its persist timer fires: watch for
-			// the socket to drain below that too.
-			usable := min(c.mss, c.maxAdv/2)
-			c.wndLow = c.state == stEstablished && free < max(sndbuf/4, usable)
+		// The namespace will not send into a window smaller than a
+		// segment or half the largest it has seen (sender-side silly
+		// window avoidance) until its persist timer fires: watch for the
+		// socket to drain below that too.
+		usable := min(c.mss, c.maxAdv/2)
+		m := &c.mem
+		if m.sndbuf == 0 || m.free < max(m.sndbuf/2, 2*usable) {
+			m.measure(c.fd)
+			c.wndLow = m.sndbuf > 0 && c.state == stEstablished && m.free < max(m.sndbuf/4, usable)
+		}
+		if m.sndbuf > 0 {
+			free = max(m.free, 0)
 		}
 	}
 	if c.sendBlocked {
@@ -121,6 +126,39 @@ func (t *Table) window(c *conn, syn bool) uint16 {
 	}
 	return uint16(min(free, 65535))
 }
+
+// sendMem is what the window is made of: a socket's send buffer and its
+// free space, as SO_MEMINFO last gave them (sk_sndbuf and sk_sndbuf −
+// sk_wmem_queued, the two numbers the kernel compares before it accepts a
+// write), less what nsgate has written since. The estimate errs low only:
+// the host's ACKs free space nsgate does not see until it measures again,
+// which window does once half the buffer seems spent, and EPOLLOUT and
+// the window recheck force. So most ACKs to the namespace cost no system
+// call. Between measurements the window's right edge moves back by the
+// overhead of each write, as it does when measured: the kernel charges it.
+type sendMem struct {
+	sndbuf int // 0: unknown; measure before use
+	free   int
+}
+
+// sendOverhead is what a write is counted as on top of its bytes: about
+// one skb's truesize, the kernel's charge for it in sk_wmem_queued.
+const sendOverhead = 2048
+
+func (m *sendMem) measure(fd int) {
+	sndbuf, queued, e := sendSpace(fd)
+	if e != 0 {
+		m.sndbuf = 0
+		return
+	}
+	m.sndbuf, m.free = sndbuf, max(sndbuf-queued, 0)
+}
+
+// wrote counts n bytes written to the socket.
+func (m *sendMem) wrote(n int) { m.free -= n + sendOverhead }
+
+// stale makes the next window measure the socket again.
+func (m *sendMem) stale() { m.sndbuf = 0 }
 
 // resetFor sends RST to the namespace for a segment that has no flow.
 func (t *Table) resetFor(p *packet.Parsed) {

@@ -23,27 +23,33 @@ func (t *Table) peekOff(fd int) error {
 	return nil
 }
 
+// errRingFull is fill's answer when the flow's ring (NoPeekOff) has no
+// room: the namespace's ACKs make some, and push is called again then.
+const errRingFull = unix.ENOBUFS
+
 // fill reads the next bytes for the namespace into dst, inflight bytes
-// past sndUna. resent says they came from the flow's own copy (a
-// retransmission without SO_PEEK_OFF), not from the socket.
-func (t *Table) fill(f *conn, dst []byte, inflight int) (n int, e unix.Errno, resent bool) {
+// past sndUna: from the socket, or for a retransmission without
+// SO_PEEK_OFF from the flow's own copy. drained says the socket gave fewer
+// than were asked of it: it holds no more for now.
+func (t *Table) fill(f *conn, dst []byte, inflight int) (n int, e unix.Errno, drained bool) {
 	if !t.cfg.NoPeekOff {
 		n, e = recvFlags(f.fd, dst, unix.MSG_PEEK|unix.MSG_DONTWAIT)
-		return n, e, false
+		return n, e, n < len(dst)
 	}
 	u := &f.sent
 	if n = u.read(inflight, dst); n > 0 {
-		return n, 0, true
+		return n, 0, false
 	}
 	space := t.rings.reserve(u, len(dst))
 	if space == 0 {
-		return 0, unix.EAGAIN, false // the namespace's ACKs make room
+		return 0, errRingFull, false
 	}
-	n, e = recvFlags(f.fd, dst[:min(len(dst), space)], unix.MSG_DONTWAIT)
+	ask := min(len(dst), space)
+	n, e = recvFlags(f.fd, dst[:ask], unix.MSG_DONTWAIT)
 	if e == 0 && n > 0 {
 		u.write(dst[:n])
 	}
-	return n, e, false
+	return n, e, n < ask
 }
 
 // acked forgets n bytes the namespace acknowledged.
@@ -57,25 +63,16 @@ func (t *Table) acked(f *conn, n int) {
 	}
 }
 
-// canRead reports whether push could take new bytes from the socket now:
-// with SO_PEEK_OFF always, without it while the flow's ring has or can get
-// room. epoll is level-triggered, so asking for EPOLLIN when push cannot
-// read would spin.
-func (t *Table) canRead(f *conn) bool {
-	if !t.cfg.NoPeekOff {
-		return true
-	}
-	u := &f.sent
-	return u.space() > 0 || t.rings.growTo(u, 1) > 0
-}
-
-// push sends host data to the namespace while its window allows.
+// push sends host data to the namespace while its window allows. It reads
+// only when the socket may hold bytes it has not sent (f.avail): the
+// namespace's ACKs call it whether or not any came.
 func (t *Table) push(idx int32) {
 	f := t.flows.At(idx)
-	if f.state != stEstablished || f.finSent {
+	if f.state != stEstablished || f.finSent || !f.avail {
 		return
 	}
-	wnd := t.window(f, false) // once per burst: a syscall per segment would cost more than it tells
+	var wnd uint16
+	measured := false
 	most := f.mss
 	if t.cfg.GSO {
 		// A super-frame of whole segments: the namespace's kernel cuts
@@ -89,9 +86,12 @@ func (t *Table) push(idx int32) {
 		}
 		room := min(int(f.sndWnd-inflight), most)
 		buf := t.env.Frame()
-		n, e, resent := t.fill(f, buf[hdrLen:hdrLen+room], int(inflight))
+		n, e, drained := t.fill(f, buf[hdrLen:hdrLen+room], int(inflight))
 		switch {
 		case e == unix.EAGAIN:
+			f.avail = false
+			return
+		case e == errRingFull:
 			return
 		case e != 0:
 			t.abort(idx, true)
@@ -104,8 +104,12 @@ func (t *Table) push(idx int32) {
 			t.startTimer(f)
 			return
 		}
+		if !measured {
+			// Once per burst, and only if there is one: the window
+			// may cost a system call (segment.go).
+			wnd, measured = t.window(f, false), true
+		}
 		flags := packet.TCPAck
-		drained := n < room && !resent
 		if drained {
 			flags |= packet.TCPPsh // the socket is drained for now
 		}
@@ -120,12 +124,16 @@ func (t *Table) push(idx int32) {
 		t.env.Send(fl, o)
 		f.ackPending = false
 		f.sndNxt += uint32(n)
+		t.moved(n, f.lastSeen)
 		if f.rtoAt == 0 {
 			t.startTimer(f)
 		}
-		if drained {
+		if drained && !f.rdhup {
+			f.avail = false
 			return
 		}
+		// After the host's FIN, a short read may be the last bytes:
+		// read on, for the EOF that no edge will announce.
 	}
 }
 
@@ -138,4 +146,5 @@ func (t *Table) rewind(f *conn) {
 	}
 	f.sndNxt = f.sndUna
 	f.finSent = false
+	f.avail = true
 }

@@ -44,6 +44,26 @@
 // retransmission may cut a frame where the first did not. At MTU 1500 this
 // is the difference between 1 and 10 Gbit/s (the README's figures).
 //
+// Requests and answers. Most of what containers do is small exchanges,
+// and there nsgate's cost is system calls and frames, not bytes. Four
+// things keep them few (measured per 1-byte round trip: 13 calls and 2
+// frames to the namespace, from 40 calls and 2 frames):
+//
+//   - Host sockets are watched edge-triggered (conn.go's update). The bytes
+//     of an answer stay in the socket until the namespace acknowledges
+//     them, so a level-triggered EPOLLIN fired on every wait until then:
+//     15 wasted waits, window queries and peeks per round trip. push reads
+//     only while the socket may hold unsent bytes (conn.avail: set by an
+//     edge, cleared when a read comes back short).
+//   - The window comes from an estimate (segment.go's sendMem): SO_MEMINFO
+//     is asked once half the send buffer seems spent, not for every ACK.
+//   - The ACK of a small request is held while the engine polls for the
+//     answer (Flush, Config.AckHold), which then carries it: one frame to
+//     the namespace per exchange, not two, and one less for its kernel.
+//   - The engine polls for events before it sleeps while traffic is
+//     request/response (Interactive): waking costs more than the answer
+//     takes to come.
+//
 // Like any receiver, nsgate keeps segments that arrive beyond a gap (loss or
 // reordering on the tap leg) and tells the namespace about them with SACK,
 // so that recovery takes a round trip, not a retransmission timeout. That
@@ -72,12 +92,16 @@
 //	nsFin                  the namespace's FIN was passed on     never: a FIN comes once
 //	hostEOF                the host socket read EOF              never
 //	finSent                nsgate's FIN went to the namespace    rewind (the FIN goes again)
-//	rdhup, hup             epoll reported the host's FIN / a     never: not asked for again
-//	                       full shutdown
+//	avail                  epoll reported new bytes, the host's  push finds the socket drained
+//	                       FIN or a reset; a rewind              (after the FIN: at EOF)
+//	rdhup                  epoll reported the host's FIN         never
 //	sendBlocked, dropped   the socket refused bytes              EPOLLOUT (window update, dup ACKs)
 //	wndLow                 a small window was advertised         EPOLLOUT, or the recheck
 //	wndRecheck             EPOLLOUT came, window still shut      the timer finds it open
+//	outArmed               EPOLLOUT set in the interest          EPOLLOUT fired
 //	ackPending, inAckList  an ACK is owed                        Flush, or any ACK sent
+//	ackSmall               the ACK owed is for small segments:   the ACK sent, or a large
+//	                       Flush may hold it for the answer      segment
 //	ooo                    a segment arrived beyond a gap        the gap fills (drainOOO)
 //	sack, wscale           the SYN (or SYN-ACK) offered them     never
 //	inbound                Accept opened the connection          never
@@ -132,6 +156,9 @@ type Config struct {
 	// Linux 6.9; kernel.Probe): host data is then read off the socket and
 	// a copy of the unacknowledged bytes is kept (unacked.go).
 	NoPeekOff bool
+	// AckHold is how long Flush(true) may keep back the ACK of a small
+	// segment, for the answer to carry it (0: never).
+	AckHold time.Duration
 	// GSO lets data to the namespace go in super-frames of up to 64 KiB,
 	// marked for segmentation at the connection's MSS (TSO the other way
 	// round): a tap with a vnet header takes them, a VM's socket does not.
@@ -182,15 +209,19 @@ type conn struct {
 	nsMAC   packet.MAC
 	events  uint32 // epoll interest now
 	watched bool   // registered with epoll
+	// outArmed: EPOLLOUT was set in the interest since it last fired, so
+	// its edge will come (update).
+	outArmed bool
 
 	// Namespace → host.
-	rcvNxt      uint32 // next sequence number expected from the namespace
-	nsFin       bool   // the namespace's FIN was passed on (shutdown(SHUT_WR))
-	sendBlocked bool   // the socket refused bytes: waiting for EPOLLOUT
-	wndLow      bool   // a small window was advertised: update on EPOLLOUT
-	wndRecheck  bool   // EPOLLOUT came but the window stayed shut: the timer rechecks
-	maxAdv      int    // largest window advertised, in bytes
-	lastAdv     uint16 // the window field of the last segment sent
+	rcvNxt      uint32  // next sequence number expected from the namespace
+	nsFin       bool    // the namespace's FIN was passed on (shutdown(SHUT_WR))
+	sendBlocked bool    // the socket refused bytes: waiting for EPOLLOUT
+	mem         sendMem // the send buffer's free space, as last measured (segment.go)
+	wndLow      bool    // a small window was advertised: update on EPOLLOUT
+	wndRecheck  bool    // EPOLLOUT came but the window stayed shut: the timer rechecks
+	maxAdv      int     // largest window advertised, in bytes
+	lastAdv     uint16  // the window field of the last segment sent
 	ooo         []oooSeg
 	oooBytes    int
 	oooLast     uint32 // sequence number of the latest segment kept
@@ -198,10 +229,12 @@ type conn struct {
 	dropped     bool   // bytes were refused and must be retransmitted by the namespace
 	ackPending  bool
 	inAckList   bool
-	inbound     bool // a forwarded connection: nsgate sent the SYN
-	half        bool // counted as half-open (budget.go)
-	cookie      bool // opened by a SYN cookie's ACK: established once connect() completes (cookie.go)
-	loaded      bool // opened while the half-open table was loaded: less patience
+	ackSmall    bool          // the ACK owed is for small segments only: Flush may hold it
+	ackSince    time.Duration // when the ACK owed became owed
+	inbound     bool          // a forwarded connection: nsgate sent the SYN
+	half        bool          // counted as half-open (budget.go)
+	cookie      bool          // opened by a SYN cookie's ACK: established once connect() completes (cookie.go)
+	loaded      bool          // opened while the half-open table was loaded: less patience
 	opened      time.Duration
 	toHost      uint64 // bytes written to the host socket
 	toNS        uint64 // bytes the namespace acknowledged
@@ -215,8 +248,8 @@ type conn struct {
 	wscale   bool // window scaling agreed
 	mss      int  // largest payload to send to the namespace
 	hostEOF  bool // the host closed its side: FIN follows the data
-	rdhup    bool // epoll reported the host's FIN (stop asking: it is level-triggered)
-	hup      bool // epoll reported both sides shut: the socket only drains now
+	avail    bool // the socket may hold bytes past sndNxt: push looks (conn.go's update)
+	rdhup    bool // epoll reported the host's FIN: a short read is not the end, EOF is
 	finSent  bool // FIN sent (sndNxt counts it)
 	dupAcks  int
 	retries  int
@@ -246,8 +279,11 @@ type Table struct {
 	cookieSeed    maphash.Seed
 	lastCookie    time.Duration // when a SYN cookie was last sent (0: never)
 	sackBuf       [4]packet.SACKBlock
-	sweep         flow.Sweep
-	rings         ringPool // NoPeekOff: the flows' unacked rings
+	// lastSmall and lastBulk are when payload of at most smallSegment
+	// bytes, and of more, last went either way (Interactive).
+	lastSmall, lastBulk time.Duration
+	sweep               flow.Sweep
+	rings               ringPool // NoPeekOff: the flows' unacked rings
 	// Stats. Opened counts both directions; Inbound the forwarded ones.
 	// FlowLimit counts connections refused for the flow budget,
 	// HalfOpenResets handshakes reset at the half-open cap, Denied
@@ -274,6 +310,26 @@ func New(cfg Config, env flow.Env) *Table {
 		cookieSeed: maphash.MakeSeed()}
 	t.flows.SetBudget(cfg.Budget)
 	return t
+}
+
+// interactiveWindow is how recent Interactive's small exchanges must be,
+// and how long a large segment turns it off.
+const interactiveWindow = time.Millisecond
+
+// Interactive reports whether the table's traffic at now is request and
+// response: small segments went either way within interactiveWindow, and
+// no large ones. The engine busy-polls only then.
+func (t *Table) Interactive(now time.Duration) bool {
+	return t.lastSmall != 0 && now-t.lastSmall < interactiveWindow && (t.lastBulk == 0 || now-t.lastBulk >= interactiveWindow)
+}
+
+// moved notes n bytes of payload moved either way at now, for Interactive.
+func (t *Table) moved(n int, now time.Duration) {
+	if n <= smallSegment {
+		t.lastSmall = now
+	} else {
+		t.lastBulk = now
+	}
 }
 
 // Len returns the number of open flows.

@@ -138,7 +138,7 @@ func testHandshakeAndData(t *testing.T, noPeekOff bool) {
 	// Namespace → host.
 	segment(&p, buf, port, nsSeq, ourSeq, packet.TCPAck|packet.TCPPsh, []byte("hello host"))
 	tbl.HandleFrame(&p)
-	tbl.Flush()
+	tbl.Flush(false)
 	got := make([]byte, 100)
 	time.Sleep(10 * time.Millisecond)
 	n, _ := unix.Read(srv, got)
@@ -272,7 +272,7 @@ func testSteadyStateAllocs(t *testing.T, noPeekOff bool) {
 	nsToHost := testing.AllocsPerRun(500, func() {
 		segment(&p, buf, port, nsSeq, ourSeq, packet.TCPAck, payload)
 		tbl.HandleFrame(&p)
-		tbl.Flush()
+		tbl.Flush(false)
 		nsSeq += 1400
 		for {
 			if n, _ := unix.Read(srv, drain); n <= 0 {
@@ -297,7 +297,7 @@ func testSteadyStateAllocs(t *testing.T, noPeekOff bool) {
 		ourSeq += 1400
 		segment(&p, buf, port, nsSeq, ourSeq, packet.TCPAck, nil)
 		tbl.HandleFrame(&p)
-		tbl.Flush()
+		tbl.Flush(false)
 	})
 	if hostToNS != 0 {
 		t.Errorf("host → namespace: %v allocations per segment", hostToNS)
@@ -339,7 +339,7 @@ func TestReassemblyAndSACK(t *testing.T) {
 	tbl.HandleFrame(&p)
 	segment(&p, buf, port, nsSeq, ourSeq, packet.TCPAck, a) // the gap fills
 	tbl.HandleFrame(&p)
-	tbl.Flush()
+	tbl.Flush(false)
 	var ack packet.Parsed
 	if err := ack.Decode(env.Last()); err != nil || ack.TCP.Ack() != nsSeq+16 || ack.TCP.HeaderLen() != packet.TCPLen {
 		t.Fatalf("cumulative ACK: %v ack %d want %d, header %d", err, ack.TCP.Ack(), nsSeq+16, ack.TCP.HeaderLen())
@@ -468,7 +468,7 @@ func testSuperFrames(t *testing.T, noPeekOff bool) {
 	segment(&p, buf, port, nsSeq, ourSeq, packet.TCPAck, payload)
 	p.Offload = packet.Offload{CsumStart: tcpOff, CsumOffset: packet.TCPChecksumOffset, GSO: packet.GSOTCPv4, GSOSize: 1448, HdrLen: hdrLen}
 	tbl.HandleFrame(&p)
-	tbl.Flush()
+	tbl.Flush(false)
 	nsSeq += size
 	got := 0
 	for deadline := time.Now().Add(time.Second); got < size && time.Now().Before(deadline); {
@@ -482,7 +482,7 @@ func testSuperFrames(t *testing.T, noPeekOff bool) {
 	nsToHost := testing.AllocsPerRun(200, func() {
 		segment(&p, buf, port, nsSeq, ourSeq, packet.TCPAck, payload)
 		tbl.HandleFrame(&p)
-		tbl.Flush()
+		tbl.Flush(false)
 		nsSeq += size
 		for left := size; left > 0; {
 			n, _ := unix.Read(srv, drain)
@@ -501,7 +501,7 @@ func testSuperFrames(t *testing.T, noPeekOff bool) {
 		ourSeq = tbl.flows.At(env.Idx).sndNxt
 		segment(&p, buf, port, nsSeq, ourSeq, packet.TCPAck, nil)
 		tbl.HandleFrame(&p)
-		tbl.Flush()
+		tbl.Flush(false)
 	})
 	if nsToHost != 0 || hostToNS != 0 {
 		t.Errorf("super-frames allocate: %v per frame to the host, %v to the namespace", nsToHost, hostToNS)

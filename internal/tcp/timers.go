@@ -99,6 +99,7 @@ func (t *Table) recheck() {
 	for i := 0; i < len(t.rechecks); {
 		idx := t.rechecks[i]
 		f := t.flows.At(idx)
+		f.mem.stale()
 		wnd := t.window(f, false)
 		low := f.wndLow
 		f.wndLow = false // the timer, not EPOLLOUT, keeps watching

@@ -120,8 +120,7 @@ func (p *ringPool) reserve(u *unacked, want int) int {
 
 // growTo returns the size u's ring can take now to hold want more bytes, or
 // 0 if it cannot grow: a power of two up to maxRing, the largest within
-// ringBudget (a first ring of minRing is always granted). A full ring can
-// grow exactly when it can double: canRead relies on that.
+// ringBudget (a first ring of minRing is always granted).
 func (p *ringPool) growTo(u *unacked, want int) int {
 	size := min(max(minRing, 2*len(u.buf), 1<<bits.Len(uint(u.n+want-1))), maxRing)
 	if u.buf == nil {

@@ -100,7 +100,7 @@ func TestRingBudget(t *testing.T) {
 		t.Fatalf("a ring grew past the budget: space %d, size %d", got, len(u.buf))
 	}
 	// Room for doubling, not for the 128 KiB a 64 KiB segment asks: the
-	// ring doubles, as canRead expects of a ring that can grow.
+	// ring doubles, as a ring that can grow must.
 	p.lent = ringBudget - 2*minRing
 	if p.growTo(&u, 1) != 2*minRing {
 		t.Fatalf("growTo(1) = %d, want %d", p.growTo(&u, 1), 2*minRing)
@@ -110,23 +110,37 @@ func TestRingBudget(t *testing.T) {
 	}
 }
 
-// TestCopyPathRingFullStopsReading: a flow whose ring is full and cannot
-// grow does not ask epoll for EPOLLIN (which would spin, level-triggered),
-// and asks again once the namespace's ACK makes room.
-func TestCopyPathRingFullStopsReading(t *testing.T) {
-	tbl, _, _, _, _ := established(t, true)
-	f := tbl.flows.At(0)
-	tbl.rings.reserve(&f.sent, maxRing)
-	for f.sent.space() > 0 || len(f.sent.buf) < maxRing {
-		f.sent.write(make([]byte, f.sent.space()))
-		tbl.rings.reserve(&f.sent, 1)
+// TestCopyPathRingFullResumesOnACK: a flow whose ring is full and cannot
+// grow stops reading, yet remembers that the socket holds more (f.avail):
+// epoll is edge-triggered and says nothing again, so the namespace's ACK,
+// which makes room, must be what reads on.
+func TestCopyPathRingFullResumesOnACK(t *testing.T) {
+	tbl, env, srv, nsSeq, ourSeq := established(t, true)
+	f := tbl.flows.At(env.Idx)
+	port := f.key.DstPort
+	tbl.rings.lent = ringBudget // the other flows took it all: a first ring only
+	msg := bytes.Repeat([]byte("0123456789abcdef"), 3*minRing/16)
+	if _, err := unix.Write(srv, msg); err != nil {
+		t.Fatal(err)
 	}
-	if tbl.canRead(f) {
-		t.Fatal("full ring at maxRing: canRead says yes")
+	time.Sleep(10 * time.Millisecond)
+	tbl.HandleEvent(env.Idx, env.Gen, unix.EPOLLIN)
+	if got := f.sndNxt - ourSeq; got != minRing || !f.avail {
+		t.Fatalf("sent %d bytes (want a ring's %d), avail %v (want true)", got, minRing, f.avail)
 	}
-	f.sent.drop(1)
-	if !tbl.canRead(f) {
-		t.Fatal("room in the ring: canRead says no")
+	var p packet.Parsed
+	buf := make([]byte, 2000)
+	for want := uint32(2 * minRing); want <= 3*minRing; want += minRing {
+		segment(&p, buf, port, nsSeq, f.sndNxt, packet.TCPAck, nil) // no epoll event in between
+		tbl.HandleFrame(&p)
+		if got := f.sndNxt - ourSeq; got != want {
+			t.Fatalf("after the ACK: sent %d bytes, want %d", got, want)
+		}
+	}
+	segment(&p, buf, port, nsSeq, f.sndNxt, packet.TCPAck, nil)
+	tbl.HandleFrame(&p)
+	if f.avail || f.sndNxt-ourSeq != uint32(len(msg)) {
+		t.Fatalf("everything sent and acknowledged: avail %v, sent %d of %d", f.avail, f.sndNxt-ourSeq, len(msg))
 	}
 }
 
