@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nsgate/nsgate/internal/packet"
 )
@@ -126,6 +127,21 @@ func TestParseCallers(t *testing.T) {
 				t.Errorf("DNS %v", c.DNS)
 			}
 		}},
+		{"--busy-poll", []string{"--busy-poll=250us", self}, func(t *testing.T, c *Config) {
+			if c.BusyPoll != 250*time.Microsecond {
+				t.Errorf("BusyPoll %v, want 250µs", c.BusyPoll)
+			}
+		}},
+		{"--busy-poll 0 is off", []string{"--busy-poll", "0", self}, func(t *testing.T, c *Config) {
+			if c.BusyPoll >= 0 {
+				t.Errorf("BusyPoll %v, want negative (never)", c.BusyPoll)
+			}
+		}},
+		{"busy polling by default", []string{self}, func(t *testing.T, c *Config) {
+			if c.BusyPoll != 0 {
+				t.Errorf("BusyPoll %v, want 0 (the engine's default)", c.BusyPoll)
+			}
+		}},
 		{"help wins over errors", []string{"--mtu=0", "--help"}, func(t *testing.T, c *Config) {
 			if !c.Help {
 				t.Errorf("help not set")
@@ -195,6 +211,9 @@ func TestParseErrors(t *testing.T) {
 		{[]string{"--configure=yes", self}, `option '--configure' doesn't allow an argument`},
 		{[]string{"--disable", self}, `option '--disable' is ambiguous`},
 		{[]string{self, "tap0", "extra"}, `too many arguments: "extra"`},
+		{[]string{"--busy-poll=5s", self}, `--busy-poll "5s": must be a duration from 0 (off) to 1ms, such as 100us`},
+		{[]string{"--busy-poll=-1us", self}, `--busy-poll "-1us": must be a duration from 0 (off) to 1ms, such as 100us`},
+		{[]string{"--busy-poll", "fast", self}, `--busy-poll "fast": must be a duration from 0 (off) to 1ms, such as 100us`},
 		{[]string{self, "bad/name"}, `tap name "bad/name": an interface name is 1-15 characters without '/', ':' or spaces`},
 		{[]string{self, "averyveryverylongname"}, `tap name "averyveryverylongname": an interface name is 1-15 characters without '/', ':' or spaces`},
 		{[]string{"--api-socket", "/tmp/" + strings.Repeat("x", 103), self}, `--api-socket "/tmp/` + strings.Repeat("x", 103) + `": path too long for a unix socket (108 bytes, at most 107)`},

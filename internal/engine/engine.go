@@ -192,6 +192,7 @@ type Engine struct {
 	stats       Stats
 	budget      flow.Budget   // the flows of every table, against cfg.Limits.Flows
 	spin        time.Duration // cfg.BusyPoll, or its default
+	polling     bool          // the loop busy-polls (Interactive): readTap reads one frame
 	pcapStopped bool          // --pcap's cap or an error stopped the recording: said once
 }
 
@@ -399,8 +400,11 @@ func (e *Engine) Run() (string, error) {
 		if e.queued != nil && e.queued.Buffered() {
 			timeout = 0 // frames read already, left by readTap's batch limit
 		}
+		e.tcp.Idle()
 		n, err := 0, error(nil)
-		if now := monotime(); timeout != 0 && e.spin > 0 && e.tcp.Interactive(now) {
+		now := monotime()
+		e.polling = timeout != 0 && e.spin > 0 && e.tcp.Interactive(now)
+		if e.polling {
 			n, err = e.busyPoll(events, now+e.spin)
 		}
 		if n == 0 && err == nil {
@@ -634,6 +638,13 @@ func (e *Engine) readTap() error {
 		}
 		e.stats.RxFrames++
 		e.tapFrame(buf, n)
+		if e.polling && e.queued == nil {
+			// Request/response: frames come one at a time, and the read
+			// that would find the tap empty is a system call on the
+			// request's path. The tap is level-triggered: the poll
+			// reports the next one.
+			return nil
+		}
 	}
 	return nil
 }

@@ -405,9 +405,11 @@ func (t *Table) remove(idx int32, rst bool) {
 		return
 	}
 	// Closing the socket takes it out of epoll: nsgate holds no other
-	// descriptor for it.
+	// descriptor for it. Bytes left unread would make the close a reset.
 	if rst {
 		unix.SetsockoptLinger(f.fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+	} else {
+		t.discardAcked(f)
 	}
 	unix.Close(f.fd)
 	t.settled(f)

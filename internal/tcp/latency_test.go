@@ -302,6 +302,7 @@ func TestRequestResponseAllocs(t *testing.T) {
 			}
 			ourSeq++
 			tbl.Flush(true)
+			tbl.Idle()
 		})
 		if allocs != 0 {
 			t.Errorf("%v allocations per request and answer", allocs)
@@ -310,4 +311,62 @@ func TestRequestResponseAllocs(t *testing.T) {
 			t.Fatalf("%d frames for 201 exchanges (want one each), ACKs held %v", env.Sent-sent, tbl.Held())
 		}
 	})
+}
+
+// queued returns the bytes in fd's receive queue (SIOCINQ).
+func queued(t *testing.T, fd int) int {
+	t.Helper()
+	n, err := unix.IoctlGetInt(fd, unix.SIOCINQ)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestDeferredDiscard: acknowledged bytes stay at the head of the socket
+// until Idle discards them, a retransmission starts after them, and a flow
+// that ends with some left still ends in order.
+func TestDeferredDiscard(t *testing.T) {
+	if kernelNoPeekOff() {
+		t.Skip("this kernel's TCP sockets have no SO_PEEK_OFF (Linux 6.9): the copy path discards nothing")
+	}
+	tbl, env, srv, nsSeq, ourSeq := established(t, false)
+	f := tbl.flows.At(env.Idx)
+	port := f.key.DstPort
+	var p, d packet.Parsed
+	buf := make([]byte, 2000)
+	unix.Write(srv, []byte("abcdef"))
+	waitReadable(t, f.fd)
+	tbl.HandleEvent(env.Idx, env.Gen, unix.EPOLLIN)
+	segment(&p, buf, port, nsSeq, ourSeq+3, packet.TCPAck, nil)
+	tbl.HandleFrame(&p)
+	if f.acked != 3 || queued(t, f.fd) != 6 {
+		t.Fatalf("after an ACK of 3: %d acknowledged, %d queued; want 3 and 6 until Idle", f.acked, queued(t, f.fd))
+	}
+	tbl.rewind(f)
+	tbl.push(env.Idx)
+	if err := d.Decode(env.Last()); err != nil || string(d.Payload) != "def" || d.TCP.Seq() != ourSeq+3 {
+		t.Fatalf("retransmission %q at %d: %v; want \"def\" at %d", d.Payload, d.TCP.Seq()-ourSeq, err, 3)
+	}
+	tbl.Idle()
+	if f.acked != 0 || queued(t, f.fd) != 3 {
+		t.Fatalf("after Idle: %d acknowledged, %d queued; want 0 and 3", f.acked, queued(t, f.fd))
+	}
+	// Everything acknowledged, both FINs, 3 bytes not discarded: the host
+	// sees the end.
+	segment(&p, buf, port, nsSeq, ourSeq+6, packet.TCPAck|packet.TCPFin, nil)
+	tbl.HandleFrame(&p)
+	unix.Shutdown(srv, unix.SHUT_WR)
+	waitReadable(t, f.fd)
+	tbl.HandleEvent(env.Idx, env.Gen, unix.EPOLLIN|unix.EPOLLRDHUP)
+	segment(&p, buf, port, nsSeq+1, ourSeq+7, packet.TCPAck, nil)
+	tbl.HandleFrame(&p)
+	if tbl.Len() != 0 {
+		t.Fatalf("flow not removed after both FINs")
+	}
+	waitReadable(t, srv)
+	time.Sleep(10 * time.Millisecond)
+	if n, err := unix.Read(srv, buf); n != 0 || err != nil {
+		t.Fatalf("the host read %d, %v at the end: want EOF", n, err)
+	}
 }

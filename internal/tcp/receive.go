@@ -74,7 +74,7 @@ func (t *Table) HandleFrame(p *packet.Parsed) {
 		t.stopTimer(f)
 		f.rto = rtoMin
 	}
-	t.ack(f, seg, len(p.Payload) == 0 && !flags.Has(packet.TCPFin))
+	t.ack(idx, f, seg, len(p.Payload) == 0 && !flags.Has(packet.TCPFin))
 	if t.data(idx, f, seg.Seq(), p.Payload, flags.Has(packet.TCPFin)) {
 		return // flow gone
 	}
@@ -86,7 +86,7 @@ func (t *Table) HandleFrame(p *packet.Parsed) {
 }
 
 // ack processes the acknowledgment and window of a segment.
-func (t *Table) ack(f *conn, seg packet.TCP, pure bool) {
+func (t *Table) ack(idx int32, f *conn, seg packet.TCP, pure bool) {
 	a := seg.Ack()
 	wnd := uint32(seg.Window())
 	if f.wscale {
@@ -101,7 +101,7 @@ func (t *Table) ack(f *conn, seg packet.TCP, pure bool) {
 			n-- // the FIN's sequence number is not a byte in the socket
 		}
 		if n > 0 {
-			t.acked(f, n)
+			t.acked(idx, f, n)
 			f.toNS += uint64(n)
 		}
 		f.sndUna = a

@@ -53,14 +53,54 @@ func (t *Table) fill(f *conn, dst []byte, inflight int) (n int, e unix.Errno, dr
 }
 
 // acked forgets n bytes the namespace acknowledged.
-func (t *Table) acked(f *conn, n int) {
+//
+// With SO_PEEK_OFF the bytes are discarded from the socket, but a few are
+// left for Idle: a request's answer is acknowledged by the next request,
+// and the discard is a system call the request would otherwise wait for.
+// They are bytes at the head of the queue, before the peek offset, so
+// nothing reads them again (rewind starts after them).
+func (t *Table) acked(idx int32, f *conn, n int) {
 	if t.cfg.NoPeekOff {
 		f.sent.drop(n)
 		return
 	}
-	if _, e := discard(f.fd, n); e != 0 {
-		t.env.Logf("tcp %v: discard %d acknowledged bytes: %v", f.key, n, e)
+	f.acked += n
+	if f.acked < deferDiscard {
+		if !f.inDiscards {
+			f.inDiscards = true
+			t.discards = append(t.discards, idx)
+		}
+		return
 	}
+	t.discardAcked(f)
+}
+
+// deferDiscard is the most acknowledged bytes left in a socket for Idle to
+// discard: a bulk flow discards at once, as its ACKs come.
+const deferDiscard = 16 << 10
+
+// discardAcked drops the acknowledged bytes still at the head of f's
+// socket.
+func (t *Table) discardAcked(f *conn) {
+	if f.acked == 0 || f.fd < 0 {
+		return
+	}
+	if _, e := discard(f.fd, f.acked); e != 0 {
+		t.env.Logf("tcp %v: discard %d acknowledged bytes: %v", f.key, f.acked, e)
+	}
+	f.acked = 0
+}
+
+// Idle does what the last round left for when the loop has nothing else
+// to do: the engine calls it before it polls or sleeps. Today that is the
+// discard of acknowledged bytes (acked).
+func (t *Table) Idle() {
+	for _, idx := range t.discards {
+		f := t.flows.At(idx)
+		f.inDiscards = false
+		t.discardAcked(f)
+	}
+	t.discards = t.discards[:0]
 }
 
 // push sends host data to the namespace while its window allows. It reads
@@ -138,10 +178,10 @@ func (t *Table) push(idx int32) {
 }
 
 // rewind retransmits from the oldest unacknowledged byte: the bytes are
-// still in the socket's receive queue, at peek offset 0, or (NoPeekOff) at
-// the head of the flow's ring.
+// still in the socket's receive queue, after the acknowledged ones not yet
+// discarded, or (NoPeekOff) at the head of the flow's ring.
 func (t *Table) rewind(f *conn) {
-	if !t.cfg.NoPeekOff && setInt(f.fd, unix.SOL_SOCKET, unix.SO_PEEK_OFF, 0) != 0 {
+	if !t.cfg.NoPeekOff && setInt(f.fd, unix.SOL_SOCKET, unix.SO_PEEK_OFF, f.acked) != 0 {
 		return
 	}
 	f.sndNxt = f.sndUna

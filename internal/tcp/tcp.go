@@ -255,9 +255,14 @@ type conn struct {
 	retries  int
 	dnsNext  uint8   // the next nameserver to try if this connect fails
 	sent     unacked // NoPeekOff: the bytes sent and not acknowledged
-	rto      time.Duration
-	rtoAt    time.Duration // 0: no retransmission timer
-	lastSeen time.Duration
+	// acked counts acknowledged bytes still at the head of the socket's
+	// queue, for Idle to discard (acked in send.go); inDiscards, that the
+	// flow is on Idle's list.
+	acked      int
+	inDiscards bool
+	rto        time.Duration
+	rtoAt      time.Duration // 0: no retransmission timer
+	lastSeen   time.Duration
 }
 
 // Table is the TCP flow table.
@@ -267,6 +272,7 @@ type Table struct {
 	flows       *flow.Table[conn]
 	acks        []int32 // flows owing an ACK, sent by Flush
 	rechecks    []int32 // flows whose window the timer rechecks (wndRecheck)
+	discards    []int32 // flows with acknowledged bytes to discard (Idle)
 	rtos        int     // flows with a retransmission timer
 	lastRecheck time.Duration
 	lastRTOScan time.Duration
