@@ -192,7 +192,8 @@ type Engine struct {
 	stats       Stats
 	budget      flow.Budget   // the flows of every table, against cfg.Limits.Flows
 	spin        time.Duration // cfg.BusyPoll, or its default
-	polling     bool          // the loop busy-polls (Interactive): readTap reads one frame
+	polling     bool          // the loop busy-polls (Interactive): readTap stops after a request
+	request     bool          // the frame just handled was a small TCP segment
 	pcapStopped bool          // --pcap's cap or an error stopped the recording: said once
 }
 
@@ -637,12 +638,14 @@ func (e *Engine) readTap() error {
 			return fmt.Errorf("%w: read: %v", ErrTapGone, err)
 		}
 		e.stats.RxFrames++
+		e.request = false
 		e.tapFrame(buf, n)
-		if e.polling && e.queued == nil {
-			// Request/response: frames come one at a time, and the read
-			// that would find the tap empty is a system call on the
-			// request's path. The tap is level-triggered: the poll
-			// reports the next one.
+		if e.polling && e.request && e.queued == nil {
+			// Request/response, and this frame was a request: the read
+			// that would find the tap empty is a system call on its
+			// path. The tap is level-triggered: the poll reports the next
+			// frame. Other frames (handshakes, a flood of SYNs) are read
+			// in batches.
 			return nil
 		}
 	}
@@ -733,6 +736,7 @@ func (e *Engine) handle(frame []byte, rx packet.Offload) {
 		return
 	case p.Proto == packet.ProtoTCP && p.DstMAC == e.cfg.MAC:
 		e.tcp.HandleFrame(p)
+		e.request = len(p.Payload) > 0 && len(p.Payload) <= tcp.SmallSegment
 		return
 	case p.Proto == packet.ProtoUDP && e.dns != nil && p.Dst == e.dnsAddr && p.UDP.DstPort() == 53 && p.DstMAC == e.cfg.MAC:
 		e.dns.Query(dns.Client{IP: p.Src, Port: p.UDP.SrcPort(), MAC: p.SrcMAC}, p.Payload)

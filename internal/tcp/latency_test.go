@@ -81,9 +81,9 @@ func TestAckCarriedByAnswer(t *testing.T) {
 
 		// A bulk sender's segment: acknowledged at once.
 		before = env.Sent
-		segment(&p, buf, port, nsSeq, ourSeq, packet.TCPAck, make([]byte, smallSegment+1))
+		segment(&p, buf, port, nsSeq, ourSeq, packet.TCPAck, make([]byte, SmallSegment+1))
 		tbl.HandleFrame(&p)
-		nsSeq += smallSegment + 1
+		nsSeq += SmallSegment + 1
 		tbl.Flush(true)
 		if err := ack.Decode(env.Last()); env.Sent != before+1 || err != nil || ack.TCP.Ack() != nsSeq {
 			t.Fatalf("large segment: %d frames, ack %d (want %d): %v", env.Sent-before, ack.TCP.Ack(), nsSeq, err)
@@ -266,7 +266,7 @@ func TestInteractive(t *testing.T) {
 		t.Fatal("interactive a millisecond after the last small exchange")
 	}
 	now += 2 * interactiveWindow
-	tbl.moved(smallSegment+1, now)
+	tbl.moved(SmallSegment+1, now)
 	tbl.moved(1, now)
 	if tbl.Interactive(now) {
 		t.Fatal("interactive during bulk traffic")

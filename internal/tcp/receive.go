@@ -188,7 +188,7 @@ func (t *Table) data(idx int32, f *conn, seq uint32, payload []byte, fin bool) b
 			}
 			fin = fin && len(f.ooo) == 0 && !f.sendBlocked
 		}
-		t.queueAckHold(idx, f, !f.sendBlocked && len(payload) <= smallSegment)
+		t.queueAckHold(idx, f, !f.sendBlocked && len(payload) <= SmallSegment)
 	}
 	if fin {
 		unix.Shutdown(f.fd, unix.SHUT_WR)
@@ -257,9 +257,10 @@ func (t *Table) drainOOO(f *conn) bool {
 	return true
 }
 
-// smallSegment is the largest segment whose ACK Flush may hold back: a
-// request, not a bulk sender's data, whose ACKs clock it.
-const smallSegment = 1024
+// SmallSegment is the largest segment whose ACK Flush may hold back: a
+// request, not a bulk sender's data, whose ACKs clock it. The engine reads
+// the tap one request at a time while it polls.
+const SmallSegment = 1024
 
 // queueAck owes the namespace an ACK, sent by Flush.
 func (t *Table) queueAck(idx int32, f *conn) { t.queueAckHold(idx, f, false) }
@@ -283,7 +284,7 @@ func (t *Table) queueAckHold(idx int32, f *conn, small bool) {
 // many segments it received.
 //
 // With hold, it keeps back an ACK owed only for small segments
-// (smallSegment), or for a FIN, for up to Config.AckHold: the namespace's
+// (SmallSegment), or for a FIN, for up to Config.AckHold: the namespace's
 // request is typically answered within tens of microseconds, and the
 // answer (or the host's FIN) then carries the ACK, which saves a frame each
 // way and the namespace's kernel the work of one. A bulk sender's

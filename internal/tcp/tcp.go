@@ -285,7 +285,7 @@ type Table struct {
 	cookieSeed    maphash.Seed
 	lastCookie    time.Duration // when a SYN cookie was last sent (0: never)
 	sackBuf       [4]packet.SACKBlock
-	// lastSmall and lastBulk are when payload of at most smallSegment
+	// lastSmall and lastBulk are when payload of at most SmallSegment
 	// bytes, and of more, last went either way (Interactive).
 	lastSmall, lastBulk time.Duration
 	sweep               flow.Sweep
@@ -331,7 +331,7 @@ func (t *Table) Interactive(now time.Duration) bool {
 
 // moved notes n bytes of payload moved either way at now, for Interactive.
 func (t *Table) moved(n int, now time.Duration) {
-	if n <= smallSegment {
+	if n <= SmallSegment {
 		t.lastSmall = now
 	} else {
 		t.lastBulk = now
