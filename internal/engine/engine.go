@@ -509,7 +509,8 @@ const DefaultBusyPoll = 100 * time.Microsecond
 // another thread when the loop has polled long enough.
 func (e *Engine) busyPoll(events []unix.EpollEvent, until time.Duration) (int, error) {
 	for monotime() < until {
-		r, _, errno := unix.RawSyscall6(unix.SYS_EPOLL_WAIT, uintptr(e.ep), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), 0, 0, 0)
+		// epoll_pwait with no signal mask: every architecture has it.
+		r, _, errno := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(e.ep), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), 0, 0, 0)
 		if errno != 0 {
 			return 0, errno
 		}
@@ -619,7 +620,8 @@ func (e *Engine) logf(format string, args ...any) {
 // them are sent (one sendmmsg a flow): each frame keeps its buffer until then.
 const readBuffers = 32
 
-// readTap handles up to batch queued frames.
+// readTap handles up to batch queued frames; while the loop busy-polls,
+// it stops after a request.
 func (e *Engine) readTap() error {
 	defer e.flush()
 	for i := 0; i < batch; i++ {
