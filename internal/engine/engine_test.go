@@ -96,28 +96,46 @@ func (p *peer) send(frame []byte) {
 	}
 }
 
-// recv returns the next frame from the engine, or nil after timeout.
-func (p *peer) recv(timeout time.Duration) *packet.Parsed {
+// read returns the next frame from the engine and its vnet header, or
+// nil after timeout.
+func (p *peer) read(timeout time.Duration) (hdr, frame []byte) {
 	p.t.Helper()
 	fds := []unix.PollFd{{Fd: int32(p.fd), Events: unix.POLLIN}}
 	if n, _ := unix.Poll(fds, int(timeout/time.Millisecond)); n == 0 {
-		return nil
+		return nil, nil
 	}
 	buf := make([]byte, tapdev.VnetHdrLen+tapdev.MaxFrame)
 	n, err := unix.Read(p.fd, buf)
 	if err != nil {
 		p.t.Fatal(err)
 	}
-	for _, b := range buf[:tapdev.VnetHdrLen] {
-		if b != 0 {
-			p.t.Fatalf("vnet header not zeroed: %x", buf[:tapdev.VnetHdrLen])
-		}
-	}
+	return buf[:tapdev.VnetHdrLen], buf[tapdev.VnetHdrLen:n]
+}
+
+// decode parses a frame the engine sent.
+func (p *peer) decode(frame []byte) *packet.Parsed {
+	p.t.Helper()
 	var parsed packet.Parsed
-	if err := parsed.Decode(buf[tapdev.VnetHdrLen:n]); err != nil {
+	if err := parsed.Decode(frame); err != nil {
 		p.t.Fatalf("engine sent an undecodable frame: %v", err)
 	}
 	return &parsed
+}
+
+// recv returns the next frame from the engine, which must come with a
+// zeroed vnet header, or nil after timeout.
+func (p *peer) recv(timeout time.Duration) *packet.Parsed {
+	p.t.Helper()
+	hdr, frame := p.read(timeout)
+	if hdr == nil {
+		return nil
+	}
+	for _, b := range hdr {
+		if b != 0 {
+			p.t.Fatalf("vnet header not zeroed: %x", hdr)
+		}
+	}
+	return p.decode(frame)
 }
 
 func arpRequest(target packet.Addr) []byte {

@@ -55,20 +55,14 @@ func rrServer(t *testing.T, serve func(fd int)) uint16 {
 // namespace's kernel would), or nil after timeout.
 func (p *peer) recvSeg(timeout time.Duration) *packet.Parsed {
 	p.t.Helper()
-	fds := []unix.PollFd{{Fd: int32(p.fd), Events: unix.POLLIN}}
-	if n, _ := unix.Poll(fds, int(timeout/time.Millisecond)); n == 0 {
+	hdr, frame := p.read(timeout)
+	if hdr == nil {
 		return nil
 	}
-	buf := make([]byte, tapdev.VnetHdrLen+tapdev.MaxFrame)
-	n, err := unix.Read(p.fd, buf)
-	if err != nil {
-		p.t.Fatal(err)
-	}
 	var vh tapdev.VirtioNetHdr
-	if err := vh.Decode(buf[:tapdev.VnetHdrLen]); err != nil {
+	if err := vh.Decode(hdr); err != nil {
 		p.t.Fatal(err)
 	}
-	frame := buf[tapdev.VnetHdrLen:n]
 	o, err := vh.Offload(len(frame))
 	if err == nil {
 		err = o.Complete(frame)
@@ -76,11 +70,7 @@ func (p *peer) recvSeg(timeout time.Duration) *packet.Parsed {
 	if err != nil {
 		p.t.Fatalf("engine sent a bad vnet header: %v", err)
 	}
-	var parsed packet.Parsed
-	if err := parsed.Decode(frame); err != nil {
-		p.t.Fatalf("engine sent an undecodable frame: %v", err)
-	}
-	return &parsed
+	return p.decode(frame)
 }
 
 // handshake opens a connection from the namespace to the gateway's port
