@@ -286,7 +286,8 @@ func New(tap Tap, cfg Config) (*Engine, error) {
 		GSO: h == tapdev.VnetHdrLen,
 		// A small segment's ACK waits for the answer only while the
 		// loop polls for it.
-		AckHold: max(e.spin, 0),
+		AckHold:    max(e.spin, 0),
+		DelayedAck: tcp.DefaultDelayedAck,
 	}, &protoEnv{e, tokenTCP})
 	e.udp = udp.New(udp.Config{
 		GatewayMAC: cfg.MAC,

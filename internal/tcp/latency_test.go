@@ -26,7 +26,7 @@ func waitReadable(t *testing.T, fd int) {
 // TestAckCarriedByAnswer: the ACK of a small request is held while the
 // engine polls, and the answer carries it: one frame to the namespace for
 // the exchange, not two. Without an answer it goes once AckHold has passed;
-// a large segment's goes at once.
+// a large segment's goes at once (with no DelayedAck: TestDelayedAck).
 func TestAckCarriedByAnswer(t *testing.T) {
 	sendPaths(t, func(t *testing.T, noPeekOff bool) {
 		tbl, env, srv, nsSeq, ourSeq := establishedWith(t, Config{GatewayMAC: gwMAC, NAT: testNAT, MTU: 1500, NoPeekOff: noPeekOff, AckHold: testHold})
@@ -79,7 +79,7 @@ func TestAckCarriedByAnswer(t *testing.T) {
 			t.Fatalf("after AckHold: %d frames, ack %d (want %d): %v", env.Sent-before, ack.TCP.Ack(), nsSeq, err)
 		}
 
-		// A bulk sender's segment: acknowledged at once.
+		// A bulk sender's segment: acknowledged at once (DelayedAck is 0).
 		before = env.Sent
 		segment(&p, buf, port, nsSeq, ourSeq, packet.TCPAck, make([]byte, SmallSegment+1))
 		tbl.HandleFrame(&p)

@@ -188,13 +188,22 @@ func (t *Table) data(idx int32, f *conn, seq uint32, payload []byte, fin bool) b
 			}
 			fin = fin && len(f.ooo) == 0 && !f.sendBlocked
 		}
-		t.queueAckHold(idx, f, !f.sendBlocked && len(payload) <= SmallSegment)
+		f.rcvMSS = max(f.rcvMSS, len(payload))
+		kind := ackNow
+		switch {
+		case f.sendBlocked || len(f.ooo) > 0:
+		case len(payload) <= SmallSegment:
+			kind = ackHeld
+		case int(f.rcvNxt-f.ackedTo) <= f.rcvMSS:
+			kind = ackDelayed
+		}
+		t.queueAckKind(idx, f, kind)
 	}
 	if fin {
 		unix.Shutdown(f.fd, unix.SHUT_WR)
 		f.rcvNxt++
 		f.nsFin = true
-		t.queueAckHold(idx, f, true) // the host's FIN may carry it
+		t.queueAckKind(idx, f, ackHeld) // the host's FIN may carry it
 	}
 	return false
 }
@@ -257,21 +266,38 @@ func (t *Table) drainOOO(f *conn) bool {
 	return true
 }
 
-// SmallSegment is the largest segment whose ACK Flush may hold back: a
-// request, not a bulk sender's data, whose ACKs clock it. The engine reads
-// the tap one request at a time while it polls.
+// SmallSegment is the largest segment whose ACK Flush may hold back for
+// the answer: a request, not a bulk sender's data, whose ACKs clock it.
+// The engine reads the tap one request at a time while it polls.
 const SmallSegment = 1024
 
-// queueAck owes the namespace an ACK, sent by Flush.
-func (t *Table) queueAck(idx int32, f *conn) { t.queueAckHold(idx, f, false) }
+// ackKind says how long Flush may keep an owed ACK back.
+type ackKind uint8
 
-// queueAckHold owes the namespace an ACK that Flush may hold back if
-// small (see Flush), if every segment it acknowledges is.
-func (t *Table) queueAckHold(idx int32, f *conn, small bool) {
+const (
+	// ackNow: at the end of the batch. Gaps, probes, bytes refused, and
+	// a second segment since the last ACK.
+	ackNow ackKind = iota
+	// ackDelayed: at most one segment came since the last ACK (RFC 1122
+	// 4.2.3.2, RFC 9293 3.8.6.3): up to Config.DelayedAck, for the next
+	// segment, or data to the namespace, to carry it. A sender with
+	// two segments in flight never waits for it.
+	ackDelayed
+	// ackHeld: only small segments (SmallSegment) or a FIN: while the
+	// engine polls for the answer, up to Config.AckHold.
+	ackHeld
+)
+
+// queueAck owes the namespace an ACK, sent by Flush at the batch's end.
+func (t *Table) queueAck(idx int32, f *conn) { t.queueAckKind(idx, f, ackNow) }
+
+// queueAckKind owes the namespace an ACK that Flush may keep back as kind
+// allows, if every segment it acknowledges allows it.
+func (t *Table) queueAckKind(idx int32, f *conn, kind ackKind) {
 	if !f.ackPending {
-		f.ackSmall, f.ackSince = small, t.env.Now()
+		f.ackKind, f.ackSince = kind, t.env.Now()
 	} else {
-		f.ackSmall = f.ackSmall && small
+		f.ackKind = min(f.ackKind, kind)
 	}
 	f.ackPending = true
 	if !f.inAckList {
@@ -283,16 +309,24 @@ func (t *Table) queueAckHold(idx int32, f *conn, small bool) {
 // Flush sends the ACKs owed after a batch of frames: one per flow, however
 // many segments it received.
 //
-// With hold, it keeps back an ACK owed only for small segments
-// (SmallSegment), or for a FIN, for up to Config.AckHold: the namespace's
+// Two kinds wait. An ACK owed only for small segments (SmallSegment), or
+// for a FIN, waits with hold for up to Config.AckHold: the namespace's
 // request is typically answered within tens of microseconds, and the
 // answer (or the host's FIN) then carries the ACK, which saves a frame each
-// way and the namespace's kernel the work of one. A bulk sender's
-// segments are acknowledged at once, as are gaps, probes and a window
-// shut. The engine flushes without hold before it sleeps, so a held
-// ACK waits only while the loop polls for the answer.
+// way and the namespace's kernel the work of one. The engine flushes
+// without hold before it sleeps, so such an ACK waits only while the loop
+// polls for the answer.
+//
+// An ACK owed for one larger segment waits, hold or not, for up to
+// Config.DelayedAck (NextTimer says when): the next segment then shares it,
+// as a delayed ACK does (a receiver acknowledges at least every second
+// full-sized segment). A bulk sender thus gets half the ACKs, each of which
+// costs its kernel an interrupt and a pass through its stack: under TCG,
+// a VM's sending rate. Its window stays open all the while.
+//
+// Gaps, probes, bytes refused and a second segment are acknowledged at
+// once.
 func (t *Table) Flush(hold bool) {
-	hold = hold && t.cfg.AckHold > 0
 	now := time.Duration(0)
 	kept := t.acks[:0]
 	for _, idx := range t.acks {
@@ -301,11 +335,20 @@ func (t *Table) Flush(hold bool) {
 			f.inAckList = false
 			continue
 		}
-		if hold && f.ackSmall {
+		wait := time.Duration(0)
+		switch f.ackKind {
+		case ackHeld:
+			if hold {
+				wait = t.cfg.AckHold
+			}
+		case ackDelayed:
+			wait = t.cfg.DelayedAck
+		}
+		if wait > 0 {
 			if now == 0 {
 				now = t.env.Now()
 			}
-			if now-f.ackSince < t.cfg.AckHold {
+			if now-f.ackSince < wait {
 				kept = append(kept, idx)
 				continue
 			}
@@ -317,6 +360,20 @@ func (t *Table) Flush(hold bool) {
 		}
 	}
 	t.acks = kept
+}
+
+// nextAck returns when the first delayed ACK is due (0: none waits).
+func (t *Table) nextAck() time.Duration {
+	next := time.Duration(0)
+	for _, idx := range t.acks {
+		f := t.flows.At(idx)
+		if f.ackPending && f.ackKind == ackDelayed {
+			if at := f.ackSince + t.cfg.DelayedAck; next == 0 || at < next {
+				next = at
+			}
+		}
+	}
+	return next
 }
 
 // Held reports whether Flush kept ACKs back.

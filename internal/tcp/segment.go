@@ -36,7 +36,7 @@ func (t *Table) frame(c *conn, buf []byte, flags packet.TCPFlags, seq uint32, op
 	seg := packet.TCP(buf[tcpOff : tcpOff+l4])
 	if opts {
 		seg.SetSynOptions(packet.SynOptions{
-			MSS:       uint16(min(t.cfg.MTU-packet.IPv4Len-packet.TCPLen, 65535)),
+			MSS:       t.ourMSS(),
 			HasWScale: c.wscale,
 			WScale:    ourWScale,
 			SACKPerm:  c.sack,
@@ -47,9 +47,28 @@ func (t *Table) frame(c *conn, buf []byte, flags packet.TCPFlags, seq uint32, op
 	seg.Encode(&packet.TCPFields{
 		SrcPort: c.key.DstPort, DstPort: c.key.NSPort, Seq: seq, Ack: c.rcvNxt, Flags: flags, Window: wnd, HeaderLen: th,
 	})
-	c.lastAdv = wnd
+	c.lastAdv, c.ackedTo = wnd, c.rcvNxt
 	return tcpOff + l4
 }
+
+// ourMSS returns the MSS nsgate offers the namespace: the MTU's, rounded
+// down to whole pages above one page, as passt offers. A sender without
+// scatter-gather (a VM's virtio-net on a socket: no offloads) builds each
+// segment in one linear buffer, and 65,480 bytes of payload and headers
+// need a 128 KiB allocation where 61,440 fit in 64 KiB: bench-vm's
+// VM→host went from 0.86× to 0.98× passt's with this alone. A tap's
+// super-frames carry one segment either way.
+func (t *Table) ourMSS() uint16 {
+	mss := min(t.cfg.MTU-packet.IPv4Len-packet.TCPLen, 65535)
+	if mss > pageSize {
+		mss &^= pageSize - 1
+	}
+	return uint16(mss)
+}
+
+// pageSize is the page size the rounding in ourMSS assumes: x86's and most
+// others' (a larger page makes the rounding merely less useful).
+const pageSize = 4096
 
 // sackBlocks describes the out-of-order data kept: contiguous segments
 // merged into ranges, the range holding the latest arrival first (RFC 2018),

@@ -64,6 +64,14 @@
 //     request/response (Interactive): waking costs more than the answer
 //     takes to come.
 //
+// Bulk senders. What a sender pays per segment and per ACK matters most
+// where the sender is slow: a VM under TCG, whose rate is its CPU's. So
+// nsgate offers an MSS in whole pages (ourMSS: 61,440 at MTU 65520, as
+// passt offers), which a sender without scatter-gather builds in a 64 KiB
+// buffer rather than a 128 KiB one, and it acknowledges every second
+// segment, as a receiver's delayed ACK does (Flush, Config.DelayedAck), not
+// every one. make bench-vm, VM → host: 0.86× passt before, 1.03× after.
+//
 // Like any receiver, nsgate keeps segments that arrive beyond a gap (loss or
 // reordering on the tap leg) and tells the namespace about them with SACK,
 // so that recovery takes a round trip, not a retransmission timeout. That
@@ -100,8 +108,8 @@
 //	wndRecheck             EPOLLOUT came, window still shut      the timer finds it open
 //	outArmed               EPOLLOUT set in the interest          EPOLLOUT fired
 //	ackPending, inAckList  an ACK is owed                        Flush, or any ACK sent
-//	ackSmall               the ACK owed is for small segments:   the ACK sent, or a large
-//	                       Flush may hold it for the answer      segment
+//	ackKind held, delayed  the ACK owed is for small segments,   the ACK sent, or a segment
+//	                       or for one segment: Flush may wait    that needs one at once
 //	ooo                    a segment arrived beyond a gap        the gap fills (drainOOO)
 //	sack, wscale           the SYN (or SYN-ACK) offered them     never
 //	inbound                Accept opened the connection          never
@@ -159,6 +167,9 @@ type Config struct {
 	// AckHold is how long Flush(true) may keep back the ACK of a small
 	// segment, for the answer to carry it (0: never).
 	AckHold time.Duration
+	// DelayedAck is how long Flush may keep back the ACK of a single
+	// segment, for the next one to share it (0: never; see Flush).
+	DelayedAck time.Duration
 	// GSO lets data to the namespace go in super-frames of up to 64 KiB,
 	// marked for segmentation at the connection's MSS (TSO the other way
 	// round): a tap with a vnet header takes them, a VM's socket does not.
@@ -168,7 +179,8 @@ type Config struct {
 // Defaults.
 const (
 	DefaultMaxFlows    = 65536
-	DefaultIdleTimeout = 2 * time.Hour    // established, no traffic either way
+	DefaultIdleTimeout = 2 * time.Hour // established, no traffic either way
+	DefaultDelayedAck  = 5 * time.Millisecond
 	closingTimeout     = 60 * time.Second // handshakes and closes that stall
 	rtoMin             = 200 * time.Millisecond
 	rtoMax             = 60 * time.Second
@@ -229,8 +241,10 @@ type conn struct {
 	dropped     bool   // bytes were refused and must be retransmitted by the namespace
 	ackPending  bool
 	inAckList   bool
-	ackSmall    bool          // the ACK owed is for small segments only: Flush may hold it
+	ackKind     ackKind       // how long Flush may keep the ACK owed back
 	ackSince    time.Duration // when the ACK owed became owed
+	ackedTo     uint32        // the acknowledgment number last sent
+	rcvMSS      int           // the largest payload the namespace has sent: its segment size
 	inbound     bool          // a forwarded connection: nsgate sent the SYN
 	half        bool          // counted as half-open (budget.go)
 	cookie      bool          // opened by a SYN cookie's ACK: established once connect() completes (cookie.go)

@@ -109,7 +109,7 @@ func establishedWith(t *testing.T, cfg Config) (tbl *Table, env *flowtest.Env, s
 	if synack.TCP.Ack() != nsSeq+1 {
 		t.Fatalf("SYN-ACK acks %d, want %d", synack.TCP.Ack(), nsSeq+1)
 	}
-	if o := synack.TCP.SynOptions(); o != (packet.SynOptions{MSS: 1460, HasMSS: true, WScale: ourWScale, HasWScale: true, SACKPerm: true}) {
+	if o := synack.TCP.SynOptions(); o != (packet.SynOptions{MSS: tbl.ourMSS(), HasMSS: true, WScale: ourWScale, HasWScale: true, SACKPerm: true}) {
 		t.Fatalf("SYN-ACK options: %+v", o)
 	}
 	nsSeq++

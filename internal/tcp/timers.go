@@ -63,6 +63,9 @@ func (t *Table) NextTimer() time.Duration {
 	if t.rtos > 0 {
 		at(t.lastRTOScan + rtoPeriod)
 	}
+	if a := t.nextAck(); a != 0 {
+		at(a)
+	}
 	return next
 }
 

@@ -89,6 +89,7 @@ func (p *Port) Accept() error {
 			unix.Close(fd)
 			return ErrBusy
 		}
+		growBuffers(fd)
 		p.conn, p.since = fd, time.Now()
 		return nil
 	}
@@ -101,7 +102,7 @@ func (p *Port) Hangup() {
 	}
 	p.conn = -1
 	p.rstart, p.rend, p.wstart, p.wend = 0, 0, 0, 0
-	p.readClosed, p.spoke = false, false
+	p.readClosed, p.spoke, p.drained = false, false, false
 }
 
 // Close hangs up, closes the listening socket and removes its file.

@@ -135,8 +135,13 @@ type Port struct {
 	wstart     int
 	wend       int
 	readClosed bool
-	spoke      bool      // the peer sent a byte on this connection
-	since      time.Time // when the connection was accepted
+	// drained: the last read came back short, so the socket was empty
+	// then. The next Read that finds no whole frame says EAGAIN without
+	// a read that would find it empty again; epoll (level-triggered)
+	// reports what arrived since.
+	drained bool
+	spoke   bool      // the peer sent a byte on this connection
+	since   time.Time // when the connection was accepted
 }
 
 func newPort(ln, conn int) *Port {
@@ -162,9 +167,22 @@ func FromConn(fd int) (*Port, error) {
 		return nil, fmt.Errorf("--fd %d: set non-blocking: %w", fd, err)
 	}
 	unix.CloseOnExec(fd)
+	growBuffers(fd)
 	p := newPort(-1, fd)
 	p.since = time.Now()
 	return p, nil
+}
+
+// growBuffers asks for socket buffers as large as the send queue, which
+// the kernel caps at net.core.wmem_max and rmem_max (passt asks the same).
+// A stream socket's send buffer is what may be in flight to qemu: at the
+// default 208 KiB, a window's worth of frames to the VM (up to a dozen of
+// 64 KiB) meets EAGAIN and waits for EPOLLOUT halfway, while qemu could
+// already be filling the guest's ring with the rest. Best effort: the
+// defaults work, only slower.
+func growBuffers(fd int) {
+	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, sendQueueLen)
+	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, sendQueueLen)
 }
 
 // Fd returns the connection's descriptor, or -1 while no VM is connected.
@@ -175,7 +193,9 @@ func (p *Port) Headroom() int { return HeaderLen }
 
 // Read copies the next frame into buf after the headroom and returns its
 // length; buf holds HeaderLen+MaxFrame bytes, as the engine's buffers do.
-// It returns unix.EAGAIN when no whole frame is in, io.EOF when the VM
+// It returns unix.EAGAIN when no whole frame is in (without reading again
+// if the last read found the socket drained: one read per batch, not two),
+// io.EOF when the VM
 // closed the connection between frames, ErrSilent when a probe did, and a
 // *FrameError when the VM broke the framing.
 func (p *Port) Read(buf []byte) (int, error) {
@@ -197,6 +217,10 @@ func (p *Port) Read(buf []byte) (int, error) {
 		if p.readClosed {
 			return 0, p.eof()
 		}
+		if p.drained {
+			p.drained = false
+			return 0, unix.EAGAIN
+		}
 		if p.rstart > 0 { // make room after a partial frame
 			p.rend = copy(p.rbuf, p.rbuf[p.rstart:p.rend])
 			p.rstart = 0
@@ -211,6 +235,7 @@ func (p *Port) Read(buf []byte) (int, error) {
 			p.readClosed = true
 			return 0, p.eof()
 		}
+		p.drained = p.rend+n < len(p.rbuf)
 		p.rend += n
 		p.spoke = true
 	}

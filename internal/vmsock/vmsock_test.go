@@ -158,6 +158,45 @@ func TestReadFrames(t *testing.T) {
 	}
 }
 
+// TestReadOncePerBatch: a read that came back short found the socket
+// drained, so the Read after the frames it brought says EAGAIN without
+// reading again (epoll, level-triggered, reports what came since); the
+// Read after that reads. A read that filled the buffer says nothing of
+// the kind.
+func TestReadOncePerBatch(t *testing.T) {
+	p, vm := pair(t)
+	buf := make([]byte, HeaderLen+MaxFrame)
+	write(t, vm, framed(frameOf(60, 1)))
+	if got, err := readFrame(t, p); err != nil || !bytes.Equal(got, frameOf(60, 1)) {
+		t.Fatalf("first frame: %d bytes, %v", len(got), err)
+	}
+	write(t, vm, framed(frameOf(60, 2)))
+	if n, err := p.Read(buf); err != unix.EAGAIN {
+		t.Fatalf("Read after a short read: %d, %v; want EAGAIN without a read", n, err)
+	}
+	if n, err := p.Read(buf); err != nil || !bytes.Equal(buf[HeaderLen:HeaderLen+n], frameOf(60, 2)) {
+		t.Fatalf("the next Read: %d bytes, %v; want the second frame", n, err)
+	}
+	if n, err := p.Read(buf); err != unix.EAGAIN {
+		t.Fatalf("Read after the second frame: %d, %v; want EAGAIN", n, err)
+	}
+
+	// A read that fills the buffer: the rest is read at once, with no
+	// EAGAIN (and no wait for epoll) in between.
+	p.rbuf = p.rbuf[:8192]
+	frames := [][]byte{frameOf(3000, 3), frameOf(3000, 4), frameOf(3000, 5)}
+	write(t, vm, framed(frames...)) // 9012 bytes, all in the socket now
+	for i, want := range frames {
+		n, err := p.Read(buf)
+		if err != nil || !bytes.Equal(buf[HeaderLen:HeaderLen+n], want) {
+			t.Fatalf("frame %d after a full read: %d bytes, %v", i, n, err)
+		}
+	}
+	if n, err := p.Read(buf); err != unix.EAGAIN {
+		t.Fatalf("Read after the last frame: %d, %v; want EAGAIN", n, err)
+	}
+}
+
 // TestBuffered: frames left behind in the buffer are reported, since epoll
 // cannot see them.
 func TestBuffered(t *testing.T) {
