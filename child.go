@@ -45,6 +45,11 @@ func openTap(req nsenter.Request, quiet bool) (int, error) {
 	if err == nil && req.MAC != "" {
 		p.MAC, err = net.ParseMAC(req.MAC)
 	}
+	if err == nil && req.Prefix6 != "" {
+		if p.Prefix6, err = netip.ParsePrefix(req.Prefix6); err == nil {
+			p.Router6, err = netip.ParseAddr(req.Router6)
+		}
+	}
 	if err == nil {
 		err = netconf.Configure(p)
 	}

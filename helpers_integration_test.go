@@ -71,11 +71,11 @@ func dialTCP(addr string, mss int) (net.Conn, error) {
 			return serr
 		}
 	}
-	return d.Dial("tcp4", addr)
+	return d.Dial("tcp", addr)
 }
 
 func listen(addr string) net.Listener {
-	l, err := net.Listen("tcp4", addr)
+	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		fmt.Println("error", err)
 		os.Exit(1)
@@ -115,7 +115,7 @@ func runHelper(args []string) int {
 			return rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 1<<20) })
 		}}
 		for i := 0; i < conns; i++ {
-			c, err := d.Dial("tcp4", args[1])
+			c, err := d.Dial("tcp", args[1])
 			if err != nil {
 				return fail(fmt.Errorf("connection %d: %w", i, err))
 			}
@@ -154,7 +154,7 @@ func runHelper(args []string) int {
 		held := make([]net.Conn, flows) // every flow stays open to the end
 		buf := make([]byte, 64)
 		for i := 0; i < flows; i++ {
-			c, err := net.Dial("udp4", args[1])
+			c, err := net.Dial("udp", args[1])
 			if err != nil {
 				return fail(fmt.Errorf("flow %d: %w", i, err))
 			}
@@ -216,7 +216,7 @@ func runHelper(args []string) int {
 	case "usosend": // usosend ADDR SEG COUNT: COUNT datagrams of SEG bytes in one UDP_SEGMENT write
 		seg, _ := strconv.Atoi(args[2])
 		count, _ := strconv.Atoi(args[3])
-		c, err := net.Dial("udp4", args[1])
+		c, err := net.Dial("udp", args[1])
 		if err != nil {
 			return fail(err)
 		}
@@ -237,7 +237,7 @@ func runHelper(args []string) int {
 	case "udpcount": // udpcount LISTEN SEG COUNT: receive COUNT datagrams of SEG bytes, datagram i all bytes i
 		seg, _ := strconv.Atoi(args[2])
 		count, _ := strconv.Atoi(args[3])
-		pc, err := net.ListenPacket("udp4", args[1])
+		pc, err := net.ListenPacket("udp", args[1])
 		if err != nil {
 			return fail(err)
 		}
@@ -290,7 +290,7 @@ func runHelper(args []string) int {
 		errs := make(chan error, conns)
 		open := make([]net.Conn, conns)
 		for i := range open { // all open at once before any data moves
-			c, err := net.DialTimeout("tcp4", args[1], 20*time.Second)
+			c, err := net.DialTimeout("tcp", args[1], 20*time.Second)
 			if err != nil {
 				return fail(fmt.Errorf("connection %d: %w", i, err))
 			}
@@ -323,7 +323,7 @@ func runHelper(args []string) int {
 		fmt.Println("ok", conns)
 	case "dial": // dial ADDR: report how connecting ends
 		start := time.Now()
-		c, err := net.DialTimeout("tcp4", args[1], 10*time.Second)
+		c, err := net.DialTimeout("tcp", args[1], 10*time.Second)
 		if err == nil {
 			c.Close()
 		}
@@ -336,7 +336,7 @@ func runHelper(args []string) int {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				if c, err := net.DialTimeout("tcp4", args[1], time.Second); err == nil {
+				if c, err := net.DialTimeout("tcp", args[1], time.Second); err == nil {
 					ok.Add(1)
 					c.Close()
 				}
@@ -354,7 +354,7 @@ func runHelper(args []string) int {
 		c.Close()
 		fmt.Println("reset")
 	case "expectreset": // expectreset ADDR: write until the connection fails
-		c, err := net.DialTimeout("tcp4", args[1], 10*time.Second)
+		c, err := net.DialTimeout("tcp", args[1], 10*time.Second)
 		if err != nil {
 			return fail(err)
 		}
@@ -379,7 +379,7 @@ func runHelper(args []string) int {
 		c.Close()
 		fmt.Println(n, sum)
 	case "halfclose": // halfclose ADDR N: send, shut down writing, read the answer
-		c, err := net.DialTimeout("tcp4", args[1], 10*time.Second)
+		c, err := net.DialTimeout("tcp", args[1], 10*time.Second)
 		if err != nil {
 			return fail(err)
 		}
@@ -402,7 +402,7 @@ func runHelper(args []string) int {
 		var c net.Conn
 		var err error
 		if args[0] == "blast" {
-			c, err = net.DialTimeout("tcp4", args[1], 10*time.Second)
+			c, err = net.DialTimeout("tcp", args[1], 10*time.Second)
 		} else {
 			c, err = listen(args[1]).Accept()
 		}
@@ -424,7 +424,7 @@ func runHelper(args []string) int {
 		if args[0] == "drain" {
 			c, err = listen(args[1]).Accept()
 		} else {
-			c, err = net.DialTimeout("tcp4", args[1], 10*time.Second)
+			c, err = net.DialTimeout("tcp", args[1], 10*time.Second)
 		}
 		if err != nil {
 			return fail(err)
@@ -454,7 +454,7 @@ func runHelper(args []string) int {
 		c.Close()
 		fmt.Println(c.RemoteAddr().(*net.TCPAddr).IP)
 	case "udppeer": // udppeer LISTEN: echo one datagram, print its source address
-		pc, err := net.ListenPacket("udp4", args[1])
+		pc, err := net.ListenPacket("udp", args[1])
 		if err != nil {
 			return fail(err)
 		}
@@ -467,7 +467,7 @@ func runHelper(args []string) int {
 		pc.WriteTo(buf[:n], from)
 		fmt.Println(from.(*net.UDPAddr).IP)
 	case "readreset": // readreset ADDR: connect, read until the connection ends
-		c, err := net.DialTimeout("tcp4", args[1], 10*time.Second)
+		c, err := net.DialTimeout("tcp", args[1], 10*time.Second)
 		if err != nil {
 			fmt.Println(errName(err))
 			return 0
@@ -476,7 +476,7 @@ func runHelper(args []string) int {
 		_, err = c.Read(make([]byte, 1))
 		fmt.Println(errName(err))
 	case "udpecho": // udpecho LISTEN: echo datagrams
-		pc, err := net.ListenPacket("udp4", args[1])
+		pc, err := net.ListenPacket("udp", args[1])
 		if err != nil {
 			return fail(err)
 		}
@@ -496,7 +496,7 @@ func runHelper(args []string) int {
 		errs := make(chan error, flows)
 		var wg sync.WaitGroup
 		for i := 0; i < flows; i++ {
-			c, err := net.Dial("udp4", args[1])
+			c, err := net.Dial("udp", args[1])
 			if err != nil {
 				return fail(err)
 			}
@@ -516,7 +516,7 @@ func runHelper(args []string) int {
 		}
 		fmt.Println("ok", flows*count)
 	case "udprefused": // udprefused ADDR: send, report the ICMP error that comes back
-		c, err := net.Dial("udp4", args[1])
+		c, err := net.Dial("udp", args[1])
 		if err != nil {
 			return fail(err)
 		}
@@ -532,7 +532,7 @@ func runHelper(args []string) int {
 		_, err = c.Read(make([]byte, 10))
 		fmt.Println(errName(err), time.Since(start).Milliseconds())
 	case "rr": // rr ADDR N: N one-byte round trips on one connection
-		c, err := net.DialTimeout("tcp4", args[1], 10*time.Second)
+		c, err := net.DialTimeout("tcp", args[1], 10*time.Second)
 		if err != nil {
 			return fail(err)
 		}
@@ -552,7 +552,7 @@ func runHelper(args []string) int {
 		n, _ := strconv.Atoi(args[2])
 		b := []byte{1}
 		for i := 0; i < n; i++ {
-			c, err := net.DialTimeout("tcp4", args[1], 10*time.Second)
+			c, err := net.DialTimeout("tcp", args[1], 10*time.Second)
 			if err != nil {
 				return fail(err)
 			}

@@ -78,9 +78,6 @@ func run(args []string) int {
 		logger.Printf("--fd %d is not open: pass the VM's connected socket", cfg.SocketFD)
 		return 1
 	}
-	if cfg.EnableIPv6 {
-		logger.Print("--enable-ipv6: IPv6 is not served by this version; running IPv4 only")
-	}
 	// One clear error for a kernel below the floor, not failures later.
 	if err := kernel.Check(); err != nil {
 		logger.Print(err)

@@ -86,6 +86,9 @@ func request(cfg *config.Config) nsenter.Request {
 		if cfg.MACSet {
 			r.MAC = cfg.MAC.String()
 		}
+		if cfg.EnableIPv6 {
+			r.Prefix6, r.Router6 = cfg.Net6.Prefix.String(), cfg.Net6.LinkLocal.String()
+		}
 	}
 	return r
 }
@@ -188,6 +191,8 @@ func serve(cfg *config.Config, dev frameDevice, stops []stopFD, p *prepared, sta
 	}
 	ecfg := engine.Config{
 		Net:        cfg.Net,
+		IPv6:       cfg.EnableIPv6,
+		Net6:       cfg.Net6,
 		MTU:        cfg.MTU,
 		DisableDNS: cfg.DisableDNS,
 		NameServer: cfg.DNS,
@@ -201,10 +206,7 @@ func serve(cfg *config.Config, dev frameDevice, stops []stopFD, p *prepared, sta
 	if !ecfg.Kernel.TCPPeekOff && started == nil { // spawn mode stays quiet
 		logger.Printf("TCP sockets here lack SO_PEEK_OFF (Linux 6.9; or %s=1): host data is copied until the namespace acknowledges it", kernel.NoPeekOffEnv)
 	}
-	ecfg.Outbound = cfg.OutboundAddr
-	if cfg.OutboundAddr6.IsValid() {
-		logger.Printf("--outbound-addr6 %s: IPv6 is not served by this version; the address is unused", cfg.OutboundAddr6)
-	}
+	ecfg.Outbound, ecfg.Outbound6 = cfg.OutboundAddr, cfg.OutboundAddr6
 	if _, ok := dev.(*tapdev.Device); ok {
 		if mac, err := tapdev.HardwareAddr(dev.Fd()); err == nil {
 			ecfg.GuestMAC = mac // until the namespace's first frame says

@@ -50,6 +50,7 @@ const (
 	MaxMTU         = 65521
 	DefaultTapName = "tap0"
 	DefaultCIDR    = "10.0.2.0/24"
+	DefaultCIDR6   = "fd00::/64"
 )
 
 // ErrUsage marks an incomplete command line: the caller prints the usage text
@@ -78,7 +79,7 @@ type Config struct {
 	TapName       string
 	APISocket     string         // -a: the slirp4netns API socket path
 	OutboundAddr  netip.Addr     // --outbound-addr: source of outbound TCP and UDP (invalid: any)
-	OutboundAddr6 netip.Addr     // --outbound-addr6 (accepted; IPv6 is not served yet)
+	OutboundAddr6 netip.Addr     // --outbound-addr6: source of outbound IPv6 TCP and UDP
 	EnableSandbox bool           // mount namespace with /etc and /run only, capabilities dropped
 	EnableSeccomp bool           // system calls limited to nsgate's own
 	Publish       []publish.Rule // -p: static port forwards (GuestAddr unset)
@@ -112,7 +113,8 @@ type Config struct {
 	OneOff   bool   // --one-off: exit when the VM disconnects
 	PIDFile  string // --pid-file: written before serving, removed on exit
 
-	Net Network
+	Net  Network
+	Net6 Network6 // --cidr6: served with -6
 
 	Help    bool
 	Version bool
@@ -156,6 +158,40 @@ func NewNetwork(cidr string) (Network, error) {
 	}, nil
 }
 
+// Network6 holds the IPv6 addresses derived from --cidr6, as slirp4netns
+// fixes them in fd00::/64.
+type Network6 struct {
+	Prefix    netip.Prefix // a /64: SLAAC needs one
+	Gateway   netip.Addr   // prefix::2: nsgate itself, and the host's ::1
+	DNS       netip.Addr   // prefix::3
+	LinkLocal netip.Addr   // fe80::2: the router, the source of its advertisements
+}
+
+// NewNetwork6 derives the fixed IPv6 addresses of prefix.
+func NewNetwork6(cidr string) (Network6, error) {
+	p, err := netip.ParsePrefix(cidr)
+	if err != nil || !p.Addr().Is6() || p.Addr().Is4In6() {
+		return Network6{}, fmt.Errorf("--cidr6 %q: invalid IPv6 prefix", cidr)
+	}
+	if p.Bits() != 64 {
+		return Network6{}, fmt.Errorf("--cidr6 %q: prefix length needs to be 64 (stateless autoconfiguration takes a /64)", cidr)
+	}
+	if p.Masked() != p {
+		return Network6{}, fmt.Errorf("--cidr6 %q: needs to be a prefix like fd00::/64, not an address in one", cidr)
+	}
+	if a := p.Addr(); !a.IsGlobalUnicast() && !a.IsPrivate() || a.IsLinkLocalUnicast() {
+		return Network6{}, fmt.Errorf("--cidr6 %q: needs to be a unicast prefix (ULA like fd00::/64, or global)", cidr)
+	}
+	b := p.Addr().As16()
+	host := func(n byte) netip.Addr { c := b; c[15] = n; return netip.AddrFrom16(c) }
+	return Network6{
+		Prefix:    p,
+		Gateway:   host(2),
+		DNS:       host(3),
+		LinkLocal: netip.MustParseAddr("fe80::2"),
+	}, nil
+}
+
 func u32(v uint32) netip.Addr {
 	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
 }
@@ -196,6 +232,11 @@ var options = []option{
 	{"cidr", 0, true, func(c *Config, v string) error {
 		n, err := NewNetwork(v)
 		c.Net = n
+		return err
+	}},
+	{"cidr6", 0, true, func(c *Config, v string) error {
+		n, err := NewNetwork6(v)
+		c.Net6 = n
 		return err
 	}},
 	{"disable-host-loopback", 0, false, func(c *Config, _ string) error { c.DisableHostLoopback = true; return nil }},
@@ -413,6 +454,9 @@ func Parse(args []string) (*Config, error) {
 	var err error
 	if c.Net, err = NewNetwork(DefaultCIDR); err != nil {
 		panic(err) // the default is a constant
+	}
+	if c.Net6, err = NewNetwork6(DefaultCIDR6); err != nil {
+		panic(err)
 	}
 	operands, command, err := parseArgs(c, options, args)
 	if c.Help || c.Version {

@@ -45,6 +45,8 @@ Options:
   -m, --mtu=MTU            specify MTU (default=1500, and 65520 with -- CMD or
                            a VM; max=65521)
   --cidr=CIDR              specify network address CIDR (default=10.0.2.0/24)
+  --cidr6=PREFIX/64        the IPv6 prefix served with -6 (default=fd00::/64):
+                           gateway ::2 (the host's ::1), DNS ::3, router fe80::2
   --macaddress=MAC         specify the MAC address of the TAP (only valid with -c)
   --disable-host-loopback  prohibit connecting to 127.0.0.1:* on the host namespace
                            (10.0.2.2 is then unreachable for TCP and UDP, as
@@ -53,8 +55,8 @@ Options:
                            redirect (DHCP then offers no DNS server)
   --dns=ADDR               tell the namespace to use nameserver ADDR (DHCP, and
                            the resolv.conf of -- CMD) instead of 10.0.2.3
-  -6, --enable-ipv6        enable IPv6 (accepted; this version serves IPv4 only
-                           and says so once)
+  -6, --enable-ipv6        enable IPv6: router advertisements of --cidr6, neighbour
+                           discovery, ping of the gateway, TCP and UDP over IPv6
   -a, --api-socket=PATH    specify API socket path (slirp4netns's JSON API:
                            add_hostfwd, list_hostfwd, remove_hostfwd; and
                            get_stats, list_flows)
@@ -67,8 +69,8 @@ Options:
   --enable-seccomp         enable seccomp to limit syscalls
   --outbound-addr=IPv4     sets outbound ipv4 address to bound to (an address or
                            an interface name; TCP and UDP)
-  --outbound-addr6=IPv6    sets outbound ipv6 address to bound to (accepted; IPv6
-                           is not served yet)
+  --outbound-addr6=IPv6    sets outbound ipv6 address to bound to (an address or
+                           an interface name; TCP and UDP)
   -P, --pid-file=FILE      write nsgate's PID to FILE once it serves; removed on exit
 
 Limits, egress policy and visibility:

@@ -27,6 +27,7 @@ import (
 	"github.com/nsgate/nsgate/internal/icmp"
 	"github.com/nsgate/nsgate/internal/kernel"
 	"github.com/nsgate/nsgate/internal/nat"
+	"github.com/nsgate/nsgate/internal/ndp"
 	"github.com/nsgate/nsgate/internal/packet"
 	"github.com/nsgate/nsgate/internal/pcap"
 	"github.com/nsgate/nsgate/internal/policy"
@@ -72,7 +73,11 @@ type Peer interface {
 
 // Config is what the engine needs to know of the network.
 type Config struct {
-	Net        config.Network
+	Net config.Network
+	// IPv6 serves Net6 too (-6): router advertisements, neighbour
+	// discovery, and TCP and UDP over IPv6.
+	IPv6       bool
+	Net6       config.Network6
 	MTU        int
 	DisableDNS bool
 	// NameServer, if valid (--dns), is the nameserver DHCP announces in
@@ -100,9 +105,10 @@ type Config struct {
 	// AllowHost, if set, approves each host address flows go to (tests in
 	// the machine's own namespace: loopback only).
 	AllowHost func(addr packet.Addr) bool
-	// Outbound, if valid, is the source address of the namespace's TCP
-	// connections and UDP flows (--outbound-addr).
-	Outbound netip.Addr
+	// Outbound and Outbound6, if valid, are the source addresses of the
+	// namespace's TCP connections and UDP flows (--outbound-addr,
+	// --outbound-addr6).
+	Outbound, Outbound6 netip.Addr
 	// DNSServers are the host's nameservers (from /etc/resolv.conf) that
 	// queries to the DNS address are relayed to. Empty: SERVFAIL at once.
 	DNSServers []netip.Addr
@@ -177,6 +183,7 @@ type Engine struct {
 	tcp         *tcp.Table
 	udp         *udp.Table
 	pings       *icmp.Pings
+	ndp         *ndp.Router // nil without IPv6
 	fwd         *fwd.Table
 	guestMAC    packet.MAC
 	ctl         chan func()   // work from control-plane goroutines (Do)
@@ -270,7 +277,17 @@ func New(tap Tap, cfg Config) (*Engine, error) {
 	}
 	m := nat.Mapper{Gateway: gateway, Network: cfg.Net.Prefix,
 		DisableHostLoopback: cfg.DisableHostLoopback, AllowHost: cfg.AllowHost, Policy: cfg.Policy}
-	outbound := packet.AddrFromNetip(cfg.Outbound)
+	if cfg.IPv6 {
+		m.Gateway6, m.Network6 = packet.AddrFromNetip(cfg.Net6.Gateway), cfg.Net6.Prefix
+		e.ndp = ndp.New(ndp.Config{
+			MAC:       cfg.MAC,
+			Prefix:    packet.AddrFromNetip(cfg.Net6.Prefix.Addr()),
+			Gateway:   m.Gateway6,
+			LinkLocal: packet.AddrFromNetip(cfg.Net6.LinkLocal),
+			MTU:       cfg.MTU,
+		})
+	}
+	outbound := flow.Outbound{V4: packet.AddrFromNetip(cfg.Outbound), V6: packet.AddrFromNetip(cfg.Outbound6)}
 	e.tcp = tcp.New(tcp.Config{
 		GatewayMAC:  cfg.MAC,
 		NAT:         m,
@@ -485,6 +502,11 @@ func (e *Engine) Run() (string, error) {
 			e.tcp.Flush(true)
 			e.udp.Tick()
 			e.pings.Tick()
+			if e.ndp != nil && e.tap.Fd() >= 0 {
+				if n := e.ndp.Tick(monotime(), e.out[e.tap.Headroom():]); n > 0 {
+					e.send(n)
+				}
+			}
 		}
 		e.flushTap()
 		e.flushPcap()
@@ -703,8 +725,9 @@ func (e *Engine) handle(frame []byte, rx packet.Offload) {
 	}
 	switch rx.GSO {
 	case packet.GSONone:
-	case packet.GSOTCPv4:
-		if p.TCP == nil {
+	case packet.GSOTCPv4, packet.GSOTCPv6:
+		// The GSO type must be the packet's own family's.
+		if p.TCP == nil || (rx.GSO == packet.GSOTCPv4) != (p.IP != nil) {
 			e.stats.BadOffload++
 			return
 		}
@@ -713,7 +736,7 @@ func (e *Engine) handle(frame []byte, rx packet.Offload) {
 			e.stats.BadOffload++
 			return
 		}
-	default: // TCP over IPv6: not served yet, and never over IPv4
+	default:
 		e.stats.BadOffload++
 		return
 	}
@@ -728,6 +751,11 @@ func (e *Engine) handle(frame []byte, rx packet.Offload) {
 	out := e.out[e.tap.Headroom():]
 	n := 0
 	switch {
+	case p.Type == packet.EtherTypeIPv6:
+		if !e.handle6(p, out) {
+			e.stats.Ignored++
+		}
+		return
 	case p.Type == packet.EtherTypeARP:
 		n = e.arp.Handle(p, out)
 	case p.Proto == packet.ProtoUDP && p.UDP.DstPort() == dhcp.ServerPort && p.UDP.SrcPort() == dhcp.ClientPort:
@@ -753,6 +781,30 @@ func (e *Engine) handle(frame []byte, rx packet.Offload) {
 		return
 	}
 	e.send(n)
+}
+
+// handle6 dispatches an IPv6 frame and reports whether anything took it.
+func (e *Engine) handle6(p *packet.Parsed, out []byte) bool {
+	if e.ndp == nil {
+		return false // no -6
+	}
+	switch p.Proto {
+	case packet.ProtoICMPv6:
+		if n := e.ndp.Handle(p, out); n > 0 {
+			e.send(n)
+			return true
+		}
+	case packet.ProtoTCP:
+		if p.DstMAC == e.cfg.MAC {
+			e.tcp.HandleFrame(p)
+			e.request = len(p.Payload) > 0 && len(p.Payload) <= tcp.SmallSegment
+			return true
+		}
+	case packet.ProtoUDP:
+		e.udp.HandleFrame(p) // drops multicast itself
+		return true
+	}
+	return false
 }
 
 func (e *Engine) ownsIP(ip packet.Addr) bool {
@@ -796,7 +848,11 @@ func (e *Engine) flushPcap() {
 // paused listening socket), or 0.
 func (e *Engine) nextTimer() time.Duration {
 	next := e.tcp.NextTimer()
-	for _, t := range [3]time.Duration{e.udp.NextTimer(), e.pings.NextTimer(), e.relistenAt} {
+	var ra time.Duration
+	if e.ndp != nil && e.tap.Fd() >= 0 {
+		ra = e.ndp.NextTimer()
+	}
+	for _, t := range [4]time.Duration{e.udp.NextTimer(), e.pings.NextTimer(), e.relistenAt, ra} {
 		if t != 0 && (next == 0 || t < next) {
 			next = t
 		}

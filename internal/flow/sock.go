@@ -21,3 +21,25 @@ func Sockaddr(a packet.Addr, port uint16) unix.Sockaddr {
 	}
 	return &unix.SockaddrInet6{Addr: a, Port: int(port)}
 }
+
+// Outbound holds the source addresses of the sockets flows open
+// (--outbound-addr, --outbound-addr6); a zero one leaves the choice to the
+// kernel.
+type Outbound struct{ V4, V6 packet.Addr }
+
+// For returns the source address for a socket to dst, zero if none is set
+// for dst's family.
+func (o Outbound) For(dst packet.Addr) packet.Addr {
+	if dst.Is4() {
+		return o.V4
+	}
+	return o.V6
+}
+
+// Option names the command-line option that set For(dst), for messages.
+func (Outbound) Option(dst packet.Addr) string {
+	if dst.Is4() {
+		return "--outbound-addr"
+	}
+	return "--outbound-addr6"
+}

@@ -35,14 +35,18 @@ func EchoReply(p *packet.Parsed, src packet.MAC, out []byte) int {
 	return n
 }
 
-// Unreachable writes into out an ICMP destination unreachable (code) about
-// p, a decoded IPv4 packet from the namespace: from src at srcMAC (nsgate's
+// Unreachable writes into out an ICMP destination unreachable (code, an
+// ICMPv4 code; an IPv6 packet gets ICMPv6's equivalent) about p, a decoded
+// packet from the namespace: from src at srcMAC (nsgate's
 // gateway) back to p's sender, quoting p's header and the first 8 bytes of
 // its payload (RFC 792), enough for the sender's kernel to find the socket
 // (for TCP, the ports and the sequence number). It returns the frame
 // length, or 0 if p's header has options (not worth quoting) or out is too
 // small.
 func Unreachable(p *packet.Parsed, code uint8, src packet.Addr, srcMAC packet.MAC, out []byte) int {
+	if p.IP6 != nil {
+		return unreachable6(p, code, src, srcMAC, out)
+	}
 	if p.IP.IHL() != packet.IPv4Len {
 		return 0
 	}
@@ -58,6 +62,40 @@ func Unreachable(p *packet.Parsed, code uint8, src packet.Addr, srcMAC packet.MA
 	m.SetError(0)
 	copy(m[packet.ICMPEchoLen:], p.IP[:quote])
 	m.SetTypeCode(packet.ICMPUnreachable, code)
+	return n
+}
+
+// minMTU6 is IPv6's minimum MTU: an ICMPv6 error quotes as much of the
+// packet as fits in it (RFC 4443 2.4).
+const minMTU6 = 1280
+
+// codes6 maps the ICMPv4 unreachable codes nsgate sends to ICMPv6's.
+var codes6 = [...]uint8{
+	packet.ICMPNetUnreachable:  packet.ICMPv6NoRoute,
+	packet.ICMPHostUnreachable: packet.ICMPv6AddrUnreachable,
+	packet.ICMPPortUnreachable: packet.ICMPv6PortUnreachable,
+	packet.ICMPAdminProhibited: packet.ICMPv6AdminProhibited,
+}
+
+// unreachable6 is Unreachable for an IPv6 packet: ICMPv6 destination
+// unreachable with the code matching code, an ICMPv4 one.
+func unreachable6(p *packet.Parsed, code uint8, src packet.Addr, srcMAC packet.MAC, out []byte) int {
+	if p.Src.IsZero() || p.Src.Is6Multicast() || int(code) >= len(codes6) {
+		return 0
+	}
+	quote := min(len(p.IP6), minMTU6-packet.IPv6Len-packet.ICMPEchoLen)
+	l4 := packet.ICMPEchoLen + quote
+	n := packet.EtherLen + packet.IPv6Len + l4
+	if len(out) < n {
+		return 0
+	}
+	packet.Ether(out).SetHeader(p.SrcMAC, srcMAC, packet.EtherTypeIPv6)
+	packet.IPv6(out[packet.EtherLen:]).Encode(&packet.IPv6Fields{PayloadLen: l4, NextHeader: packet.ProtoICMPv6, Src: src, Dst: p.Src})
+	m := packet.ICMP(out[packet.EtherLen+packet.IPv6Len : n])
+	m.SetError(0)
+	copy(m[packet.ICMPEchoLen:], p.IP6[:quote])
+	m[0], m[1] = packet.ICMPv6Unreachable, codes6[code]
+	m.SetICMPv6Checksum(src, p.Src)
 	return n
 }
 

@@ -97,7 +97,7 @@ func (t *Pings) open(p *packet.Parsed, k flow.Key) (int32, bool) {
 	if !t.cfg.NAT.Allowed(addr, 0) {
 		t.Denied++
 		t.env.Logf("icmp: echo to %v denied by the egress policy", addr)
-		SendUnreachable(t.env, p, packet.ICMPAdminProhibited, t.cfg.NAT.Gateway, t.cfg.GatewayMAC)
+		SendUnreachable(t.env, p, packet.ICMPAdminProhibited, t.cfg.NAT.Router(p.Src), t.cfg.GatewayMAC)
 		return 0, false
 	}
 	if t.flows.Full() {

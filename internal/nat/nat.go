@@ -15,6 +15,8 @@ import (
 type Mapper struct {
 	Gateway             packet.Addr  // the host's 127.0.0.1, unless DisableHostLoopback
 	Network             netip.Prefix // the virtual network: nothing else is there
+	Gateway6            packet.Addr  // the host's ::1, unless DisableHostLoopback; zero without IPv6
+	Network6            netip.Prefix // the virtual IPv6 network (invalid without IPv6)
 	DisableHostLoopback bool
 	// AllowHost, if set, must approve every host address (tests in the
 	// machine's own namespace allow only the loopback).
@@ -28,8 +30,16 @@ type Mapper struct {
 // address host, port port (0 for ICMP). Host gave host.
 func (m *Mapper) Allowed(host packet.Addr, port uint16) bool { return m.Policy.Allowed(host, port) }
 
-// hostLoopback is the address the gateway maps to.
-var hostLoopback = packet.AddrFrom4([4]byte{127, 0, 0, 1})
+// hostLoopback and hostLoopback6 are the addresses the gateways map to.
+var (
+	hostLoopback  = packet.AddrFrom4([4]byte{127, 0, 0, 1})
+	hostLoopback6 = packet.Addr{15: 1}
+)
+
+// isGateway reports whether dst is the gateway of its family.
+func (m *Mapper) isGateway(dst packet.Addr) bool {
+	return dst == m.Gateway || (!m.Gateway6.IsZero() && dst == m.Gateway6)
+}
 
 // Host returns the host address for dst, or false if traffic to dst must not
 // leave: the gateway with --disable-host-loopback, other addresses of the
@@ -37,12 +47,15 @@ var hostLoopback = packet.AddrFrom4([4]byte{127, 0, 0, 1})
 func (m *Mapper) Host(dst packet.Addr) (packet.Addr, bool) {
 	out := dst
 	switch a := dst.Netip(); {
-	case dst == m.Gateway:
+	case m.isGateway(dst):
 		if m.DisableHostLoopback {
 			return packet.Addr{}, false
 		}
 		out = hostLoopback
-	case m.Network.Contains(a) || a.IsLoopback() || !a.IsGlobalUnicast() && !a.IsPrivate():
+		if !dst.Is4() {
+			out = hostLoopback6
+		}
+	case m.Network.Contains(a) || m.Network6.Contains(a) || a.IsLoopback() || !a.IsGlobalUnicast() && !a.IsPrivate():
 		return packet.Addr{}, false
 	}
 	if m.AllowHost != nil && !m.AllowHost(out) {
@@ -51,11 +64,20 @@ func (m *Mapper) Host(dst packet.Addr) (packet.Addr, bool) {
 	return out, true
 }
 
+// Router returns the gateway of a's family: the source of the errors nsgate
+// sends as the namespace's router.
+func (m *Mapper) Router(a packet.Addr) packet.Addr {
+	if a.Is4() {
+		return m.Gateway
+	}
+	return m.Gateway6
+}
+
 // HostLoopbackDisabled reports whether dst is the gateway and
 // --disable-host-loopback refuses it: slirp4netns then answers with ICMP
 // network unreachable, for TCP and UDP alike.
 func (m *Mapper) HostLoopbackDisabled(dst packet.Addr) bool {
-	return m.DisableHostLoopback && dst == m.Gateway
+	return m.DisableHostLoopback && m.isGateway(dst)
 }
 
 // Client returns the address the namespace sees for a client of a port
@@ -65,6 +87,12 @@ func (m *Mapper) HostLoopbackDisabled(dst packet.Addr) bool {
 // slirp4netns shows them.
 func (m *Mapper) Client(addr packet.Addr) packet.Addr {
 	a := addr.Netip()
+	if !a.Is4() && !m.Gateway6.IsZero() {
+		if a.IsLoopback() || a.IsUnspecified() || m.Network6.Contains(a) {
+			return m.Gateway6
+		}
+		return addr
+	}
 	if a.IsLoopback() || a.IsUnspecified() || m.Network.Contains(a) {
 		return m.Gateway
 	}

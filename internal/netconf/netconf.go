@@ -21,6 +21,12 @@ type Params struct {
 	Addr    netip.Prefix     // e.g. 10.0.2.100/24
 	Gateway netip.Addr       // e.g. 10.0.2.2
 	MAC     net.HardwareAddr // nil: keep the kernel's
+	// Prefix6, if valid (-6), gives the link the address the namespace's
+	// stateless autoconfiguration would form in it from the link's MAC,
+	// and a default route via Router6, at once: no wait for duplicate
+	// address detection or a router advertisement.
+	Prefix6 netip.Prefix
+	Router6 netip.Addr
 }
 
 // Configure applies p. It is idempotent, so attaching to a tap that is
@@ -61,5 +67,48 @@ func Configure(p Params) error {
 	if err := netlink.RouteReplace(route); err != nil && !errors.Is(err, unix.EEXIST) {
 		return fmt.Errorf("configure: default route via %s dev %q: %w", p.Gateway, p.Link, err)
 	}
+	if p.Prefix6.IsValid() {
+		return configure6(p, link)
+	}
 	return nil
+}
+
+// configure6 adds the IPv6 address and default route of p.
+func configure6(p Params, link netlink.Link) error {
+	link, err := netlink.LinkByIndex(link.Attrs().Index) // its MAC now
+	if err != nil {
+		return fmt.Errorf("configure: find link %q again: %w", p.Link, err)
+	}
+	a, err := SLAAC(p.Prefix6, link.Attrs().HardwareAddr)
+	if err != nil {
+		return fmt.Errorf("configure: link %q: %w", p.Link, err)
+	}
+	addr := &netlink.Addr{IPNet: &net.IPNet{IP: a.AsSlice(), Mask: net.CIDRMask(64, 128)}, Flags: unix.IFA_F_NODAD}
+	if err := netlink.AddrReplace(link, addr); err != nil {
+		return fmt.Errorf("configure: add address %s/64 to %q: %w", a, p.Link, err)
+	}
+	route := &netlink.Route{
+		LinkIndex: link.Attrs().Index,
+		Gw:        p.Router6.AsSlice(),
+		Dst:       &net.IPNet{IP: net.IPv6zero, Mask: net.CIDRMask(0, 128)},
+	}
+	if err := netlink.RouteReplace(route); err != nil && !errors.Is(err, unix.EEXIST) {
+		return fmt.Errorf("configure: IPv6 default route via %s dev %q: %w", p.Router6, p.Link, err)
+	}
+	return nil
+}
+
+// SLAAC returns the address a link with MAC mac forms in the /64 prefix by
+// modified EUI-64 (RFC 4291 appendix A), Linux's default: what
+// --configure assigns, so that it and the namespace's own
+// autoconfiguration agree on one address.
+func SLAAC(prefix netip.Prefix, mac net.HardwareAddr) (netip.Addr, error) {
+	if len(mac) != 6 {
+		return netip.Addr{}, fmt.Errorf("MAC %v is not an Ethernet address", mac)
+	}
+	a := prefix.Masked().Addr().As16()
+	a[8], a[9], a[10] = mac[0]^0x02, mac[1], mac[2]
+	a[11], a[12] = 0xff, 0xfe
+	a[13], a[14], a[15] = mac[3], mac[4], mac[5]
+	return netip.AddrFrom16(a), nil
 }

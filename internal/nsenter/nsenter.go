@@ -46,6 +46,8 @@ type Request struct {
 	Addr      string `json:"addr,omitempty"`    // address/prefix for --configure
 	Gateway   string `json:"gateway,omitempty"` // default route for --configure
 	MAC       string `json:"mac,omitempty"`     // --macaddress
+	Prefix6   string `json:"prefix6,omitempty"` // -c -6: the /64 the address comes from
+	Router6   string `json:"router6,omitempty"` // -c -6: the IPv6 default route
 	// ResolvConf, if set, is the spawned command's /etc/resolv.conf (spawn
 	// mode only; the child mounts it in its own mount namespace).
 	ResolvConf string `json:"resolv,omitempty"`

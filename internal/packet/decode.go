@@ -12,7 +12,9 @@ var (
 	ErrIHL         = errors.New("IPv4 header length out of range")
 	ErrTotalLen    = errors.New("IPv4 total length out of range")
 	ErrIPChecksum  = errors.New("IPv4 header checksum mismatch")
-	ErrFragment    = errors.New("IPv4 fragment")
+	ErrFragment    = errors.New("IP fragment")
+	ErrIPv6Len     = errors.New("IPv6 payload length out of range")
+	ErrExtHeader   = errors.New("IPv6 extension header malformed or too many")
 	ErrL4Short     = errors.New("transport header truncated")
 	ErrUDPLength   = errors.New("UDP length out of range")
 	ErrTCPOffset   = errors.New("TCP data offset out of range")
@@ -30,13 +32,14 @@ type Parsed struct {
 	Type    uint16 // EtherType
 	ARP     ARP    // set when Type == EtherTypeARP
 	IP      IPv4   // IPv4 header and payload, trimmed to TotalLen
+	IP6     IPv6   // IPv6 header and payload, trimmed to its payload length
 	Src     Addr
 	Dst     Addr
 	Proto   uint8
 	L4      []byte // transport header and payload, trimmed
 	UDP     UDP    // set when Proto == ProtoUDP
 	TCP     TCP    // set when Proto == ProtoTCP: header and payload
-	ICMP    ICMP   // set when Proto == ProtoICMP
+	ICMP    ICMP   // set when Proto == ProtoICMP or ProtoICMPv6
 	Payload []byte // UDP or TCP payload
 	// Offload is what the frame's vnet header said, checked: set by the
 	// reader of the frame, not by Decode, which clears it.
@@ -73,6 +76,8 @@ func (p *Parsed) decode(frame []byte, verifyUDP bool) error {
 		return nil
 	case EtherTypeIPv4:
 		return p.decodeIPv4(p.Ether.Payload(), verifyUDP)
+	case EtherTypeIPv6:
+		return p.decodeIPv6(p.Ether.Payload(), verifyUDP)
 	default:
 		return ErrEtherType
 	}
@@ -105,6 +110,53 @@ func (p *Parsed) decodeIPv4(b []byte, verifyUDP bool) error {
 		return ErrFragment
 	}
 	p.L4 = ip[ihl:]
+	return p.decodeL4(verifyUDP)
+}
+
+// decodeIPv6 checks the fixed header and steps over hop-by-hop, routing
+// and destination-options headers to the transport header. Fragments are
+// refused, as for IPv4: the namespace's kernel does not fragment within
+// the MTU, and reassembly would be state a hostile namespace could fill.
+func (p *Parsed) decodeIPv6(b []byte, verifyUDP bool) error {
+	if len(b) < IPv6Len {
+		return ErrShort
+	}
+	if b[0]>>4 != 6 {
+		return ErrIPVersion
+	}
+	ip := IPv6(b)
+	n := ip.PayloadLen()
+	if n > len(b)-IPv6Len {
+		return ErrIPv6Len // jumbograms (0 with a hop-by-hop option) too
+	}
+	ip = ip[:IPv6Len+n]
+	p.IP6, p.Src, p.Dst = ip, ip.Src(), ip.Dst()
+	next, rest := ip.NextHeader(), []byte(ip[IPv6Len:])
+	for i := 0; ; i++ {
+		switch next {
+		case ProtoHopByHop, ProtoRouting, ProtoDestOpts:
+			if i == maxExtHeaders || len(rest) < ipv6ExtMinLen {
+				return ErrExtHeader
+			}
+			l := (int(rest[1]) + 1) * 8
+			if l > len(rest) {
+				return ErrExtHeader
+			}
+			next, rest = rest[0], rest[l:]
+			continue
+		case ProtoFragment:
+			p.Proto = next
+			return ErrFragment
+		}
+		break
+	}
+	p.Proto, p.L4 = next, rest
+	return p.decodeL4(verifyUDP)
+}
+
+// decodeL4 checks the transport header in p.L4, of protocol p.Proto.
+func (p *Parsed) decodeL4(verifyUDP bool) error {
+	six := p.IP6 != nil
 	switch p.Proto {
 	case ProtoUDP:
 		if len(p.L4) < UDPLen {
@@ -116,7 +168,8 @@ func (p *Parsed) decodeIPv4(b []byte, verifyUDP bool) error {
 			return ErrUDPLength
 		}
 		u = u[:n]
-		if verifyUDP && u.Checksum() != 0 && Checksum(u, PseudoHeaderSum(p.Src, p.Dst, ProtoUDP, n)) != 0 {
+		// IPv6 has no "no checksum" zero (RFC 8200 8.1).
+		if verifyUDP && (u.Checksum() != 0 || six) && Checksum(u, PseudoHeaderSum(p.Src, p.Dst, ProtoUDP, n)) != 0 {
 			return ErrL4Checksum
 		}
 		p.UDP, p.Payload = u, u[UDPLen:]
@@ -134,10 +187,27 @@ func (p *Parsed) decodeIPv4(b []byte, verifyUDP bool) error {
 		}
 		p.TCP, p.Payload = t, t.Payload()
 	case ProtoICMP:
+		if six {
+			return ErrUnsupported // ICMPv4 inside IPv6
+		}
 		if len(p.L4) < ICMPEchoLen {
 			return ErrL4Short
 		}
 		if Checksum(p.L4, 0) != 0 {
+			return ErrL4Checksum
+		}
+		p.ICMP = ICMP(p.L4)
+	case ProtoICMPv6:
+		if !six {
+			return ErrUnsupported // ICMPv6 inside IPv4
+		}
+		// The 4-byte header every ICMPv6 message has; each type's
+		// handler checks its own length. Unlike ICMPv4's, the checksum
+		// covers a pseudo header.
+		if len(p.L4) < 4 {
+			return ErrL4Short
+		}
+		if Checksum(p.L4, PseudoHeaderSum(p.Src, p.Dst, ProtoICMPv6, len(p.L4))) != 0 {
 			return ErrL4Checksum
 		}
 		p.ICMP = ICMP(p.L4)

@@ -175,7 +175,7 @@ func TestDecode(t *testing.T) {
 			}
 		}},
 		{"udp zero checksum accepted", edit(udpFrame("x"), func(f []byte) { f[EtherLen+IPv4Len+6], f[EtherLen+IPv4Len+7] = 0, 0 }), nil, nil},
-		{"ipv6 ignored", edit(arpFrame(), func(f []byte) { binary.BigEndian.PutUint16(f[12:], EtherTypeIPv6) }), ErrEtherType, nil},
+		{"lldp ignored", edit(arpFrame(), func(f []byte) { binary.BigEndian.PutUint16(f[12:], 0x88cc) }), ErrEtherType, nil},
 		{"empty", nil, ErrShort, nil},
 		{"ethernet only", arpFrame()[:EtherLen], ErrARP, nil},
 		{"short arp", arpFrame()[:EtherLen+ARPLen-1], ErrARP, nil},
@@ -324,7 +324,9 @@ func TestMACString(t *testing.T) {
 }
 
 func FuzzDecode(f *testing.F) {
-	for _, fr := range [][]byte{arpFrame(), icmpEcho(), udpFrame("seed"), tcpFrame(TCPSyn, "")} {
+	for _, fr := range [][]byte{arpFrame(), icmpEcho(), udpFrame("seed"), tcpFrame(TCPSyn, ""),
+		frame6(nil, ProtoICMPv6, []byte{ICMPv6EchoRequest, 0, 0, 0, 0, 1, 0, 1}, true),
+		frame6(chain(ProtoHopByHop, ext(ProtoDestOpts, 0), ext(ProtoUDP, 1)), ProtoUDP, []byte{0, 1, 0, 53, 0, 8, 0, 0}, true)} {
 		f.Add(fr)
 	}
 	f.Fuzz(func(t *testing.T, frame []byte) {
@@ -336,6 +338,11 @@ func FuzzDecode(f *testing.F) {
 		if p.IP != nil {
 			if p.IP.TotalLen() != len(p.IP) || p.IP.IHL() < IPv4Len || Checksum(p.IP[:p.IP.IHL()], 0) != 0 {
 				t.Fatalf("inconsistent IPv4 view: total %d len %d ihl %d", p.IP.TotalLen(), len(p.IP), p.IP.IHL())
+			}
+		}
+		if p.IP6 != nil {
+			if p.IP6.PayloadLen() != len(p.IP6)-IPv6Len || p.IP != nil || len(p.L4) > len(p.IP6)-IPv6Len {
+				t.Fatalf("inconsistent IPv6 view: payload %d len %d L4 %d", p.IP6.PayloadLen(), len(p.IP6), len(p.L4))
 			}
 		}
 		if p.UDP != nil && p.UDP.Length() != len(p.UDP) {

@@ -25,7 +25,7 @@ func TestOurMSS(t *testing.T) {
 		{65520, 61440},
 	} {
 		tbl := New(Config{MTU: c.mtu}, nil)
-		if got := tbl.ourMSS(); got != c.want {
+		if got := tbl.ourMSS(nsIP); got != c.want {
 			t.Errorf("MTU %d: MSS %d, want %d", c.mtu, got, c.want)
 		}
 	}

@@ -34,7 +34,7 @@ func (t *Table) open(p *packet.Parsed, k flow.Key, cookieMSS int) {
 		// firewall, and its connect() fails with "No route to host".
 		t.Denied++
 		t.env.Logf("tcp: connection to %v:%d denied by the egress policy", dst, k.DstPort)
-		icmp.SendUnreachable(t.env, p, packet.ICMPAdminProhibited, t.cfg.NAT.Gateway, t.cfg.GatewayMAC)
+		icmp.SendUnreachable(t.env, p, packet.ICMPAdminProhibited, t.cfg.NAT.Router(p.Src), t.cfg.GatewayMAC)
 		return
 	}
 	if cookieMSS == 0 && t.half >= t.cfg.MaxHalfOpen {
@@ -75,7 +75,7 @@ func (t *Table) open(p *packet.Parsed, k flow.Key, cookieMSS int) {
 		// The namespace is established already: no window scaling, no
 		// SACK (the cookie cannot carry them).
 		*f = conn{key: k, fd: fd, state: stConnecting, cookie: true, nsMAC: p.SrcMAC, rcvNxt: seg.Seq(), iss: seg.Ack() - 1,
-			sndWnd: uint32(seg.Window()), mss: min(cookieMSS, t.cfg.MTU-packet.IPv4Len-packet.TCPLen), rto: rtoMin,
+			sndWnd: uint32(seg.Window()), mss: min(cookieMSS, t.mtuPayload(k.NS)), rto: rtoMin,
 			dnsNext: dnsNext, lastSeen: t.env.Now(), opened: t.env.Now(), loaded: loaded}
 		t.CookieFlows++
 	} else {
@@ -92,7 +92,7 @@ func (t *Table) open(p *packet.Parsed, k flow.Key, cookieMSS int) {
 			wscale:   o.HasWScale,
 			sack:     o.SACKPerm,
 			dnsNext:  dnsNext,
-			mss:      t.mss(o),
+			mss:      t.mss(o, k.NS),
 			rto:      rtoMin,
 			lastSeen: t.env.Now(),
 			opened:   t.env.Now(),
@@ -143,8 +143,8 @@ func (t *Table) connected(idx int32, ok bool) {
 
 // mss returns the largest payload to send to the namespace: what its SYN
 // offers, within the tap's MTU, and at least 64 bytes.
-func (t *Table) mss(o packet.SynOptions) int {
-	return max(min(int(o.MSSOr(packet.TCPDefaultMSS)), t.cfg.MTU-packet.IPv4Len-packet.TCPLen), 64)
+func (t *Table) mss(o packet.SynOptions, ns packet.Addr) int {
+	return max(min(int(o.MSSOr(packet.TCPDefaultMSS)), t.mtuPayload(ns)), 64)
 }
 
 // dial starts a non-blocking connect to addr:port; loaded gives it fewer
@@ -163,10 +163,10 @@ func (t *Table) dial(addr packet.Addr, port uint16, loaded bool) (int, error) {
 		unix.Close(fd)
 		return -1, err
 	}
-	if !t.cfg.Outbound.IsZero() {
-		if err := unix.Bind(fd, flow.Sockaddr(t.cfg.Outbound, 0)); err != nil {
+	if src := t.cfg.Outbound.For(addr); !src.IsZero() {
+		if err := unix.Bind(fd, flow.Sockaddr(src, 0)); err != nil {
 			unix.Close(fd)
-			return -1, fmt.Errorf("bind to --outbound-addr %v: %w", t.cfg.Outbound, err)
+			return -1, fmt.Errorf("bind to %s %v: %w", t.cfg.Outbound.Option(addr), src, err)
 		}
 	}
 	err = unix.Connect(fd, flow.Sockaddr(addr, port))

@@ -55,7 +55,7 @@ func (t *Table) cookieSlot() uint32 { return uint32(t.env.Now() / cookiePeriod) 
 // sendCookie answers the SYN p of flow k with a cookie SYN-ACK.
 func (t *Table) sendCookie(p *packet.Parsed, k flow.Key) {
 	seg := p.TCP
-	mss := t.mss(seg.SynOptions())
+	mss := t.mss(seg.SynOptions(), k.NS)
 	i := len(cookieMSS) - 1
 	for i > 0 && cookieMSS[i] > mss {
 		i--

@@ -82,7 +82,7 @@ func (t *Table) synSent(idx int32, p *packet.Parsed) {
 		return // a bare SYN (simultaneous open) is not expected here
 	}
 	o := seg.SynOptions()
-	f.mss = t.mss(o)
+	f.mss = t.mss(o, f.key.NS)
 	f.wscale, f.nsWScale, f.sack = o.HasWScale, o.WScale, o.SACKPerm
 	f.rcvNxt = seg.Seq() + 1
 	f.sndUna = f.iss + 1

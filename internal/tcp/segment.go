@@ -5,19 +5,26 @@ import (
 	"github.com/nsgate/nsgate/internal/packet"
 )
 
-// Offsets of a segment to the namespace in its frame: IPv4 for now.
+// Offsets of a segment to the namespace in its frame. The TCP header
+// follows an IPv4 or an IPv6 header, by the flow's family (tcpOff).
 const (
-	ipOff  = packet.EtherLen
-	tcpOff = ipOff + packet.IPv4Len
-	hdrLen = tcpOff + packet.TCPLen
+	ipOff = packet.EtherLen
 	// maxGSOPayload is the most payload one frame can carry: an IPv4
-	// packet's total length is 16 bits.
+	// packet's total length is 16 bits. IPv6 could carry 20 bytes more;
+	// one limit keeps the frames of both families within tapdev.MaxFrame.
 	maxGSOPayload = 65535 - packet.IPv4Len - packet.TCPLen
 )
 
-// frame writes Ethernet, IPv4 and TCP headers for a segment of c to the
+// tcpOff returns where c's TCP header starts in its frames.
+func (c *conn) tcpOff() int { return ipOff + packet.IPHeaderLen(c.key.NS) }
+
+// hdrLen returns the length of c's headers without options: where the
+// payload of a segment to the namespace starts.
+func (c *conn) hdrLen() int { return c.tcpOff() + packet.TCPLen }
+
+// frame writes Ethernet, IP and TCP headers for a segment of c to the
 // namespace into buf, around a payload of n bytes already at
-// buf[hdrLen(+opts):]. It returns the frame length.
+// buf[c.hdrLen()(+opts):]. It returns the frame length.
 func (t *Table) frame(c *conn, buf []byte, flags packet.TCPFlags, seq uint32, opts bool, payload int, wnd uint16) int {
 	th := packet.TCPLen
 	var blocks []packet.SACKBlock
@@ -28,15 +35,15 @@ func (t *Table) frame(c *conn, buf []byte, flags packet.TCPFlags, seq uint32, op
 		th += packet.SACKOptLen(len(blocks))
 	}
 	l4 := th + payload
-	packet.Ether(buf).SetHeader(c.nsMAC, t.cfg.GatewayMAC, packet.EtherTypeIPv4)
+	packet.Ether(buf).SetHeader(c.nsMAC, t.cfg.GatewayMAC, packet.EtherTypeOf(c.key.NS))
 	t.ipID++
-	packet.IPv4(buf[ipOff:]).Encode(&packet.IPv4Fields{
-		TotalLen: packet.IPv4Len + l4, ID: t.ipID, Protocol: packet.ProtoTCP, Src: c.key.Dst, Dst: c.key.NS,
+	tcpOff := ipOff + packet.EncodeIP(buf[ipOff:], &packet.IPFields{
+		Protocol: packet.ProtoTCP, Src: c.key.Dst, Dst: c.key.NS, L4Len: l4, ID: t.ipID,
 	})
 	seg := packet.TCP(buf[tcpOff : tcpOff+l4])
 	if opts {
 		seg.SetSynOptions(packet.SynOptions{
-			MSS:       t.ourMSS(),
+			MSS:       t.ourMSS(c.key.NS),
 			HasWScale: c.wscale,
 			WScale:    ourWScale,
 			SACKPerm:  c.sack,
@@ -58,12 +65,19 @@ func (t *Table) frame(c *conn, buf []byte, flags packet.TCPFlags, seq uint32, op
 // need a 128 KiB allocation where 61,440 fit in 64 KiB: bench-vm's
 // VM→host went from 0.86× to 0.98× passt's with this alone. A tap's
 // super-frames carry one segment either way.
-func (t *Table) ourMSS() uint16 {
-	mss := min(t.cfg.MTU-packet.IPv4Len-packet.TCPLen, 65535)
+func (t *Table) ourMSS(ns packet.Addr) uint16 {
+	mss := min(t.mtuPayload(ns), 65535)
 	if mss > pageSize {
 		mss &^= pageSize - 1
 	}
 	return uint16(mss)
+}
+
+// mtuPayload returns the most TCP payload one MTU-sized packet to or from
+// the namespace address ns carries: its family's IP header and a TCP
+// header without options come off the MTU.
+func (t *Table) mtuPayload(ns packet.Addr) int {
+	return t.cfg.MTU - packet.IPHeaderLen(ns) - packet.TCPLen
 }
 
 // pageSize is the page size the rounding in ourMSS assumes: x86's and most
@@ -215,7 +229,7 @@ func (t *Table) sendCtl(c *conn, flags packet.TCPFlags, seq uint32) {
 func (t *Table) sendCtlWnd(c *conn, flags packet.TCPFlags, seq uint32, wnd uint16) {
 	buf := t.env.Frame()
 	n := t.frame(c, buf, flags, seq, flags.Has(packet.TCPSyn), 0, wnd)
-	packet.TCP(buf[tcpOff:n]).SetChecksum(c.key.Dst, c.key.NS)
+	packet.TCP(buf[c.tcpOff():n]).SetChecksum(c.key.Dst, c.key.NS)
 	t.env.Send(n, packet.Offload{})
 	if flags.Has(packet.TCPAck) {
 		c.ackPending = false

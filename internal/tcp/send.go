@@ -126,7 +126,8 @@ func (t *Table) push(idx int32) {
 		}
 		room := min(int(f.sndWnd-inflight), most)
 		buf := t.env.Frame()
-		n, e, drained := t.fill(f, buf[hdrLen:hdrLen+room], int(inflight))
+		hl := f.hdrLen()
+		n, e, drained := t.fill(f, buf[hl:hl+room], int(inflight))
 		switch {
 		case e == unix.EAGAIN:
 			f.avail = false
@@ -156,10 +157,14 @@ func (t *Table) push(idx int32) {
 		fl := t.frame(f, buf, flags, f.sndNxt, false, n, wnd)
 		// Only the pseudo-header sum: the payload is never summed by
 		// anyone on the way into the namespace.
+		tcpOff := hl - packet.TCPLen
 		packet.TCP(buf[tcpOff:fl]).SetPartialChecksum(f.key.Dst, f.key.NS)
-		o := packet.Offload{CsumStart: tcpOff, CsumOffset: packet.TCPChecksumOffset}
+		o := packet.Offload{CsumStart: uint16(tcpOff), CsumOffset: packet.TCPChecksumOffset}
 		if n > f.mss {
-			o.GSO, o.GSOSize, o.HdrLen = packet.GSOTCPv4, uint16(f.mss), hdrLen
+			o.GSO, o.GSOSize, o.HdrLen = packet.GSOTCPv4, uint16(f.mss), uint16(hl)
+			if !f.key.NS.Is4() {
+				o.GSO = packet.GSOTCPv6
+			}
 		}
 		t.env.Send(fl, o)
 		f.ackPending = false

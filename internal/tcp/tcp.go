@@ -157,9 +157,9 @@ type Config struct {
 	// DNSServers in order, the next one when a connect fails. Zero: none.
 	DNS        packet.Addr
 	DNSServers []packet.Addr
-	// Outbound, if not zero, is the source address of every connection
-	// (--outbound-addr).
-	Outbound packet.Addr
+	// Outbound holds the source addresses of every connection's socket, by
+	// family (--outbound-addr, --outbound-addr6).
+	Outbound flow.Outbound
 	// NoPeekOff says the kernel's TCP sockets lack SO_PEEK_OFF (before
 	// Linux 6.9; kernel.Probe): host data is then read off the socket and
 	// a copy of the unacknowledged bytes is kept (unacked.go).

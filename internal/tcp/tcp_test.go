@@ -109,7 +109,7 @@ func establishedWith(t *testing.T, cfg Config) (tbl *Table, env *flowtest.Env, s
 	if synack.TCP.Ack() != nsSeq+1 {
 		t.Fatalf("SYN-ACK acks %d, want %d", synack.TCP.Ack(), nsSeq+1)
 	}
-	if o := synack.TCP.SynOptions(); o != (packet.SynOptions{MSS: tbl.ourMSS(), HasMSS: true, WScale: ourWScale, HasWScale: true, SACKPerm: true}) {
+	if o := synack.TCP.SynOptions(); o != (packet.SynOptions{MSS: tbl.ourMSS(nsIP), HasMSS: true, WScale: ourWScale, HasWScale: true, SACKPerm: true}) {
 		t.Fatalf("SYN-ACK options: %+v", o)
 	}
 	nsSeq++
@@ -394,7 +394,7 @@ func TestLogAddresses(t *testing.T) {
 	}
 	// A failing connect names the address and port.
 	env := flowtest.New()
-	tbl := New(Config{GatewayMAC: gwMAC, NAT: testNAT, MTU: 1500, NoPeekOff: kernelNoPeekOff(), Outbound: packet.AddrFrom4([4]byte{192, 0, 2, 77})}, env)
+	tbl := New(Config{GatewayMAC: gwMAC, NAT: testNAT, MTU: 1500, NoPeekOff: kernelNoPeekOff(), Outbound: flow.Outbound{V4: packet.AddrFrom4([4]byte{192, 0, 2, 77})}}, env)
 	var p packet.Parsed
 	segment(&p, make([]byte, 2000), 80, 1, 0, packet.TCPSyn, nil)
 	tbl.HandleFrame(&p)
@@ -454,7 +454,8 @@ func testSuperFrames(t *testing.T, noPeekOff bool) {
 	if err := d.Decode(env.Last()); err != nil || !bytes.Equal(d.Payload, payload) {
 		t.Fatalf("super-frame to the namespace: %v, %d bytes (want all %d, equal)", err, len(d.Payload), size)
 	}
-	want := packet.Offload{CsumStart: tcpOff, CsumOffset: packet.TCPChecksumOffset, GSO: packet.GSOTCPv4, GSOSize: 1460, HdrLen: hdrLen}
+	const tcpOff = packet.EtherLen + packet.IPv4Len
+	want := packet.Offload{CsumStart: tcpOff, CsumOffset: packet.TCPChecksumOffset, GSO: packet.GSOTCPv4, GSOSize: 1460, HdrLen: tcpOff + packet.TCPLen}
 	if env.Offload != want {
 		t.Fatalf("offload %+v, want %+v", env.Offload, want)
 	}
@@ -467,7 +468,7 @@ func testSuperFrames(t *testing.T, noPeekOff bool) {
 
 	// Namespace → host: a TSO super-frame of 60,000 bytes.
 	segment(&p, buf, port, nsSeq, ourSeq, packet.TCPAck, payload)
-	p.Offload = packet.Offload{CsumStart: tcpOff, CsumOffset: packet.TCPChecksumOffset, GSO: packet.GSOTCPv4, GSOSize: 1448, HdrLen: hdrLen}
+	p.Offload = packet.Offload{CsumStart: tcpOff, CsumOffset: packet.TCPChecksumOffset, GSO: packet.GSOTCPv4, GSOSize: 1448, HdrLen: tcpOff + packet.TCPLen}
 	tbl.HandleFrame(&p)
 	tbl.Flush(false)
 	nsSeq += size

@@ -4,7 +4,8 @@
 //
 //   - a "host" network namespace where nsgate runs, with lo up, its own
 //     /etc/netns/NAME/resolv.conf, and a veth to
-//   - a "remote" namespace on TEST-NET-2 (198.51.100.0/24) for servers;
+//   - a "remote" namespace on TEST-NET-2 (198.51.100.0/24) and the IPv6
+//     documentation prefix (2001:db8:1::/64) for servers;
 //   - target namespaces (unshare, optionally owned by the unprivileged test
 //     user's own user namespace) holding the clients.
 //
@@ -35,9 +36,11 @@ import (
 
 // Addresses of the world.
 const (
-	HostAddr   = "198.51.100.1" // the host namespace's end of the veth
-	RemoteAddr = "198.51.100.2" // the remote namespace
-	TestUser   = "nsgate-test"  // created by tests/setup.sh
+	HostAddr    = "198.51.100.1" // the host namespace's end of the veth
+	RemoteAddr  = "198.51.100.2" // the remote namespace
+	HostAddr6   = "2001:db8:1::1"
+	RemoteAddr6 = "2001:db8:1::2"
+	TestUser    = "nsgate-test" // created by tests/setup.sh
 )
 
 // World is one sealed topology.
@@ -73,6 +76,11 @@ func New(t testing.TB) *World {
 	w.ip("-n", w.Host, "link", "set", vh, "up")
 	w.ip("-n", w.Remote, "link", "set", vr, "up")
 	w.ip("-n", w.Remote, "route", "add", "default", "via", HostAddr)
+	// IPv6 on the documentation prefix, without duplicate address
+	// detection: usable at once.
+	w.ip("-n", w.Host, "addr", "add", HostAddr6+"/64", "dev", vh, "nodad")
+	w.ip("-n", w.Remote, "addr", "add", RemoteAddr6+"/64", "dev", vr, "nodad")
+	w.ip("-n", w.Remote, "-6", "route", "add", "default", "via", HostAddr6)
 	return w
 }
 

@@ -15,12 +15,12 @@ import (
 // flow, so the namespace's replies go back to the client that asked, from
 // the forward's socket.
 func (t *Table) ReadForward(fd int, guest packet.Addr, guestPort uint16, guestMAC packet.MAC) {
-	room := t.cfg.MTU - packet.IPv4Len - packet.UDPLen
+	room, off := t.room(guest), payloadOff(guest)
 	for i := 0; i < batch; i++ {
 		buf := t.env.Frame()
 		var sa unix.RawSockaddrInet4
 		salen := uint32(unix.SizeofSockaddrInet4)
-		r, _, e := unix.Syscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&buf[hdrLen])), uintptr(room),
+		r, _, e := unix.Syscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&buf[off])), uintptr(room),
 			unix.MSG_DONTWAIT|unix.MSG_TRUNC, uintptr(unsafe.Pointer(&sa)), uintptr(unsafe.Pointer(&salen)))
 		if e == unix.EINTR {
 			continue

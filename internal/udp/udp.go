@@ -10,6 +10,7 @@
 package udp
 
 import (
+	"encoding/binary"
 	"time"
 	"unsafe"
 
@@ -29,9 +30,9 @@ type Config struct {
 	MaxFlows   int // 0: DefaultMaxFlows
 	// Budget, if set, is the flow budget shared with the other tables.
 	Budget *flow.Budget
-	// Outbound, if not zero, is the source address of every flow
-	// (--outbound-addr).
-	Outbound packet.Addr
+	// Outbound holds the source addresses of every flow's socket, by
+	// family (--outbound-addr, --outbound-addr6).
+	Outbound flow.Outbound
 }
 
 // Defaults: conntrack's UDP timeouts.
@@ -120,12 +121,18 @@ func New(cfg Config, env flow.Env) *Table {
 // Len returns the number of flows.
 func (t *Table) Len() int { return t.flows.Len() }
 
-// Offsets of a datagram to the namespace in its frame: IPv4 for now.
-const (
-	ipOff  = packet.EtherLen
-	udpOff = ipOff + packet.IPv4Len
-	hdrLen = udpOff + packet.UDPLen
-)
+// Offsets of a datagram to the namespace in its frame. The UDP header
+// follows an IPv4 or IPv6 header, by the family (payloadOff).
+const ipOff = packet.EtherLen
+
+// payloadOff returns where the payload of a datagram to the namespace
+// address ns starts in its frame.
+func payloadOff(ns packet.Addr) int { return ipOff + packet.IPHeaderLen(ns) + packet.UDPLen }
+
+// room returns the most payload one datagram to ns may carry within the MTU.
+func (t *Table) room(ns packet.Addr) int {
+	return t.cfg.MTU - packet.IPHeaderLen(ns) - packet.UDPLen
+}
 
 // HandleFrame sends a datagram from the namespace. Broadcast and multicast
 // never leave: DHCP is answered by nsgate, everything else has no host to go
@@ -133,7 +140,7 @@ const (
 func (t *Table) HandleFrame(p *packet.Parsed) {
 	dst := p.Dst
 	// 224.0.0.0 and up: multicast, class E and the limited broadcast.
-	if p.DstMAC.IsMulticast() || dst.Is4() && dst.As4()[0] >= 224 || dst == t.cfg.Broadcast ||
+	if p.DstMAC.IsMulticast() || dst.Is4() && dst.As4()[0] >= 224 || dst.Is6Multicast() || dst == t.cfg.Broadcast ||
 		dst.IsUnspecified() || p.Src.IsUnspecified() {
 		return
 	}
@@ -325,10 +332,14 @@ func (t *Table) open(p *packet.Parsed, k flow.Key) (int32, bool) {
 		t.env.Logf("udp: socket: %v", err)
 		return 0, false
 	}
-	unix.SetsockoptInt(fd, unix.SOL_IP, unix.IP_RECVERR, 1)
-	if !t.cfg.Outbound.IsZero() {
-		if err := unix.Bind(fd, flow.Sockaddr(t.cfg.Outbound, 0)); err != nil {
-			t.env.Logf("udp: bind to --outbound-addr %v: %v", t.cfg.Outbound, err)
+	if addr.Is4() {
+		unix.SetsockoptInt(fd, unix.SOL_IP, unix.IP_RECVERR, 1)
+	} else {
+		unix.SetsockoptInt(fd, unix.SOL_IPV6, unix.IPV6_RECVERR, 1)
+	}
+	if src := t.cfg.Outbound.For(addr); !src.IsZero() {
+		if err := unix.Bind(fd, flow.Sockaddr(src, 0)); err != nil {
+			t.env.Logf("udp: bind to %s %v: %v", t.cfg.Outbound.Option(addr), src, err)
 			unix.Close(fd)
 			t.unreachable(p, packet.ICMPHostUnreachable)
 			return 0, false
@@ -363,10 +374,10 @@ func (t *Table) HandleEvent(idx int32, gen uint32, events uint32) {
 	if events&unix.EPOLLIN == 0 {
 		return
 	}
-	room := t.cfg.MTU - packet.IPv4Len - packet.UDPLen
+	room, off := t.room(f.key.NS), payloadOff(f.key.NS)
 	for i := 0; i < batch; i++ {
 		buf := t.env.Frame()
-		r, _, e := unix.Syscall6(unix.SYS_RECVFROM, uintptr(f.fd), uintptr(unsafe.Pointer(&buf[hdrLen])), uintptr(room),
+		r, _, e := unix.Syscall6(unix.SYS_RECVFROM, uintptr(f.fd), uintptr(unsafe.Pointer(&buf[off])), uintptr(room),
 			unix.MSG_DONTWAIT|unix.MSG_TRUNC, 0, 0)
 		if e == unix.EINTR {
 			continue
@@ -389,23 +400,25 @@ func (t *Table) HandleEvent(idx int32, gen uint32, events uint32) {
 	}
 }
 
-// sendUDP frames n payload bytes already at buf[hdrLen:] as a datagram from
-// the flow's destination to the namespace, with a partial checksum.
+// sendUDP frames n payload bytes already at buf[payloadOff(f.key.NS):] as
+// a datagram from the flow's destination to the namespace, with a partial
+// checksum.
 func (t *Table) sendUDP(f *udpFlow, buf []byte, n int) {
 	l4 := packet.UDPLen + n
-	t.ipHeader(buf, f.nsMAC, f.key.Dst, f.key.NS, packet.ProtoUDP, l4)
+	udpOff := t.ipHeader(buf, f.nsMAC, f.key.Dst, f.key.NS, packet.ProtoUDP, l4)
 	u := packet.UDP(buf[udpOff:])
 	u.Encode(&packet.UDPFields{SrcPort: f.key.DstPort, DstPort: f.key.NSPort, Length: l4})
 	u.SetPartialChecksum(f.key.Dst, f.key.NS)
-	t.env.Send(udpOff+l4, packet.Offload{CsumStart: udpOff, CsumOffset: packet.UDPChecksumOffset})
+	t.env.Send(udpOff+l4, packet.Offload{CsumStart: uint16(udpOff), CsumOffset: packet.UDPChecksumOffset})
 }
 
-// ipHeader writes the Ethernet and IPv4 headers of a frame to the
-// namespace at dstMAC, from src to dst, around l4 bytes of protocol proto.
-func (t *Table) ipHeader(buf []byte, dstMAC packet.MAC, src, dst packet.Addr, proto uint8, l4 int) {
-	packet.Ether(buf).SetHeader(dstMAC, t.cfg.GatewayMAC, packet.EtherTypeIPv4)
+// ipHeader writes the Ethernet and IP headers of a frame to the namespace
+// at dstMAC, from src to dst, around l4 bytes of protocol proto, and
+// returns where the l4 bytes start.
+func (t *Table) ipHeader(buf []byte, dstMAC packet.MAC, src, dst packet.Addr, proto uint8, l4 int) int {
+	packet.Ether(buf).SetHeader(dstMAC, t.cfg.GatewayMAC, packet.EtherTypeOf(dst))
 	t.ipID++
-	packet.IPv4(buf[ipOff:]).Encode(&packet.IPv4Fields{TotalLen: packet.IPv4Len + l4, ID: t.ipID, Protocol: proto, Src: src, Dst: dst})
+	return ipOff + packet.EncodeIP(buf[ipOff:], &packet.IPFields{Protocol: proto, Src: src, Dst: dst, L4Len: l4, ID: t.ipID})
 }
 
 // readErrors drains the socket's error queue and reports ICMP errors to the
@@ -425,15 +438,20 @@ func (t *Table) readErrors(f *udpFlow) {
 			return
 		}
 		ee, ok := extendedErr(t.oob[:msg.Controllen])
-		if !ok || ee.Origin != unix.SO_EE_ORIGIN_ICMP {
+		switch {
+		case !ok:
 			continue
+		case ee.Origin == unix.SO_EE_ORIGIN_ICMP && f.key.NS.Is4():
+			t.ICMPErrors++
+			t.icmpError(f, ee.Type, ee.Code, ee.Info, int(r))
+		case ee.Origin == unix.SO_EE_ORIGIN_ICMP6 && !f.key.NS.Is4():
+			t.ICMPErrors++
+			t.icmpError6(f, ee.Type, ee.Code, ee.Info, int(r))
 		}
-		t.ICMPErrors++
-		t.icmpError(f, ee.Type, ee.Code, ee.Info, int(r))
 	}
 }
 
-// extendedErr finds the IP_RECVERR control message.
+// extendedErr finds the IP_RECVERR (or IPV6_RECVERR) control message.
 func extendedErr(oob []byte) (unix.SockExtendedErr, bool) {
 	var ee unix.SockExtendedErr
 	for len(oob) >= unix.SizeofCmsghdr {
@@ -443,7 +461,8 @@ func extendedErr(oob []byte) (unix.SockExtendedErr, bool) {
 			return ee, false
 		}
 		data := oob[unix.SizeofCmsghdr:l]
-		if h.Level == unix.SOL_IP && h.Type == unix.IP_RECVERR && len(data) >= int(unsafe.Sizeof(ee)) {
+		if (h.Level == unix.SOL_IP && h.Type == unix.IP_RECVERR || h.Level == unix.SOL_IPV6 && h.Type == unix.IPV6_RECVERR) &&
+			len(data) >= int(unsafe.Sizeof(ee)) {
 			ee = *(*unix.SockExtendedErr)(unsafe.Pointer(&data[0]))
 			return ee, true
 		}
@@ -463,8 +482,8 @@ func (t *Table) icmpError(f *udpFlow, typ, code uint8, info uint32, payloadLen i
 	buf := t.env.Frame()
 	const quote = packet.IPv4Len + packet.UDPLen
 	l4 := packet.ICMPEchoLen + quote
-	t.ipHeader(buf, f.nsMAC, f.key.Dst, f.key.NS, packet.ProtoICMP, l4)
-	m := packet.ICMP(buf[ipOff+packet.IPv4Len : ipOff+packet.IPv4Len+l4])
+	icmpOff := t.ipHeader(buf, f.nsMAC, f.key.Dst, f.key.NS, packet.ProtoICMP, l4)
+	m := packet.ICMP(buf[icmpOff : icmpOff+l4])
 	var mtu uint16
 	if typ == packet.ICMPUnreachable && code == packet.ICMPFragNeeded {
 		mtu = uint16(info)
@@ -474,13 +493,34 @@ func (t *Table) icmpError(f *udpFlow, typ, code uint8, info uint32, payloadLen i
 	packet.IPv4(q).Encode(&packet.IPv4Fields{TotalLen: quote + payloadLen, Protocol: packet.ProtoUDP, Src: f.key.NS, Dst: f.key.Dst})
 	packet.UDP(q[packet.IPv4Len:]).Encode(&packet.UDPFields{SrcPort: f.key.NSPort, DstPort: f.key.DstPort, Length: packet.UDPLen + payloadLen})
 	m.SetTypeCode(typ, code)
-	t.env.Send(ipOff+packet.IPv4Len+l4, packet.Offload{})
+	t.env.Send(icmpOff+l4, packet.Offload{})
+}
+
+// icmpError6 is icmpError for an IPv6 flow: the ICMPv6 error (type, code)
+// the host's socket received, Packet Too Big with its MTU (info), so that
+// the namespace's path MTU discovery works through nsgate.
+func (t *Table) icmpError6(f *udpFlow, typ, code uint8, info uint32, payloadLen int) {
+	buf := t.env.Frame()
+	const quote = packet.IPv6Len + packet.UDPLen
+	l4 := packet.ICMPEchoLen + quote
+	icmpOff := t.ipHeader(buf, f.nsMAC, f.key.Dst, f.key.NS, packet.ProtoICMPv6, l4)
+	m := packet.ICMP(buf[icmpOff : icmpOff+l4])
+	clear(m[:packet.ICMPEchoLen])
+	m[0], m[1] = typ, code
+	if typ == packet.ICMPv6TooBig {
+		binary.BigEndian.PutUint32(m[4:], info)
+	}
+	q := m[packet.ICMPEchoLen:]
+	packet.IPv6(q).Encode(&packet.IPv6Fields{PayloadLen: packet.UDPLen + payloadLen, NextHeader: packet.ProtoUDP, Src: f.key.NS, Dst: f.key.Dst})
+	packet.UDP(q[packet.IPv6Len:]).Encode(&packet.UDPFields{SrcPort: f.key.NSPort, DstPort: f.key.DstPort, Length: packet.UDPLen + payloadLen})
+	m.SetICMPv6Checksum(f.key.Dst, f.key.NS)
+	t.env.Send(icmpOff+l4, packet.Offload{})
 }
 
 // unreachable answers a datagram that cannot leave with ICMP destination
 // unreachable (code), from the gateway.
 func (t *Table) unreachable(p *packet.Parsed, code uint8) {
-	icmp.SendUnreachable(t.env, p, code, t.cfg.NAT.Gateway, t.cfg.GatewayMAC)
+	icmp.SendUnreachable(t.env, p, code, t.cfg.NAT.Router(p.Src), t.cfg.GatewayMAC)
 }
 
 // Reset closes every flow: the VM behind them has gone (see engine.Peer).

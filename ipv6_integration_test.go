@@ -1,0 +1,178 @@
+//go:build integration
+
+package main
+
+import (
+	"net"
+	"net/netip"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nsgate/nsgate/internal/netconf"
+	"github.com/nsgate/nsgate/internal/testnet"
+)
+
+// ipv6World is tcpWorld with -6: a target served with IPv6 at MTU mtu.
+func ipv6World(t *testing.T, rootless bool, mtu int, args ...string) (*testnet.World, *testnet.Target, *gate) {
+	t.Helper()
+	return tcpWorld(t, rootless, append([]string{"-6", "-m", strconv.Itoa(mtu)}, args...)...)
+}
+
+// slaacAddr is the address -c gives the target's tap0 in fd00::/64.
+func slaacAddr(t *testing.T, tg *testnet.Target) netip.Addr {
+	t.Helper()
+	out := tg.MustRun("ip", "-o", "link", "show", "tap0")
+	m := regexp.MustCompile(`link/ether (\S+)`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("tap0 has no MAC: %s", out)
+	}
+	mac, err := net.ParseMAC(m[1])
+	if err != nil {
+		t.Fatalf("tap0's MAC %q: %v", out, err)
+	}
+	a, err := netconf.SLAAC(netip.MustParsePrefix("fd00::/64"), mac)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// TestIPv6Configure: -c -6 gives tap0 its autoconfiguration address and a
+// default route via fe80::2 before the ready byte, with no duplicate
+// address detection pending; rdisc6 (ndisc6) sees nsgate's advertisement:
+// the prefix, the MTU and the router's address; ping -6 of the gateway is
+// answered.
+func TestIPv6Configure(t *testing.T) {
+	modes(t, func(t *testing.T, rootless bool) {
+		_, tg, _ := ipv6World(t, rootless, 65520)
+		want := slaacAddr(t, tg)
+		addrs := tg.MustRun("ip", "-6", "addr", "show", "dev", "tap0")
+		if !strings.Contains(addrs, want.String()+"/64") || strings.Contains(addrs, want.String()+"/64 scope global tentative") {
+			t.Fatalf("tap0 lacks %s/64 (or it is tentative):\n%s", want, addrs)
+		}
+		if r := tg.MustRun("ip", "-6", "route", "show", "default"); !strings.Contains(r, "via fe80::2 dev tap0") {
+			t.Fatalf("default route: %q", r)
+		}
+		ra := tg.MustRun("rdisc6", "-1", "-w", "3000", "tap0")
+		for _, re := range []string{`(?m)^\s*Prefix\s*:\s*fd00::/64`, `(?m)^\s*MTU\s*:\s*65520 bytes`, `(?m)^\s*from fe80::2$`,
+			`(?m)^\s*Stateful address conf\.\s*:\s*No`, `(?m)^\s*Router lifetime\s*:\s*1800`, `(?m)^\s*On-link\s*:\s*Yes`, `(?m)^\s*Autonomous address conf\.\s*:\s*Yes`} {
+			if !regexp.MustCompile(re).MatchString(ra) {
+				t.Fatalf("rdisc6 output lacks %s:\n%s", re, ra)
+			}
+		}
+		for _, a := range []string{"fd00::2", "fe80::2%tap0"} {
+			if out := tg.MustRun("ping", "-6", "-c", "2", "-i", "0.2", "-W", "2", a); !strings.Contains(out, "2 received") {
+				t.Fatalf("ping -6 %s: %s", a, out)
+			}
+		}
+	})
+}
+
+// TestIPv6Autoconf: without -c the namespace's own kernel configures
+// itself from nsgate's advertisement (SLAAC): its address in fd00::/64 and
+// its default route via fe80::2.
+func TestIPv6Autoconf(t *testing.T) {
+	w := testnet.New(t)
+	tg := testnet.NewTarget(t, true)
+	tg.MustRun("ip", "tuntap", "add", "tap0", "mode", "tap")
+	tg.MustRun("ip", "link", "set", "tap0", "up")
+	startReady(t, w, true, "-6", strconv.Itoa(tg.PID), "tap0")
+	want := slaacAddr(t, tg)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		addrs := tg.MustRun("ip", "-6", "addr", "show", "dev", "tap0")
+		route := tg.MustRun("ip", "-6", "route", "show", "default")
+		if strings.Contains(addrs, want.String()+"/64 scope global dynamic") && strings.Contains(route, "via fe80::2 dev tap0 proto ra") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no autoconfiguration within 15 s:\n%s\n%s", addrs, route)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// destinations6 are destinations over IPv6: the host's ::1 through the
+// gateway fd00::2, and the remote namespace.
+func destinations6(w *testnet.World, port int) []destination {
+	p := strconv.Itoa(port)
+	return []destination{
+		{"host-loopback", "[::1]:" + p, "[fd00::2]:" + p, func() *exec.Cmd { return w.HostCommand(false, "env") }},
+		{"remote", "[" + testnet.RemoteAddr6 + "]:" + p, "[" + testnet.RemoteAddr6 + "]:" + p, func() *exec.Cmd { return w.RemoteCommand("env") }},
+	}
+}
+
+// TestIPv6TCP moves 200 MiB each way over IPv6 at MTU 65520 and 1500, to
+// the host's ::1 via fd00::2 and to the remote namespace, sha256-equal at
+// both ends; connections to closed ports are refused at once.
+func TestIPv6TCP(t *testing.T) {
+	n := strconv.FormatInt(min(bigSize(), 200<<20), 10)
+	for _, mtu := range []int{65520, 1500} {
+		t.Run("mtu "+strconv.Itoa(mtu), func(t *testing.T) {
+			w, tg, g := ipv6World(t, true, mtu)
+			for i, d := range destinations6(w, 5101) {
+				t.Run(d.name+"/ns-to-host", func(t *testing.T) {
+					srv := startServer(t, d.where(), "sink", d.listen)
+					sent := runClient(t, 5*time.Minute, tg.Command("env"), "send", d.dial, n)
+					if got := srv.result(t, time.Minute); !strings.HasPrefix(sent, n+" ") || got != sent {
+						t.Fatalf("namespace sent %q, server received %q", sent, got)
+					}
+				})
+				t.Run(d.name+"/host-to-ns", func(t *testing.T) {
+					d := destinations6(w, 5111+i)[i]
+					srv := startServer(t, d.where(), "source", d.listen, n)
+					got := runClient(t, 5*time.Minute, tg.Command("env"), "recv", d.dial)
+					if sent := srv.result(t, time.Minute); !strings.HasPrefix(sent, n+" ") || got != sent {
+						t.Fatalf("server sent %q, namespace received %q", sent, got)
+					}
+				})
+			}
+			for _, dial := range []string{"[fd00::2]:5999", "[" + testnet.RemoteAddr6 + "]:5999"} {
+				r := strings.Fields(runClient(t, 20*time.Second, tg.Command("env"), "dial", dial))
+				if len(r) != 2 || r[0] != "refused" {
+					t.Fatalf("dial %s: %v, want refused", dial, r)
+				}
+				if ms, _ := strconv.Atoi(r[1]); ms > 1000 {
+					t.Fatalf("dial %s: refusal took %d ms", dial, ms)
+				}
+			}
+			if !g.running() {
+				t.Fatalf("nsgate exited: %s", g.stderr)
+			}
+		})
+	}
+}
+
+// TestIPv6UDP echoes datagrams over IPv6 to the host's ::1 and to the
+// remote namespace, and sees a closed port refused at once (ICMPv6 port
+// unreachable from the host's socket, relayed).
+func TestIPv6UDP(t *testing.T) {
+	w, tg, _ := ipv6World(t, true, 65520)
+	for _, d := range destinations6(w, 6101) {
+		t.Run(d.name, func(t *testing.T) {
+			startServer(t, d.where(), "udpecho", d.listen)
+			if r := runClient(t, time.Minute, tg.Command("env"), "udpflows", d.dial, "1", scaled(2000), "1200"); r != "ok "+scaled(2000) {
+				t.Fatalf("one flow: %s", r)
+			}
+			if r := runClient(t, time.Minute, tg.Command("env"), "udpflows", d.dial, "1", "20", "65000"); r != "ok 20" {
+				t.Fatalf("large datagrams: %s", r)
+			}
+			if r := runClient(t, time.Minute, tg.Command("env"), "udpflows", d.dial, scaled(100), "10", "512"); r != "ok "+scaled(1000) {
+				t.Fatalf("100 flows: %s", r)
+			}
+		})
+	}
+	for _, dial := range []string{"[fd00::2]:6999", "[" + testnet.RemoteAddr6 + "]:6999"} {
+		r := strings.Fields(runClient(t, 20*time.Second, tg.Command("env"), "udprefused", dial))
+		if len(r) != 2 || r[0] != "refused" {
+			t.Fatalf("%s: %v, want refused", dial, r)
+		}
+		if ms, _ := strconv.Atoi(r[1]); ms > 1000 {
+			t.Fatalf("%s: refusal took %d ms", dial, ms)
+		}
+	}
+}
