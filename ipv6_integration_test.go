@@ -176,3 +176,40 @@ func TestIPv6UDP(t *testing.T) {
 		}
 	}
 }
+
+// TestIPv6DNS: queries to fd00::3, over UDP and TCP, reach a dnsmasq on
+// the host's ::1 (an IPv6 nameserver in resolv.conf), and an IPv4 one in
+// the remote namespace; the advertisement carries fd00::3 as RDNSS.
+func TestIPv6DNS(t *testing.T) {
+	for _, c := range []struct{ name, resolv string }{
+		{"loopback ::1", "nameserver ::1\n"},
+		{"failover to IPv6 remote", "nameserver ::1\nnameserver " + testnet.RemoteAddr6 + "\n"},
+		{"IPv4 remote", "nameserver " + testnet.RemoteAddr + "\n"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			w := testnet.New(t)
+			w.SetResolvConf(c.resolv)
+			switch c.name {
+			case "loopback ::1":
+				dnsmasq(t, w.HostCommand(false, "env"), "::1")
+			case "failover to IPv6 remote":
+				dnsmasq(t, w.RemoteCommand("env"), testnet.RemoteAddr6)
+			default:
+				dnsmasq(t, w.RemoteCommand("env"), testnet.RemoteAddr)
+			}
+			tg := testnet.NewTarget(t, true)
+			startReady(t, w, true, "-c", "-6", strconv.Itoa(tg.PID), "tap0")
+			for _, tcp := range []bool{false, true} {
+				if got, took := dig(t, tg, tcp, "test.nsgate", "@fd00::3", "AAAA"); got != "2001:db8:1::99" {
+					t.Fatalf("dig AAAA @fd00::3 (tcp %v): %q after %v", tcp, got, took)
+				}
+				if got, took := dig(t, tg, tcp, "test.nsgate", "@fd00::3", "A"); got != "198.51.100.99" {
+					t.Fatalf("dig A @fd00::3 (tcp %v): %q after %v", tcp, got, took)
+				}
+			}
+			if ra := tg.MustRun("rdisc6", "-1", "-w", "3000", "tap0"); !regexp.MustCompile(`(?m)^\s*Recursive DNS server\s*:\s*fd00::3$`).MatchString(ra) {
+				t.Fatalf("no RDNSS fd00::3 in the advertisement:\n%s", ra)
+			}
+		})
+	}
+}

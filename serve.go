@@ -218,7 +218,7 @@ func serve(cfg *config.Config, dev frameDevice, stops []stopFD, p *prepared, sta
 		servers, err := dns.ReadResolvConf("/etc/resolv.conf")
 		if err != nil || len(servers) == 0 {
 			// Answer SERVFAIL at once rather than let clients time out.
-			logger.Printf("no usable IPv4 nameserver in /etc/resolv.conf (%v): DNS queries to %s get SERVFAIL (add a nameserver line, or point the namespace elsewhere with --dns ADDR)", err, cfg.Net.DNS)
+			logger.Printf("no usable nameserver in /etc/resolv.conf (%v): DNS queries to %s get SERVFAIL (add a nameserver line, or point the namespace elsewhere with --dns ADDR)", err, cfg.Net.DNS)
 		}
 		ecfg.DNSServers = servers
 	}

@@ -1,4 +1,5 @@
-// Package dns relays the namespace's DNS queries (to network+3, port 53) to
+// Package dns relays the namespace's DNS queries (to network+3, or the IPv6
+// prefix's ::3, port 53) to
 // the nameservers of the host's /etc/resolv.conf, in order, failing over on
 // refusal or silence. nsgate runs on the host side, so a loopback resolver
 // (127.0.0.53, 127.0.0.1) works.
@@ -35,8 +36,8 @@ var PerServerTimeout = 2 * time.Second
 // client retries), so a flood cannot spawn unbounded goroutines.
 const MaxInFlight = 512
 
-// ReadResolvConf returns the IPv4 nameservers of a resolv.conf, in order.
-// IPv6 nameservers are skipped: the relay is IPv4 for now.
+// ReadResolvConf returns the nameservers of a resolv.conf, IPv4 and IPv6,
+// in order. A link-local IPv6 nameserver keeps its zone (fe80::1%eth0).
 func ReadResolvConf(path string) ([]netip.Addr, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -48,8 +49,8 @@ func ReadResolvConf(path string) ([]netip.Addr, error) {
 	for sc.Scan() {
 		fields := strings.Fields(sc.Text())
 		if len(fields) >= 2 && fields[0] == "nameserver" {
-			if a, err := netip.ParseAddr(fields[1]); err == nil && a.Is4() {
-				out = append(out, a)
+			if a, err := netip.ParseAddr(fields[1]); err == nil && !a.IsUnspecified() && !a.IsMulticast() {
+				out = append(out, a.Unmap())
 			}
 		}
 	}
@@ -170,7 +171,7 @@ func (r *Relay) Query(c Client, query []byte) {
 func (r *Relay) exchange(q []byte) []byte {
 	buf := make([]byte, 65535)
 	for _, s := range r.servers {
-		conn, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(s, r.port)))
+		conn, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(s, r.port)))
 		if err != nil {
 			continue
 		}

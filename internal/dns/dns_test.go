@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -43,10 +44,13 @@ func TestServFail(t *testing.T) {
 
 func TestReadResolvConf(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "resolv.conf")
-	os.WriteFile(p, []byte("# comment\nsearch example\nnameserver 127.0.0.53\nnameserver ::1\nnameserver bogus\nnameserver 198.51.100.2\noptions edns0\n"), 0o644)
+	os.WriteFile(p, []byte("# comment\nsearch example\nnameserver 127.0.0.53\nnameserver ::1\nnameserver bogus\nnameserver 198.51.100.2\n"+
+		"nameserver fe80::1%eth0\nnameserver ::ffff:192.0.2.1\nnameserver ::\noptions edns0\n"), 0o644)
 	got, err := ReadResolvConf(p)
-	if err != nil || len(got) != 2 || got[0] != netip.MustParseAddr("127.0.0.53") || got[1] != netip.MustParseAddr("198.51.100.2") {
-		t.Fatalf("got %v, %v", got, err)
+	want := []netip.Addr{netip.MustParseAddr("127.0.0.53"), netip.MustParseAddr("::1"), netip.MustParseAddr("198.51.100.2"),
+		netip.MustParseAddr("fe80::1%eth0"), netip.MustParseAddr("192.0.2.1")}
+	if err != nil || !slices.Equal(got, want) {
+		t.Fatalf("got %v, %v; want %v", got, err, want)
 	}
 }
 

@@ -193,6 +193,7 @@ type Engine struct {
 	closed      bool
 	dns         *dns.Relay // nil with --disable-dns
 	dnsAddr     packet.Addr
+	dnsAddr6    packet.Addr // zero without IPv6 or with --disable-dns
 	gateway     packet.Addr
 	stops       []string // reason per stop descriptor, by index
 	stopping    atomic.Pointer[string]
@@ -265,6 +266,9 @@ func New(tap Tap, cfg Config) (*Engine, error) {
 	var dnsServers []packet.Addr
 	if !cfg.DisableDNS {
 		for _, a := range cfg.DNSServers {
+			if a.Zone() != "" {
+				continue // a link-local nameserver: UDP only (packet.Addr has no zone)
+			}
 			dnsServers = append(dnsServers, packet.AddrFromNetip(a))
 		}
 		e.dns = dns.NewRelay(cfg.DNSServers, e.wakeLoop)
@@ -279,11 +283,15 @@ func New(tap Tap, cfg Config) (*Engine, error) {
 		DisableHostLoopback: cfg.DisableHostLoopback, AllowHost: cfg.AllowHost, Policy: cfg.Policy}
 	if cfg.IPv6 {
 		m.Gateway6, m.Network6 = packet.AddrFromNetip(cfg.Net6.Gateway), cfg.Net6.Prefix
+		if !dnsAddr.IsZero() {
+			e.dnsAddr6 = packet.AddrFromNetip(cfg.Net6.DNS)
+		}
 		e.ndp = ndp.New(ndp.Config{
 			MAC:       cfg.MAC,
 			Prefix:    packet.AddrFromNetip(cfg.Net6.Prefix.Addr()),
 			Gateway:   m.Gateway6,
 			LinkLocal: packet.AddrFromNetip(cfg.Net6.LinkLocal),
+			DNS:       e.dnsAddr6,
 			MTU:       cfg.MTU,
 		})
 	}
@@ -296,6 +304,7 @@ func New(tap Tap, cfg Config) (*Engine, error) {
 		MaxHalfOpen: lim.HalfOpen,
 		Budget:      &e.budget,
 		DNS:         dnsAddr,
+		DNS6:        e.dnsAddr6,
 		DNSServers:  dnsServers,
 		Outbound:    outbound,
 		NoPeekOff:   !cfg.Kernel.TCPPeekOff,
@@ -801,6 +810,10 @@ func (e *Engine) handle6(p *packet.Parsed, out []byte) bool {
 			return true
 		}
 	case packet.ProtoUDP:
+		if e.dns != nil && !e.dnsAddr6.IsZero() && p.Dst == e.dnsAddr6 && p.UDP.DstPort() == 53 && p.DstMAC == e.cfg.MAC {
+			e.dns.Query(dns.Client{IP: p.Src, Port: p.UDP.SrcPort(), MAC: p.SrcMAC}, p.Payload)
+			return true
+		}
 		e.udp.HandleFrame(p) // drops multicast itself
 		return true
 	}
@@ -870,7 +883,12 @@ func (e *Engine) dnsAnswers() {
 		select {
 		case a := <-e.dns.Answers():
 			out := e.out[e.tap.Headroom():]
-			hdr := packet.EtherLen + packet.IPv4Len + packet.UDPLen
+			src, dst := e.dnsAddr, a.Client.IP
+			if !dst.Is4() {
+				src = e.dnsAddr6
+			}
+			ipLen := packet.IPHeaderLen(dst)
+			hdr := packet.EtherLen + ipLen + packet.UDPLen
 			n := hdr + len(a.Msg)
 			if n > packet.EtherLen+e.cfg.MTU {
 				// Too big for the namespace's MTU: send the header with TC
@@ -880,11 +898,11 @@ func (e *Engine) dnsAnswers() {
 				a.Msg[2] |= 0x02
 			}
 			copy(out[hdr:], a.Msg)
-			src, dst := e.dnsAddr, a.Client.IP
-			packet.Ether(out).SetHeader(a.Client.MAC, e.cfg.MAC, packet.EtherTypeIPv4)
-			packet.IPv4(out[packet.EtherLen:]).Encode(&packet.IPv4Fields{TotalLen: n - packet.EtherLen, Protocol: packet.ProtoUDP, Src: src, Dst: dst})
-			u := packet.UDP(out[packet.EtherLen+packet.IPv4Len:])
-			u.Encode(&packet.UDPFields{SrcPort: 53, DstPort: a.Client.Port, Length: n - packet.EtherLen - packet.IPv4Len})
+			l4 := n - packet.EtherLen - ipLen
+			packet.Ether(out).SetHeader(a.Client.MAC, e.cfg.MAC, packet.EtherTypeOf(dst))
+			packet.EncodeIP(out[packet.EtherLen:], &packet.IPFields{Protocol: packet.ProtoUDP, Src: src, Dst: dst, L4Len: l4})
+			u := packet.UDP(out[packet.EtherLen+ipLen:])
+			u.Encode(&packet.UDPFields{SrcPort: 53, DstPort: a.Client.Port, Length: l4})
 			u.SetChecksum(src, dst)
 			e.send(n)
 		default:

@@ -231,9 +231,9 @@ func (t *Table) hostAddr(k flow.Key) (packet.Addr, bool) {
 	return t.cfg.NAT.Host(k.Dst)
 }
 
-// isDNS reports whether k is a connection to the DNS relay address.
+// isDNS reports whether k is a connection to a DNS relay address.
 func (t *Table) isDNS(k flow.Key) bool {
-	return len(t.cfg.DNSServers) > 0 && k.Dst == t.cfg.DNS && k.DstPort == 53
+	return len(t.cfg.DNSServers) > 0 && k.DstPort == 53 && !k.Dst.IsZero() && (k.Dst == t.cfg.DNS || k.Dst == t.cfg.DNS6)
 }
 
 // update sets the flow's epoll interest. Sockets are watched

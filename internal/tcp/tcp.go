@@ -153,9 +153,10 @@ type Config struct {
 	// Budget, if set, is the flow budget shared with the other tables.
 	Budget      *flow.Budget
 	IdleTimeout time.Duration // 0: DefaultIdleTimeout
-	// DNS is the relay address; connections to its port 53 go to
-	// DNSServers in order, the next one when a connect fails. Zero: none.
-	DNS        packet.Addr
+	// DNS and DNS6 are the relay addresses; connections to their port 53
+	// go to DNSServers in order, the next one when a connect fails, of
+	// either family. Zero: none.
+	DNS, DNS6  packet.Addr
 	DNSServers []packet.Addr
 	// Outbound holds the source addresses of every connection's socket, by
 	// family (--outbound-addr, --outbound-addr6).
