@@ -5,7 +5,9 @@ package main
 import (
 	"net"
 	"net/netip"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -44,11 +46,11 @@ func slaacAddr(t *testing.T, tg *testnet.Target) netip.Addr {
 // TestIPv6Configure: -c -6 gives tap0 its autoconfiguration address and a
 // default route via fe80::2 before the ready byte, with no duplicate
 // address detection pending; rdisc6 (ndisc6) sees nsgate's advertisement:
-// the prefix, the MTU and the router's address; ping -6 of the gateway is
-// answered.
+// the prefix, the MTU, the M and O flags (DHCPv6) and the router's address; ping -6 of the gateway is
+// answered, and of the remote namespace through an ICMPv6 ping socket.
 func TestIPv6Configure(t *testing.T) {
 	modes(t, func(t *testing.T, rootless bool) {
-		_, tg, _ := ipv6World(t, rootless, 65520)
+		w, tg, _ := ipv6World(t, rootless, 65520)
 		want := slaacAddr(t, tg)
 		addrs := tg.MustRun("ip", "-6", "addr", "show", "dev", "tap0")
 		if !strings.Contains(addrs, want.String()+"/64") || strings.Contains(addrs, want.String()+"/64 scope global tentative") {
@@ -59,12 +61,15 @@ func TestIPv6Configure(t *testing.T) {
 		}
 		ra := tg.MustRun("rdisc6", "-1", "-w", "3000", "tap0")
 		for _, re := range []string{`(?m)^\s*Prefix\s*:\s*fd00::/64`, `(?m)^\s*MTU\s*:\s*65520 bytes`, `(?m)^\s*from fe80::2$`,
-			`(?m)^\s*Stateful address conf\.\s*:\s*No`, `(?m)^\s*Router lifetime\s*:\s*1800`, `(?m)^\s*On-link\s*:\s*Yes`, `(?m)^\s*Autonomous address conf\.\s*:\s*Yes`} {
+			`(?m)^\s*Stateful address conf\.\s*:\s*Yes`, `(?m)^\s*Stateful other conf\.\s*:\s*Yes`, `(?m)^\s*Router lifetime\s*:\s*1800`, `(?m)^\s*On-link\s*:\s*Yes`, `(?m)^\s*Autonomous address conf\.\s*:\s*Yes`} {
 			if !regexp.MustCompile(re).MatchString(ra) {
 				t.Fatalf("rdisc6 output lacks %s:\n%s", re, ra)
 			}
 		}
-		for _, a := range []string{"fd00::2", "fe80::2%tap0"} {
+		if out, err := w.HostCommand(false, "sysctl", "-w", "net.ipv4.ping_group_range=0 2147483647").CombinedOutput(); err != nil {
+			t.Fatalf("sysctl: %v %s", err, out)
+		}
+		for _, a := range []string{"fd00::2", "fe80::2%tap0", testnet.RemoteAddr6} {
 			if out := tg.MustRun("ping", "-6", "-c", "2", "-i", "0.2", "-W", "2", a); !strings.Contains(out, "2 received") {
 				t.Fatalf("ping -6 %s: %s", a, out)
 			}
@@ -212,4 +217,92 @@ func TestIPv6DNS(t *testing.T) {
 			}
 		})
 	}
+}
+
+// dhclientScript is dhclient's -sf script for the tests: it applies the
+// lease to tap0 and logs each event, and never touches the machine's
+// /etc/resolv.conf the way Debian's dhclient-script would.
+const dhclientScript = `#!/bin/sh
+case "$reason" in
+BOUND6|RENEW6|REBIND6|REBOOT6) [ -n "$new_ip6_address" ] && ip -6 addr replace "$new_ip6_address/$new_ip6_prefixlen" dev "$interface" nodad ;;
+esac
+echo "$reason ip=${new_ip6_address:-$old_ip6_address} ns=$new_dhcp6_name_servers" >> "$(dirname "$0")/log"
+`
+
+// waitLog waits until the file at path has a line matching re.
+func waitLog(t *testing.T, path string, re *regexp.Regexp, timeout time.Duration) string {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		b, _ := os.ReadFile(path)
+		if m := re.FindString(string(b)); m != "" {
+			return m
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no line matching %s in %s within %v:\n%s", re, path, timeout, b)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestDHCPv6 runs ISC dhclient -6 against nsgate's server: a stateful
+// lease (Solicit, Advertise, Request, Reply) of fd00::100 with the DNS
+// address, applied to tap0; a Release; and a stateless
+// Information-Request (-S) answered with the DNS address.
+func TestDHCPv6(t *testing.T) {
+	_, tg, _ := ipv6World(t, false, 1500)
+	dir := t.TempDir()
+	script := filepath.Join(dir, "script")
+	if err := os.WriteFile(script, []byte(dhclientScript), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	logf := filepath.Join(dir, "log")
+	dhclient := func(args ...string) *exec.Cmd {
+		return tg.Command("dhclient", append([]string{"-6", "-d", "-lf", filepath.Join(dir, "leases"), "-pf", filepath.Join(dir, "pid"), "-sf", script}, append(args, "tap0")...)...)
+	}
+	// dhclient binds to tap0's link-local address, which is usable once
+	// the namespace's kernel has finished duplicate address detection.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		a := tg.MustRun("ip", "-6", "addr", "show", "dev", "tap0", "scope", "link")
+		if strings.Contains(a, "fe80::") && !strings.Contains(a, "tentative") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("tap0's link-local address stays tentative:\n%s", a)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	c := dhclient("-1")
+	var out syncBuffer
+	c.Stdout, c.Stderr = &out, &out
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { c.Process.Kill(); c.Wait() }()
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("dhclient:\n%s", out.String())
+		}
+	})
+	waitLog(t, logf, regexp.MustCompile(`BOUND6 ip=fd00::100 ns=fd00::3`), 20*time.Second)
+	if a := tg.MustRun("ip", "-6", "addr", "show", "dev", "tap0"); !strings.Contains(a, "inet6 fd00::100/") {
+		t.Fatalf("the lease was not applied:\n%s\ndhclient:\n%s", a, out.String())
+	}
+	c.Process.Kill()
+	c.Wait()
+
+	// Release: dhclient -r sends it to the server and waits for its Reply.
+	if out, err := tg.Run(20*time.Second, "dhclient", "-6", "-r", "-lf", filepath.Join(dir, "leases"), "-pf", filepath.Join(dir, "pid"), "-sf", script, "tap0"); err != nil {
+		t.Fatalf("dhclient -6 -r: %v\n%s", err, out)
+	}
+	waitLog(t, logf, regexp.MustCompile(`RELEASE6 ip=fd00::100`), 10*time.Second)
+
+	// Stateless: an Information-Request gets the DNS address.
+	s := tg.Command("dhclient", "-6", "-S", "-d", "-lf", filepath.Join(dir, "leases-s"), "-pf", filepath.Join(dir, "pid-s"), "-sf", script, "tap0")
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { s.Process.Kill(); s.Wait() }()
+	// dhclient -S reports the answer as RENEW6, with no address.
+	waitLog(t, logf, regexp.MustCompile(`(?m)^RENEW6 ip= ns=fd00::3$`), 20*time.Second)
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/nsgate/nsgate/internal/arp"
 	"github.com/nsgate/nsgate/internal/config"
 	"github.com/nsgate/nsgate/internal/dhcp"
+	"github.com/nsgate/nsgate/internal/dhcp6"
 	"github.com/nsgate/nsgate/internal/dns"
 	"github.com/nsgate/nsgate/internal/flow"
 	"github.com/nsgate/nsgate/internal/fwd"
@@ -184,6 +185,7 @@ type Engine struct {
 	udp         *udp.Table
 	pings       *icmp.Pings
 	ndp         *ndp.Router // nil without IPv6
+	dhcp6       *dhcp6.Server
 	fwd         *fwd.Table
 	guestMAC    packet.MAC
 	ctl         chan func()   // work from control-plane goroutines (Do)
@@ -293,6 +295,19 @@ func New(tap Tap, cfg Config) (*Engine, error) {
 			LinkLocal: packet.AddrFromNetip(cfg.Net6.LinkLocal),
 			DNS:       e.dnsAddr6,
 			MTU:       cfg.MTU,
+			// DHCPv6 leases addresses and answers Information-Requests.
+			Managed: true,
+			Other:   true,
+		})
+		var dhcpDNS6 netip.Addr // none with --disable-dns
+		if !e.dnsAddr6.IsZero() {
+			dhcpDNS6 = cfg.Net6.DNS
+		}
+		e.dhcp6 = dhcp6.NewServer(dhcp6.Config{
+			ServerMAC: cfg.MAC,
+			LinkLocal: cfg.Net6.LinkLocal,
+			Prefix:    cfg.Net6.Prefix,
+			DNS:       dhcpDNS6,
 		})
 	}
 	outbound := flow.Outbound{V4: packet.AddrFromNetip(cfg.Outbound), V6: packet.AddrFromNetip(cfg.Outbound6)}
@@ -803,6 +818,10 @@ func (e *Engine) handle6(p *packet.Parsed, out []byte) bool {
 			e.send(n)
 			return true
 		}
+		if p.ICMP.Type() == packet.ICMPv6EchoRequest && p.DstMAC == e.cfg.MAC && !e.ndp.Owns(p.Dst) {
+			e.pings.HandleFrame(p)
+			return true
+		}
 	case packet.ProtoTCP:
 		if p.DstMAC == e.cfg.MAC {
 			e.tcp.HandleFrame(p)
@@ -810,6 +829,12 @@ func (e *Engine) handle6(p *packet.Parsed, out []byte) bool {
 			return true
 		}
 	case packet.ProtoUDP:
+		if p.UDP.DstPort() == dhcp6.ServerPort && p.UDP.SrcPort() == dhcp6.ClientPort {
+			if n := e.dhcp6.Handle(p, out); n > 0 {
+				e.send(n)
+			}
+			return true
+		}
 		if e.dns != nil && !e.dnsAddr6.IsZero() && p.Dst == e.dnsAddr6 && p.UDP.DstPort() == 53 && p.DstMAC == e.cfg.MAC {
 			e.dns.Query(dns.Client{IP: p.Src, Port: p.UDP.SrcPort(), MAC: p.SrcMAC}, p.Payload)
 			return true

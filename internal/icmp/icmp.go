@@ -1,7 +1,9 @@
-// Package icmp handles ICMPv4 echo from the namespace: requests to nsgate's
-// own addresses (gateway, DNS) are answered locally (EchoReply), so that
-// "ping 10.0.2.2" works whatever the host allows; requests to other hosts
-// go out on unprivileged ping sockets (Pings).
+// Package icmp handles echo from the namespace, ICMPv4 and ICMPv6: requests
+// to nsgate's own IPv4 addresses (gateway, DNS) are answered locally
+// (EchoReply; package ndp answers its IPv6 ones), so that "ping 10.0.2.2"
+// works whatever the host allows; requests to other hosts go out on
+// unprivileged ping sockets (Pings). It also builds the destination
+// unreachable errors the translators refuse flows with.
 package icmp
 
 import (

@@ -43,7 +43,7 @@ type pingFlow struct {
 }
 
 // Pings carries echo requests to other hosts on unprivileged ping sockets
-// (SOCK_DGRAM, IPPROTO_ICMP): one per namespace address, identifier and
+// (SOCK_DGRAM, IPPROTO_ICMP or IPPROTO_ICMPV6): one per namespace address, identifier and
 // destination. The kernel gives each socket an identifier of its own;
 // replies get the namespace's back, with its sequence numbers and data.
 type Pings struct {
@@ -71,7 +71,11 @@ func NewPings(cfg PingConfig, env flow.Env) *Pings {
 // HandleFrame sends an echo request from the namespace.
 func (t *Pings) HandleFrame(p *packet.Parsed) {
 	m := p.ICMP
-	if m.Type() != packet.ICMPEchoRequest || m.Code() != 0 || p.SrcMAC.IsMulticast() {
+	request := uint8(packet.ICMPEchoRequest)
+	if p.IP6 != nil {
+		request = packet.ICMPv6EchoRequest
+	}
+	if len(m) < packet.ICMPEchoLen || m.Type() != request || m.Code() != 0 || p.SrcMAC.IsMulticast() {
 		return
 	}
 	k := flow.Key{NS: p.Src, Dst: p.Dst, NSPort: m.EchoID()}
@@ -91,7 +95,7 @@ func (t *Pings) HandleFrame(p *packet.Parsed) {
 
 func (t *Pings) open(p *packet.Parsed, k flow.Key) (int32, bool) {
 	addr, ok := t.cfg.NAT.Host(k.Dst)
-	if !ok || !addr.Is4() {
+	if !ok || addr.Is4() != k.NS.Is4() {
 		return 0, false
 	}
 	if !t.cfg.NAT.Allowed(addr, 0) {
@@ -105,7 +109,11 @@ func (t *Pings) open(p *packet.Parsed, k flow.Key) (int32, bool) {
 		t.env.Logf("icmp: flow limit reached (%d echo flows, or --max-flows of all protocols): dropping new echo requests", t.flows.Max())
 		return 0, false
 	}
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_ICMP)
+	proto := unix.IPPROTO_ICMP
+	if !addr.Is4() {
+		proto = unix.IPPROTO_ICMPV6
+	}
+	fd, err := unix.Socket(flow.Family(addr), unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, proto)
 	if err != nil {
 		if !t.denied {
 			t.denied = true
@@ -145,10 +153,15 @@ func (t *Pings) HandleEvent(idx int32, gen uint32, events uint32) {
 	if f == nil {
 		return
 	}
-	const off = packet.EtherLen + packet.IPv4Len
+	ipLen := packet.IPHeaderLen(f.key.NS)
+	off := packet.EtherLen + ipLen
+	reply := uint8(packet.ICMPEchoReply)
+	if ipLen == packet.IPv6Len {
+		reply = packet.ICMPv6EchoReply
+	}
 	for i := 0; i < pingBatch; i++ {
 		buf := t.env.Frame()
-		r, _, e := unix.Syscall6(unix.SYS_RECVFROM, uintptr(f.fd), uintptr(unsafe.Pointer(&buf[off])), uintptr(65535-packet.IPv4Len),
+		r, _, e := unix.Syscall6(unix.SYS_RECVFROM, uintptr(f.fd), uintptr(unsafe.Pointer(&buf[off])), uintptr(65535-ipLen),
 			unix.MSG_DONTWAIT, 0, 0)
 		if e == unix.EINTR {
 			continue
@@ -158,18 +171,22 @@ func (t *Pings) HandleEvent(idx int32, gen uint32, events uint32) {
 		}
 		n := int(r)
 		m := packet.ICMP(buf[off : off+n])
-		if n < packet.ICMPEchoLen || m.Type() != packet.ICMPEchoReply {
+		if n < packet.ICMPEchoLen || m.Type() != reply {
 			continue
 		}
 		f.lastSeen = t.env.Now()
 		f.toNS += uint64(n - packet.ICMPEchoLen)
 		m.SetEchoID(f.key.NSPort)
-		m.SetTypeCode(packet.ICMPEchoReply, 0)
-		packet.Ether(buf).SetHeader(f.nsMAC, t.cfg.GatewayMAC, packet.EtherTypeIPv4)
+		proto := uint8(packet.ProtoICMP)
+		if reply == packet.ICMPv6EchoReply {
+			proto = packet.ProtoICMPv6
+			m.SetICMPv6Checksum(f.key.Dst, f.key.NS)
+		} else {
+			m.SetTypeCode(packet.ICMPEchoReply, 0)
+		}
+		packet.Ether(buf).SetHeader(f.nsMAC, t.cfg.GatewayMAC, packet.EtherTypeOf(f.key.NS))
 		t.ipID++
-		packet.IPv4(buf[packet.EtherLen:]).Encode(&packet.IPv4Fields{
-			TotalLen: packet.IPv4Len + n, ID: t.ipID, Protocol: packet.ProtoICMP, Src: f.key.Dst, Dst: f.key.NS,
-		})
+		packet.EncodeIP(buf[packet.EtherLen:], &packet.IPFields{Protocol: proto, Src: f.key.Dst, Dst: f.key.NS, L4Len: n, ID: t.ipID})
 		t.env.Send(off+n, packet.Offload{})
 	}
 }

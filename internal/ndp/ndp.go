@@ -58,8 +58,8 @@ type Router struct {
 // New returns a router for cfg; its first advertisement is due at once.
 func New(cfg Config) *Router { return &Router{cfg: cfg, nextRA: 1} }
 
-// owns reports whether a is one of the router's addresses.
-func (r *Router) owns(a packet.Addr) bool {
+// Owns reports whether a is one of the router's addresses.
+func (r *Router) Owns(a packet.Addr) bool {
 	return a == r.cfg.Gateway || a == r.cfg.LinkLocal || (!r.cfg.DNS.IsZero() && a == r.cfg.DNS)
 }
 
@@ -86,7 +86,7 @@ func (r *Router) Handle(p *packet.Parsed, out []byte) int {
 		// not have an address yet (source ::).
 		return r.Advert(out, p.SrcMAC, AllNodes)
 	case packet.ICMPv6EchoRequest:
-		if !r.owns(p.Dst) || len(m) < packet.ICMPEchoLen {
+		if !r.Owns(p.Dst) || len(m) < packet.ICMPEchoLen {
 			return 0
 		}
 		return r.echoReply(p, out)
@@ -120,7 +120,7 @@ func (r *Router) neighborSol(p *packet.Parsed, out []byte) int {
 		return 0
 	}
 	target := m.NDPTarget()
-	if !r.owns(target) {
+	if !r.Owns(target) {
 		return 0
 	}
 	flags := uint8(packet.NARouter | packet.NAOverride)
