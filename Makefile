@@ -14,6 +14,8 @@ FUZZ_TARGETS = \
 	./internal/packet:FuzzDecode:300000x \
 	./internal/config:FuzzParse:200000x \
 	./internal/dhcp:FuzzHandle:150000x \
+	./internal/dhcp6:FuzzHandle:150000x \
+	./internal/ndp:FuzzHandle:150000x \
 	./internal/dns:FuzzServFail:200000x \
 	./internal/engine:FuzzHandleFrame:250000x \
 	./internal/engine:FuzzTapFrame:150000x \

@@ -29,11 +29,12 @@ func segment(p *packet.Parsed, buf []byte, dstPort uint16, seq, ack uint32, flag
 	if flags&packet.TCPSyn != 0 {
 		th += packet.TCPSynOptLen
 	}
-	n := packet.EtherLen + packet.IPv4Len + th + len(payload)
+	ipLen := packet.IPHeaderLen(nsIP)
+	n := packet.EtherLen + ipLen + th + len(payload)
 	f := buf[:n]
-	packet.Ether(f).SetHeader(gwMAC, nsMAC, packet.EtherTypeIPv4)
-	packet.IPv4(f[packet.EtherLen:]).Encode(&packet.IPv4Fields{TotalLen: packet.IPv4Len + th + len(payload), ID: 1, Protocol: packet.ProtoTCP, Src: nsIP, Dst: gwIP})
-	seg := packet.TCP(f[packet.EtherLen+packet.IPv4Len:])
+	packet.Ether(f).SetHeader(gwMAC, nsMAC, packet.EtherTypeOf(nsIP))
+	packet.EncodeIP(f[packet.EtherLen:], &packet.IPFields{Protocol: packet.ProtoTCP, Src: nsIP, Dst: gwIP, L4Len: th + len(payload), ID: 1})
+	seg := packet.TCP(f[packet.EtherLen+ipLen:])
 	if flags&packet.TCPSyn != 0 {
 		seg.SetSynOptions(packet.SynOptions{MSS: 1460, HasWScale: true, WScale: 7, SACKPerm: true})
 	}
@@ -47,18 +48,22 @@ func segment(p *packet.Parsed, buf []byte, dstPort uint16, seq, ack uint32, flag
 // loopbackServer listens on 127.0.0.1 and returns the listening fd and port.
 func loopbackServer(t *testing.T) (int, uint16) {
 	t.Helper()
-	l, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	lo := hostLoopback()
+	l, err := unix.Socket(flow.Family(lo), unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { unix.Close(l) })
-	if err := unix.Bind(l, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+	if err := unix.Bind(l, flow.Sockaddr(lo, 0)); err != nil {
 		t.Fatal(err)
 	}
 	if err := unix.Listen(l, 4096); err != nil {
 		t.Fatal(err)
 	}
 	sa, _ := unix.Getsockname(l)
+	if sa6, ok := sa.(*unix.SockaddrInet6); ok {
+		return l, uint16(sa6.Port)
+	}
 	return l, uint16(sa.(*unix.SockaddrInet4).Port)
 }
 
@@ -381,10 +386,35 @@ func TestIdleTimeout(t *testing.T) {
 	}
 }
 
-// testNAT maps 10.0.2.2 to the loopback and, since these tests run in the
-// machine's own namespace, lets nothing else out.
+// testNAT maps 10.0.2.2 and fd00::2 to the loopback and, since these tests
+// run in the machine's own namespace, lets nothing else out.
 var testNAT = nat.Mapper{Gateway: gwIP, Network: netip.MustParsePrefix("10.0.2.0/24"),
-	AllowHost: func(a packet.Addr) bool { return a == packet.AddrFrom4([4]byte{127, 0, 0, 1}) }}
+	Gateway6: gwIP6, Network6: netip.MustParsePrefix("fd00::/64"),
+	AllowHost: func(a packet.Addr) bool {
+		return a == packet.AddrFrom4([4]byte{127, 0, 0, 1}) || a == packet.Addr{15: 1}
+	}}
+
+// The IPv6 addresses of ipv6.
+var (
+	nsIP6 = packet.AddrFromNetip(netip.MustParseAddr("fd00::5054:ff:fe12:3456"))
+	gwIP6 = packet.AddrFromNetip(netip.MustParseAddr("fd00::2"))
+)
+
+// ipv6 makes the rest of the test speak IPv6: segments from nsIP6 to
+// gwIP6, and the host's server on ::1.
+func ipv6(t *testing.T) {
+	ns4, gw4 := nsIP, gwIP
+	nsIP, gwIP = nsIP6, gwIP6
+	t.Cleanup(func() { nsIP, gwIP = ns4, gw4 })
+}
+
+// hostLoopback is where the gateway of the test's family leads.
+func hostLoopback() packet.Addr {
+	if gwIP.Is4() {
+		return packet.AddrFrom4([4]byte{127, 0, 0, 1})
+	}
+	return packet.Addr{15: 1}
+}
 
 // TestLogAddresses: logs print addresses in dotted form, not as byte arrays.
 func TestLogAddresses(t *testing.T) {
@@ -415,8 +445,12 @@ func TestDisableHostLoopback(t *testing.T) {
 	segment(&p, make([]byte, 2000), 80, 1234, 0, packet.TCPSyn, nil)
 	tbl.HandleFrame(&p)
 	r, err := env.Decode()
-	if err != nil || r.ICMP == nil || r.ICMP.Type() != packet.ICMPUnreachable || r.ICMP.Code() != packet.ICMPNetUnreachable ||
-		r.Src != gwIP || r.Dst != nsIP || r.DstMAC != nsMAC || !bytes.Equal(r.ICMP[packet.ICMPEchoLen:], p.IP[:packet.IPv4Len+8]) {
+	typ, code, sent := uint8(packet.ICMPUnreachable), uint8(packet.ICMPNetUnreachable), []byte(p.IP)
+	if !nsIP.Is4() {
+		typ, code, sent = packet.ICMPv6Unreachable, packet.ICMPv6NoRoute, p.IP6
+	}
+	if err != nil || r.ICMP == nil || r.ICMP.Type() != typ || r.ICMP.Code() != code || r.Src != gwIP || r.Dst != nsIP || r.DstMAC != nsMAC ||
+		len(r.ICMP) < packet.ICMPEchoLen+packet.IPHeaderLen(nsIP)+8 || !bytes.HasPrefix(sent, r.ICMP[packet.ICMPEchoLen:]) {
 		t.Fatalf("want ICMP network unreachable quoting the SYN, got %v %+v", err, r)
 	}
 	if tbl.Len() != 0 {
@@ -454,8 +488,12 @@ func testSuperFrames(t *testing.T, noPeekOff bool) {
 	if err := d.Decode(env.Last()); err != nil || !bytes.Equal(d.Payload, payload) {
 		t.Fatalf("super-frame to the namespace: %v, %d bytes (want all %d, equal)", err, len(d.Payload), size)
 	}
-	const tcpOff = packet.EtherLen + packet.IPv4Len
-	want := packet.Offload{CsumStart: tcpOff, CsumOffset: packet.TCPChecksumOffset, GSO: packet.GSOTCPv4, GSOSize: 1460, HdrLen: tcpOff + packet.TCPLen}
+	tcpOff := uint16(packet.EtherLen + packet.IPHeaderLen(nsIP))
+	gso, mss := packet.GSOTCPv4, uint16(1460) // the SYN's MSS, within the MTU
+	if !nsIP.Is4() {
+		gso, mss = packet.GSOTCPv6, 1440
+	}
+	want := packet.Offload{CsumStart: tcpOff, CsumOffset: packet.TCPChecksumOffset, GSO: gso, GSOSize: mss, HdrLen: tcpOff + packet.TCPLen}
 	if env.Offload != want {
 		t.Fatalf("offload %+v, want %+v", env.Offload, want)
 	}
@@ -468,7 +506,7 @@ func testSuperFrames(t *testing.T, noPeekOff bool) {
 
 	// Namespace → host: a TSO super-frame of 60,000 bytes.
 	segment(&p, buf, port, nsSeq, ourSeq, packet.TCPAck, payload)
-	p.Offload = packet.Offload{CsumStart: tcpOff, CsumOffset: packet.TCPChecksumOffset, GSO: packet.GSOTCPv4, GSOSize: 1448, HdrLen: tcpOff + packet.TCPLen}
+	p.Offload = packet.Offload{CsumStart: tcpOff, CsumOffset: packet.TCPChecksumOffset, GSO: gso, GSOSize: 1448, HdrLen: tcpOff + packet.TCPLen}
 	tbl.HandleFrame(&p)
 	tbl.Flush(false)
 	nsSeq += size
@@ -508,7 +546,20 @@ func testSuperFrames(t *testing.T, noPeekOff bool) {
 	if nsToHost != 0 || hostToNS != 0 {
 		t.Errorf("super-frames allocate: %v per frame to the host, %v to the namespace", nsToHost, hostToNS)
 	}
-	if env.Sent-sentBefore < 200 || env.Offload.GSO != packet.GSOTCPv4 {
+	if env.Sent-sentBefore < 200 || env.Offload.GSO != gso {
 		t.Fatalf("%d frames to the namespace, the last %+v: the loop measured no super-frames", env.Sent-sentBefore, env.Offload)
 	}
+}
+
+// TestIPv6 runs the tests of the per-segment path over IPv6: segments
+// between fd00:: addresses, reflected onto a socket to the host's ::1.
+func TestIPv6(t *testing.T) {
+	ipv6(t)
+	t.Run("handshake and data", TestHandshakeAndData)
+	t.Run("refused and unknown", TestRefusedAndUnknown)
+	t.Run("steady-state allocations", TestSteadyStateAllocs)
+	t.Run("super-frames", TestSuperFrames)
+	t.Run("disable-host-loopback", TestDisableHostLoopback)
+	t.Run("reassembly and SACK", TestReassemblyAndSACK)
+	t.Run("delayed ACK", TestDelayedAck)
 }

@@ -25,18 +25,36 @@ var (
 
 func newTable(env *flowtest.Env) *Table {
 	return New(Config{GatewayMAC: gwMAC, Broadcast: packet.AddrFrom4([4]byte{10, 0, 2, 255}), MTU: 1500,
-		NAT: nat.Mapper{Gateway: gwIP, Network: netip.MustParsePrefix("10.0.2.0/24"),
+		NAT: nat.Mapper{Gateway: packet.AddrFrom4([4]byte{10, 0, 2, 2}), Network: netip.MustParsePrefix("10.0.2.0/24"),
+			Gateway6: gwIP6, Network6: netip.MustParsePrefix("fd00::/64"),
 			// These tests run in the machine's own namespace: loopback only.
-			AllowHost: func(a packet.Addr) bool { return a == packet.AddrFrom4([4]byte{127, 0, 0, 1}) }}}, env)
+			AllowHost: func(a packet.Addr) bool {
+				return a == packet.AddrFrom4([4]byte{127, 0, 0, 1}) || a == packet.Addr{15: 1}
+			}}}, env)
+}
+
+// The IPv6 addresses of ipv6.
+var (
+	nsIP6 = packet.AddrFromNetip(netip.MustParseAddr("fd00::5054:ff:fe12:3456"))
+	gwIP6 = packet.AddrFromNetip(netip.MustParseAddr("fd00::2"))
+)
+
+// ipv6 makes the rest of the test speak IPv6: datagrams from nsIP6 to
+// gwIP6, and the host's socket on ::1.
+func ipv6(t *testing.T) {
+	ns4, gw4 := nsIP, gwIP
+	nsIP, gwIP = nsIP6, gwIP6
+	t.Cleanup(func() { nsIP, gwIP = ns4, gw4 })
 }
 
 func datagram(p *packet.Parsed, buf []byte, dstMAC packet.MAC, dst packet.Addr, dstPort uint16, payload []byte) {
-	n := packet.EtherLen + packet.IPv4Len + packet.UDPLen + len(payload)
+	ipLen := packet.IPHeaderLen(nsIP)
+	n := packet.EtherLen + ipLen + packet.UDPLen + len(payload)
 	f := buf[:n]
-	packet.Ether(f).SetHeader(dstMAC, nsMAC, packet.EtherTypeIPv4)
-	copy(f[packet.EtherLen+packet.IPv4Len+packet.UDPLen:], payload)
-	packet.IPv4(f[packet.EtherLen:]).Encode(&packet.IPv4Fields{TotalLen: n - packet.EtherLen, ID: 1, Protocol: packet.ProtoUDP, Src: nsIP, Dst: dst})
-	u := packet.UDP(f[packet.EtherLen+packet.IPv4Len:])
+	packet.Ether(f).SetHeader(dstMAC, nsMAC, packet.EtherTypeOf(nsIP))
+	copy(f[packet.EtherLen+ipLen+packet.UDPLen:], payload)
+	packet.EncodeIP(f[packet.EtherLen:], &packet.IPFields{Protocol: packet.ProtoUDP, Src: nsIP, Dst: dst, L4Len: packet.UDPLen + len(payload), ID: 1})
+	u := packet.UDP(f[packet.EtherLen+ipLen:])
 	u.Encode(&packet.UDPFields{SrcPort: 40000, DstPort: dstPort, Length: packet.UDPLen + len(payload)})
 	u.SetChecksum(nsIP, dst)
 	if err := p.Decode(f); err != nil {
@@ -44,17 +62,25 @@ func datagram(p *packet.Parsed, buf []byte, dstMAC packet.MAC, dst packet.Addr, 
 	}
 }
 
-// loopbackUDP returns a bound loopback UDP socket and its port.
+// loopbackUDP returns a bound loopback UDP socket, on ::1 after ipv6, and
+// its port.
 func loopbackUDP(t *testing.T) (int, uint16) {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	lo := packet.AddrFrom4([4]byte{127, 0, 0, 1})
+	if !gwIP.Is4() {
+		lo = packet.Addr{15: 1}
+	}
+	fd, err := unix.Socket(flow.Family(lo), unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { unix.Close(fd) })
-	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+	if err := unix.Bind(fd, flow.Sockaddr(lo, 0)); err != nil {
 		t.Fatal(err)
 	}
 	sa, _ := unix.Getsockname(fd)
+	if sa6, ok := sa.(*unix.SockaddrInet6); ok {
+		return fd, uint16(sa6.Port)
+	}
 	return fd, uint16(sa.(*unix.SockaddrInet4).Port)
 }
 
@@ -132,13 +158,23 @@ func TestPortUnreachableBecomesICMP(t *testing.T) {
 	time.Sleep(20 * time.Millisecond)
 	tbl.HandleEvent(env.Idx, env.Gen, unix.EPOLLERR)
 	var r packet.Parsed
-	if err := r.Decode(env.Last()); err != nil || r.ICMP == nil || r.ICMP.Type() != packet.ICMPUnreachable || r.ICMP.Code() != 3 {
+	typ, code := uint8(packet.ICMPUnreachable), uint8(packet.ICMPPortUnreachable)
+	if !nsIP.Is4() {
+		typ, code = packet.ICMPv6Unreachable, packet.ICMPv6PortUnreachable
+	}
+	if err := r.Decode(env.Last()); err != nil || r.ICMP == nil || r.ICMP.Type() != typ || r.ICMP.Code() != code || r.Src != gwIP || r.Dst != nsIP {
 		t.Fatalf("want ICMP port unreachable, got %v %+v", err, r.ICMP)
 	}
 	// The quoted header names the namespace's datagram.
-	q := packet.IPv4(r.ICMP[8:])
-	if q.Src() != nsIP || q.Dst() != gwIP || !bytes.Equal(q[20:22], []byte{0x9c, 0x40}) {
-		t.Fatalf("quoted datagram %v -> %v port % x", q.Src(), q.Dst(), q[20:22])
+	var src, dst packet.Addr
+	var qport []byte
+	if q := r.ICMP[8:]; nsIP.Is4() {
+		src, dst, qport = packet.IPv4(q).Src(), packet.IPv4(q).Dst(), q[packet.IPv4Len:packet.IPv4Len+2]
+	} else {
+		src, dst, qport = packet.IPv6(q).Src(), packet.IPv6(q).Dst(), q[packet.IPv6Len:packet.IPv6Len+2]
+	}
+	if src != nsIP || dst != gwIP || !bytes.Equal(qport, []byte{0x9c, 0x40}) {
+		t.Fatalf("quoted datagram %v -> %v port % x", src, dst, qport)
 	}
 }
 
@@ -302,4 +338,14 @@ func TestFlowLimit(t *testing.T) {
 	if tbl.Denied != 1 || !refused(packet.ICMPAdminProhibited) {
 		t.Fatalf("denied flow: %d denied, want ICMP administratively prohibited", tbl.Denied)
 	}
+}
+
+// TestIPv6 runs the datagram path's tests over IPv6: fd00:: addresses,
+// a socket to the host's ::1, ICMPv6 errors from IPV6_RECVERR.
+func TestIPv6(t *testing.T) {
+	ipv6(t)
+	t.Run("round trip and allocations", TestRoundTripAndAllocs)
+	t.Run("port unreachable", TestPortUnreachableBecomesICMP)
+	t.Run("flush batches", TestFlushBatches)
+	t.Run("USO", TestUSO)
 }
