@@ -32,7 +32,21 @@ func testConfig(t testing.TB) Config {
 	return Config{Net: n, MTU: 1500, MAC: GatewayMAC(n.Gateway), AllowHost: loopbackOnly, Kernel: kernel.Probe()}
 }
 
-func loopbackOnly(a packet.Addr) bool { return a == packet.AddrFrom4([4]byte{127, 0, 0, 1}) }
+// testConfig6 is testConfig with IPv6 (-6): the loop then starts with
+// unsolicited router advertisements.
+func testConfig6(t testing.TB) Config {
+	cfg := testConfig(t)
+	n6, err := config.NewNetwork6(config.DefaultCIDR6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.IPv6, cfg.Net6 = true, n6
+	return cfg
+}
+
+func loopbackOnly(a packet.Addr) bool {
+	return a == packet.AddrFrom4([4]byte{127, 0, 0, 1}) || a == packet.Addr{15: 1}
+}
 
 // addr is a netip.Addr from the configuration in the data path's form.
 func addr(a netip.Addr) packet.Addr { return packet.AddrFromNetip(a) }
@@ -145,11 +159,38 @@ func arpRequest(target packet.Addr) []byte {
 	return f
 }
 
+// ipFrame builds a frame from the namespace: IPv4 or IPv6 by the family of
+// src. An ICMPv6 message gets its checksum (the decoder checks it).
 func ipFrame(dstMAC packet.MAC, src, dst packet.Addr, proto uint8, l4 []byte) []byte {
-	f := make([]byte, packet.EtherLen+packet.IPv4Len+len(l4))
-	packet.Ether(f).SetHeader(dstMAC, nsMAC, packet.EtherTypeIPv4)
-	copy(f[packet.EtherLen+packet.IPv4Len:], l4)
-	packet.IPv4(f[packet.EtherLen:]).Encode(&packet.IPv4Fields{TotalLen: packet.IPv4Len + len(l4), ID: 1, Protocol: proto, Src: src, Dst: dst})
+	ipLen := packet.IPHeaderLen(src)
+	f := make([]byte, packet.EtherLen+ipLen+len(l4))
+	packet.Ether(f).SetHeader(dstMAC, nsMAC, packet.EtherTypeOf(src))
+	copy(f[packet.EtherLen+ipLen:], l4)
+	packet.EncodeIP(f[packet.EtherLen:], &packet.IPFields{Protocol: proto, Src: src, Dst: dst, L4Len: len(l4), ID: 1})
+	if proto == packet.ProtoICMPv6 {
+		packet.ICMP(f[packet.EtherLen+ipLen:]).SetICMPv6Checksum(src, dst)
+	}
+	return f
+}
+
+// IPv6 addresses of the namespace in the tests.
+var (
+	guestLL  = packet.AddrFromNetip(netip.MustParseAddr("fe80::ff:fe00:64"))
+	guestIP6 = packet.AddrFromNetip(netip.MustParseAddr("fd00::ff:fe00:64"))
+	gwIP6    = packet.AddrFromNetip(netip.MustParseAddr("fd00::2"))
+)
+
+// neighborSol is the namespace's solicitation of target's MAC.
+func neighborSol(target packet.Addr) []byte {
+	m := make([]byte, packet.NDPNeighborLen+8)
+	m[0] = packet.ICMPv6NeighborSol
+	copy(m[8:24], target[:])
+	m[24], m[25] = packet.NDPOptSourceLL, 1
+	copy(m[26:32], nsMAC[:])
+	sn := packet.SolicitedNode(target)
+	f := ipFrame(packet.MulticastMAC(sn), guestLL, sn, packet.ProtoICMPv6, m)
+	f[packet.EtherLen+7] = packet.NDPHopLimit
+	packet.ICMP(f[packet.EtherLen+packet.IPv6Len:]).SetICMPv6Checksum(guestLL, sn)
 	return f
 }
 
@@ -405,9 +446,9 @@ func BenchmarkHandleFrame(b *testing.B) {
 }
 
 func FuzzHandleFrame(f *testing.F) {
-	cfg := testConfig(f)
+	cfg := testConfig6(f)
 	d, _ := dhcpv4.NewDiscovery(net.HardwareAddr(nsMAC[:]))
-	for _, fr := range [][]byte{arpRequest(addr(cfg.Net.Gateway)), echoRequest(addr(cfg.Net.Gateway), 1), dhcpFrame(d)} {
+	for _, fr := range [][]byte{arpRequest(addr(cfg.Net.Gateway)), echoRequest(addr(cfg.Net.Gateway), 1), dhcpFrame(d), neighborSol(gwIP6)} {
 		f.Add(fr)
 	}
 	tap := newDiscardTap(f)
@@ -431,7 +472,7 @@ func FuzzHandleFrame(f *testing.F) {
 // TestRandomFrames throws a deterministic stream of mutated frames at the
 // dispatcher: a quick version of the fuzz target that always runs.
 func TestRandomFrames(t *testing.T) {
-	cfg := testConfig(t)
+	cfg := testConfig6(t)
 	tap := newDiscardTap(t)
 	e, err := New(tap, cfg)
 	if err != nil {
@@ -439,7 +480,7 @@ func TestRandomFrames(t *testing.T) {
 	}
 	defer e.Close()
 	d, _ := dhcpv4.NewDiscovery(net.HardwareAddr(nsMAC[:]))
-	seeds := [][]byte{arpRequest(addr(cfg.Net.Gateway)), echoRequest(addr(cfg.Net.Gateway), 1), dhcpFrame(d)}
+	seeds := [][]byte{arpRequest(addr(cfg.Net.Gateway)), echoRequest(addr(cfg.Net.Gateway), 1), dhcpFrame(d), neighborSol(gwIP6)}
 	r := rand.New(rand.NewSource(2))
 	const frames = 50000
 	var p packet.Parsed
