@@ -278,8 +278,9 @@ func serve(cfg *config.Config, dev frameDevice, stops []stopFD, p *prepared, sta
 		n := cfg.Net
 		in := e.Inspector()
 		go p.api.Serve(&api.Handler{
-			Fwd:   e.Forwarder(),
-			Net:   api.Network{Guest: n.Guest, Prefix: n.Prefix, Gateway: n.Gateway, DNS: n.DNS},
+			Fwd: e.Forwarder(),
+			Net: api.Network{Guest: n.Guest, Prefix: n.Prefix, Gateway: n.Gateway, DNS: n.DNS,
+				IPv6: cfg.EnableIPv6, Prefix6: cfg.Net6.Prefix, Gateway6: cfg.Net6.Gateway, DNS6: cfg.Net6.DNS},
 			Stats: func() (any, error) { return in.Stats() },
 			Flows: in.Flows,
 			Logf:  folded.Printf,

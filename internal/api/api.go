@@ -52,6 +52,11 @@ type Network struct {
 	Prefix  netip.Prefix
 	Gateway netip.Addr
 	DNS     netip.Addr
+	// IPv6 allows IPv6 forwards (-6): guest addresses in Prefix6, other
+	// than Gateway6 and DNS6.
+	IPv6           bool
+	Prefix6        netip.Prefix
+	Gateway6, DNS6 netip.Addr
 }
 
 // Replies, as slirp4netns writes them.
@@ -165,11 +170,12 @@ func port(n int, ok bool) (uint16, bool) {
 func (h *Handler) add(args object) []byte {
 	r := publish.Rule{}
 	var ok bool
-	// slirp4netns 1.2 takes tcp and udp; 1.3 also tcp4/udp4 (IPv4 only)
-	// and tcp6/udp6, which wait for IPv6 here. Lists say tcp or udp, as
+	// slirp4netns 1.2 takes tcp and udp; 1.3 also tcp4/udp4 and
+	// tcp6/udp6, which fix the family. Lists say tcp or udp, as
 	// slirp4netns's do.
-	if r.Proto, ok = args.str("proto"); ok && (r.Proto == "tcp4" || r.Proto == "udp4") {
-		r.Proto = r.Proto[:3]
+	family := byte(0)
+	if r.Proto, ok = args.str("proto"); ok && len(r.Proto) == 4 && (r.Proto[3] == '4' || r.Proto[3] == '6') {
+		r.Proto, family = r.Proto[:3], r.Proto[3]
 	}
 	if !ok || r.Proto != "tcp" && r.Proto != "udp" {
 		return []byte(errProto)
@@ -177,19 +183,25 @@ func (h *Handler) add(args object) []byte {
 	hostAddr, _ := args.str("host_addr")
 	if hostAddr == "" {
 		hostAddr = "0.0.0.0"
+		if family == '6' {
+			hostAddr = "::"
+		}
 	}
 	a, err := netip.ParseAddr(hostAddr)
-	if err != nil || !a.Is4() {
+	six := err == nil && a.Is6() && !a.Is4In6()
+	if err != nil || a.Zone() != "" || a.Is4In6() || six && !h.Net.IPv6 || family == '4' && six || family == '6' && !six {
 		return []byte(errHostAddr)
 	}
 	r.HostAddr = a
 	if r.HostPort, ok = port(args.num("host_port")); !ok {
 		return []byte(errHostPort)
 	}
-	r.GuestAddr = h.Net.Guest
+	if !six {
+		r.GuestAddr = h.Net.Guest
+	} // else the engine finds the namespace's IPv6 address
 	if g, _ := args.str("guest_addr"); g != "" {
 		a, err := netip.ParseAddr(g)
-		if err != nil || !a.Is4() || !h.validGuest(a) {
+		if err != nil || a.Is6() != six || !six && !h.validGuest(a) || six && !h.validGuest6(a) {
 			return []byte(errGuestAddr)
 		}
 		r.GuestAddr = a
@@ -219,6 +231,12 @@ func (h *Handler) validGuest(a netip.Addr) bool {
 	return host&mask != mask
 }
 
+// validGuest6 reports whether a can be a host of the virtual IPv6 network:
+// inside its prefix, and none of nsgate's own addresses.
+func (h *Handler) validGuest6(a netip.Addr) bool {
+	return h.Net.Prefix6.Contains(a) && a != h.Net.Gateway6 && a != h.Net.DNS6 && a != h.Net.Prefix6.Masked().Addr()
+}
+
 // entry is one line of list_hostfwd, in slirp4netns's member order.
 type entry struct {
 	ID        int    `json:"id"`
@@ -236,7 +254,11 @@ func (h *Handler) list() []byte {
 	}
 	entries := make([]entry, 0, len(rules))
 	for _, r := range rules {
-		entries = append(entries, entry{r.ID, r.Proto, r.HostAddr.String(), r.HostPort, r.GuestAddr.String(), r.GuestPort})
+		guest := "" // an IPv6 forward's, before the namespace's MAC is known
+		if r.GuestAddr.IsValid() {
+			guest = r.GuestAddr.String()
+		}
+		entries = append(entries, entry{r.ID, r.Proto, r.HostAddr.String(), r.HostPort, guest, r.GuestPort})
 	}
 	out, err := json.Marshal(struct {
 		Entries []entry `json:"entries"`

@@ -83,11 +83,11 @@ func TestHandle(t *testing.T) {
 		{` {"execute":"list_hostfwd","arguments":[]}` + "\n", `{"entries":[{"id":1,"proto":"tcp","host_addr":"0.0.0.0","host_port":8080,"guest_addr":"10.0.2.100","guest_port":80},{"id":2,"proto":"udp","host_addr":"0.0.0.0","host_port":53,"guest_addr":"10.0.2.15","guest_port":5353}]}`},
 		{`{"execute":"remove_hostfwd","arguments":{"id":1}}`, `{"return":{}}`},
 		{`{"execute":"remove_hostfwd","arguments":{"id":1}}`, errRemoveID},
-		// slirp4netns 1.3's IPv4-only protocols; tcp6 waits for IPv6.
+		// slirp4netns 1.3's IPv4-only protocols; tcp6 needs -6.
 		{add(`"proto":"udp4","host_port":5353,"guest_port":53`), `{"return":{"id":3}}`},
 		{`{"execute":"list_hostfwd"}`, `{"entries":[{"id":2,"proto":"udp","host_addr":"0.0.0.0","host_port":53,"guest_addr":"10.0.2.15","guest_port":5353},{"id":3,"proto":"udp","host_addr":"0.0.0.0","host_port":5353,"guest_addr":"10.0.2.100","guest_port":53}]}`},
 		{`{"execute":"remove_hostfwd","arguments":{"id":3}}`, `{"return":{}}`},
-		{add(`"proto":"tcp6","host_port":1,"guest_port":1`), errProto},
+		{add(`"proto":"tcp6","host_port":1,"guest_port":1`), errHostAddr},
 		{`{"execute":"remove_hostfwd","arguments":{"id":"2"}}`, errRemoveID},
 		{`{"execute":"remove_hostfwd","arguments":{"id":1e300}}`, errRemoveID},
 		{``, errParse},
@@ -118,6 +118,38 @@ func TestHandle(t *testing.T) {
 	for _, s := range steps {
 		if got := string(h.Handle([]byte(s.req))); got != s.want {
 			t.Errorf("Handle(%.60q):\n got %s\nwant %s", s.req, got, s.want)
+		}
+	}
+}
+
+// TestHandleIPv6: with -6, add_hostfwd takes IPv6 host addresses and
+// guest addresses inside the IPv6 prefix (none: the engine finds the
+// namespace's), and tcp6/udp6 fix the family.
+func TestHandleIPv6(t *testing.T) {
+	h := newHandler()
+	h.Net.IPv6, h.Net.Prefix6 = true, netip.MustParsePrefix("fd00::/64")
+	h.Net.Gateway6, h.Net.DNS6 = netip.MustParseAddr("fd00::2"), netip.MustParseAddr("fd00::3")
+	add := func(args string) string { return `{"execute":"add_hostfwd","arguments":{` + args + `}}` }
+	for _, s := range []struct{ req, want string }{
+		{add(`"proto":"tcp","host_addr":"::","host_port":8080,"guest_port":80`), `{"return":{"id":1}}`},
+		{add(`"proto":"udp6","host_port":5353,"guest_addr":"fd00::100","guest_port":53`), `{"return":{"id":2}}`},
+		{add(`"proto":"tcp","host_addr":"::1","host_port":8081,"guest_addr":"fd00::5054:ff:fe12:3456","guest_port":80`), `{"return":{"id":3}}`},
+		{`{"execute":"list_hostfwd"}`, `{"entries":[{"id":1,"proto":"tcp","host_addr":"::","host_port":8080,"guest_addr":"","guest_port":80},` +
+			`{"id":2,"proto":"udp","host_addr":"::","host_port":5353,"guest_addr":"fd00::100","guest_port":53},` +
+			`{"id":3,"proto":"tcp","host_addr":"::1","host_port":8081,"guest_addr":"fd00::5054:ff:fe12:3456","guest_port":80}]}`},
+		{add(`"proto":"tcp6","host_addr":"127.0.0.1","host_port":2,"guest_port":1`), errHostAddr},
+		{add(`"proto":"tcp4","host_addr":"::1","host_port":2,"guest_port":1`), errHostAddr},
+		{add(`"proto":"tcp","host_addr":"::ffff:127.0.0.1","host_port":2,"guest_port":1`), errHostAddr},
+		{add(`"proto":"tcp","host_addr":"fe80::1%eth0","host_port":2,"guest_port":1`), errHostAddr},
+		{add(`"proto":"tcp","host_addr":"::","host_port":2,"guest_addr":"10.0.2.100","guest_port":1`), errGuestAddr},
+		{add(`"proto":"tcp","host_addr":"0.0.0.0","host_port":2,"guest_addr":"fd00::100","guest_port":1`), errGuestAddr},
+		{add(`"proto":"tcp","host_addr":"::","host_port":2,"guest_addr":"fd00::2","guest_port":1`), errGuestAddr},
+		{add(`"proto":"tcp","host_addr":"::","host_port":2,"guest_addr":"fd00::3","guest_port":1`), errGuestAddr},
+		{add(`"proto":"tcp","host_addr":"::","host_port":2,"guest_addr":"fd00::","guest_port":1`), errGuestAddr},
+		{add(`"proto":"tcp","host_addr":"::","host_port":2,"guest_addr":"fd01::5","guest_port":1`), errGuestAddr},
+	} {
+		if got := string(h.Handle([]byte(s.req))); got != s.want {
+			t.Errorf("Handle(%.80q):\n got %s\nwant %s", s.req, got, s.want)
 		}
 	}
 }

@@ -468,6 +468,11 @@ func Parse(args []string) (*Config, error) {
 	if c.PcapMax > 0 && c.Pcap == "" {
 		return nil, errors.New("--pcap-max needs --pcap FILE")
 	}
+	for _, r := range c.Publish {
+		if !r.HostAddr.Is4() && !c.EnableIPv6 {
+			return nil, fmt.Errorf("--publish [%s]:%d: an IPv6 forward needs -6 (--enable-ipv6)", r.HostAddr, r.HostPort)
+		}
+	}
 	if c.VM() {
 		return c, c.checkVM(operands, command)
 	}

@@ -2,6 +2,9 @@ package engine
 
 import (
 	"errors"
+	"fmt"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/nsgate/nsgate/internal/publish"
 
@@ -15,12 +18,40 @@ type fwdSink Engine
 
 func (s *fwdSink) AcceptTCP(fd int, client packet.Addr, clientPort uint16, r *publish.Rule) {
 	e := (*Engine)(s)
-	e.tcp.Accept(fd, e.tcp.Client(client), clientPort, packet.AddrFromNetip(r.GuestAddr), r.GuestPort, e.guestMAC)
+	guest, ok := e.guestAddr(r)
+	if !ok {
+		unix.Close(fd) // refused at once, not left waiting
+		return
+	}
+	e.tcp.Accept(fd, e.tcp.Client(client), clientPort, guest, r.GuestPort, e.guestMAC)
 }
 
 func (s *fwdSink) ReadUDP(fd int, r *publish.Rule) {
 	e := (*Engine)(s)
-	e.udp.ReadForward(fd, packet.AddrFromNetip(r.GuestAddr), r.GuestPort, e.guestMAC)
+	guest, ok := e.guestAddr(r)
+	if !ok {
+		var b [1]byte
+		for { // drop what waits: there is nowhere to send it yet
+			if _, _, err := unix.Recvfrom(fd, b[:], unix.MSG_DONTWAIT|unix.MSG_TRUNC); err != nil {
+				return
+			}
+		}
+	}
+	e.udp.ReadForward(fd, guest, r.GuestPort, e.guestMAC)
+}
+
+// guestAddr returns where forward r's traffic goes in the namespace: its
+// guest address, or for an IPv6 forward without one, the address the
+// namespace forms from its MAC by autoconfiguration (what -c sets too).
+// ok is false while that MAC is unknown (a VM that has not spoken yet).
+func (e *Engine) guestAddr(r *publish.Rule) (packet.Addr, bool) {
+	if r.GuestAddr.IsValid() {
+		return packet.AddrFromNetip(r.GuestAddr), true
+	}
+	if e.guestMAC == (packet.MAC{}) {
+		return packet.Addr{}, false
+	}
+	return packet.SLAAC(packet.AddrFromNetip(e.cfg.Net6.Prefix.Addr()), e.guestMAC), true
 }
 
 func (s *fwdSink) Closing(fd int, r *publish.Rule) {
@@ -40,9 +71,14 @@ func (e *Engine) AddForward(r publish.Rule) (int, error) {
 }
 
 // AddForwardFD is AddForward with fd, the socket fwd.Listen opened for r.
-// The engine owns fd from now on.
+// The engine owns fd from now on. An IPv6 forward needs -6; without a
+// guest address it goes to the namespace's own (guestAddr).
 func (e *Engine) AddForwardFD(r publish.Rule, fd int) (int, error) {
-	if !r.GuestAddr.IsValid() {
+	if !r.HostAddr.Is4() && !e.cfg.IPv6 {
+		unix.Close(fd)
+		return 0, fmt.Errorf("forward %s [%s]:%d: IPv6 forwards need -6 (--enable-ipv6)", r.Proto, r.HostAddr, r.HostPort)
+	}
+	if !r.GuestAddr.IsValid() && r.HostAddr.Is4() {
 		r.GuestAddr = e.cfg.Net.Guest
 	}
 	return e.fwd.AddListener(r, fd)
@@ -112,7 +148,15 @@ func (f Forwarder) Remove(id int) (err error) {
 
 // List returns the forwards, in the order added.
 func (f Forwarder) List() (rules []publish.Rule, err error) {
-	if !f.e.Do(func() { rules = f.e.fwd.List() }) {
+	if !f.e.Do(func() {
+		rules = f.e.fwd.List()
+		for i := range rules {
+			// An IPv6 forward's guest address as it stands now.
+			if a, ok := f.e.guestAddr(&rules[i]); ok && !rules[i].GuestAddr.IsValid() {
+				rules[i].GuestAddr = a.Netip()
+			}
+		}
+	}) {
 		return nil, ErrStopped
 	}
 	return rules, nil

@@ -69,7 +69,10 @@ func New(env flow.Env, sink Sink) *Table {
 // earlier (before the sandbox closed the way to the port). The table owns
 // fd from now on, even on error.
 func (t *Table) AddListener(r publish.Rule, fd int) (int, error) {
-	if !r.GuestAddr.Is4() || r.GuestPort == 0 {
+	// The guest address is of the host address's family; an IPv6 one may
+	// be left for the engine to find (the namespace's own address).
+	guestOK := r.GuestAddr.IsValid() && r.GuestAddr.Is4() == r.HostAddr.Is4() || !r.GuestAddr.IsValid() && r.HostAddr.Is6()
+	if r.GuestPort == 0 || !guestOK {
 		unix.Close(fd)
 		return 0, fmt.Errorf("forward %s %s:%d to %s:%d: bad guest address", r.Proto, r.HostAddr, r.HostPort, r.GuestAddr, r.GuestPort)
 	}
@@ -101,8 +104,8 @@ func Listen(r publish.Rule) (int, error) {
 	if r.Proto != "tcp" && r.Proto != "udp" {
 		return -1, fmt.Errorf("forward: protocol %q: must be tcp or udp", r.Proto)
 	}
-	if !r.HostAddr.Is4() {
-		return -1, fmt.Errorf("forward %s %s:%d: only IPv4 is served", r.Proto, r.HostAddr, r.HostPort)
+	if !r.HostAddr.IsValid() || r.HostAddr.Zone() != "" {
+		return -1, fmt.Errorf("forward %s %s:%d: bad host address", r.Proto, r.HostAddr, r.HostPort)
 	}
 	if r.HostPort == 0 || r.GuestPort == 0 {
 		return -1, fmt.Errorf("forward %s: port 0", r.Proto)
@@ -111,9 +114,16 @@ func Listen(r publish.Rule) (int, error) {
 	if r.Proto == "udp" {
 		typ = unix.SOCK_DGRAM
 	}
-	fd, err := unix.Socket(unix.AF_INET, typ|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	host := packet.AddrFromNetip(r.HostAddr)
+	fd, err := unix.Socket(flow.Family(host), typ|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return -1, fmt.Errorf("forward %s: socket: %w", r.Proto, err)
+	}
+	if !host.Is4() {
+		// [::] takes IPv6 clients only: IPv4 ones come through an IPv4
+		// forward, which can then bind the same port on 0.0.0.0, and
+		// reach the namespace's IPv4 address as IPv4.
+		_ = unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 1)
 	}
 	if r.Proto == "tcp" {
 		// A restarted nsgate must get its port back while old connections
@@ -121,7 +131,7 @@ func Listen(r publish.Rule) (int, error) {
 		// two sockets share the port and split its traffic.)
 		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
 	}
-	if err := unix.Bind(fd, &unix.SockaddrInet4{Port: int(r.HostPort), Addr: r.HostAddr.As4()}); err != nil {
+	if err := unix.Bind(fd, flow.Sockaddr(host, r.HostPort)); err != nil {
 		unix.Close(fd)
 		return -1, fmt.Errorf("forward %s: bind %s:%d: %w", r.Proto, r.HostAddr, r.HostPort, err)
 	}
@@ -200,13 +210,19 @@ func (t *Table) HandleEvent(idx int32, gen uint32, events uint32) {
 			}
 			return
 		}
-		sa4, ok := sa.(*unix.SockaddrInet4)
-		if !ok {
+		var client packet.Addr
+		var port uint16
+		switch sa := sa.(type) {
+		case *unix.SockaddrInet4:
+			client, port = packet.AddrFrom4(sa.Addr), uint16(sa.Port)
+		case *unix.SockaddrInet6:
+			client, port = packet.Addr(sa.Addr), uint16(sa.Port)
+		default:
 			unix.Close(fd)
 			continue
 		}
 		t.Accepted++
-		t.sink.AcceptTCP(fd, packet.AddrFrom4(sa4.Addr), uint16(sa4.Port), &s.rule)
+		t.sink.AcceptTCP(fd, client, port, &s.rule)
 	}
 }
 

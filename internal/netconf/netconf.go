@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 
+	"github.com/nsgate/nsgate/internal/packet"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -98,17 +99,12 @@ func configure6(p Params, link netlink.Link) error {
 	return nil
 }
 
-// SLAAC returns the address a link with MAC mac forms in the /64 prefix by
-// modified EUI-64 (RFC 4291 appendix A), Linux's default: what
-// --configure assigns, so that it and the namespace's own
-// autoconfiguration agree on one address.
+// SLAAC returns the address a link with MAC mac forms in the /64 prefix
+// (packet.SLAAC): what --configure assigns, so that it and the namespace's
+// own autoconfiguration agree on one address.
 func SLAAC(prefix netip.Prefix, mac net.HardwareAddr) (netip.Addr, error) {
 	if len(mac) != 6 {
 		return netip.Addr{}, fmt.Errorf("MAC %v is not an Ethernet address", mac)
 	}
-	a := prefix.Masked().Addr().As16()
-	a[8], a[9], a[10] = mac[0]^0x02, mac[1], mac[2]
-	a[11], a[12] = 0xff, 0xfe
-	a[13], a[14], a[15] = mac[3], mac[4], mac[5]
-	return netip.AddrFrom16(a), nil
+	return packet.SLAAC(packet.AddrFromNetip(prefix.Masked().Addr()), packet.MAC(mac)).Netip(), nil
 }

@@ -125,3 +125,14 @@ func SolicitedNode(a Addr) Addr {
 // MulticastMAC returns the Ethernet address of IPv6 multicast group a
 // (33:33 and its last four bytes, RFC 2464).
 func MulticastMAC(a Addr) MAC { return MAC{0x33, 0x33, a[12], a[13], a[14], a[15]} }
+
+// SLAAC returns the address a host with mac forms in the /64 prefix by
+// modified EUI-64 (RFC 4291 appendix A), Linux's default: what --configure
+// assigns, and where a forward to the namespace's IPv6 address goes.
+func SLAAC(prefix Addr, mac MAC) Addr {
+	a := prefix
+	a[8], a[9], a[10] = mac[0]^0x02, mac[1], mac[2]
+	a[11], a[12] = 0xff, 0xfe
+	a[13], a[14], a[15] = mac[3], mac[4], mac[5]
+	return a
+}

@@ -26,7 +26,8 @@ type Rule struct {
 //	[HOSTADDR:]HOSTPORT[:GUESTPORT][/tcp|/udp]
 //
 // HOSTPORT alone forwards the same port number; HOSTADDR defaults to
-// 0.0.0.0, the protocol to tcp. Either port may be a range (8000-8009);
+// 0.0.0.0, the protocol to tcp. An IPv6 HOSTADDR is in brackets:
+// [::]:8080:80, [::1]:8080:80/udp. Either port may be a range (8000-8009);
 // both ranges must then be the same length. The guest address is left
 // unset: the caller fills in the namespace's address.
 func Parse(s string) ([]Rule, error) {
@@ -37,9 +38,23 @@ func Parse(s string) ([]Rule, error) {
 			return nil, fmt.Errorf("--publish %q: protocol %q: must be tcp or udp", s, proto)
 		}
 	}
-	parts := strings.Split(spec, ":")
 	host := netip.IPv4Unspecified()
 	var hostPorts, guestPorts string
+	if strings.HasPrefix(spec, "[") {
+		// [IPv6]:HOSTPORT[:GUESTPORT]
+		addr, rest, ok := strings.Cut(spec[1:], "]:")
+		a, err := netip.ParseAddr(addr)
+		if !ok || err != nil || !a.Is6() || a.Is4In6() || a.Zone() != "" {
+			return nil, fmt.Errorf("--publish %q: host address %q: not an IPv6 address in brackets followed by :PORT", s, addr)
+		}
+		host = a
+		hostPorts, guestPorts, ok = strings.Cut(rest, ":")
+		if !ok {
+			guestPorts = hostPorts
+		}
+		return rules(s, proto, host, hostPorts, guestPorts)
+	}
+	parts := strings.Split(spec, ":")
 	switch len(parts) {
 	case 1:
 		hostPorts, guestPorts = parts[0], parts[0]
@@ -51,16 +66,21 @@ func Parse(s string) ([]Rule, error) {
 		}
 	case 3:
 		a, err := netip.ParseAddr(parts[0])
-		if err != nil {
-			return nil, fmt.Errorf("--publish %q: host address %q: not an IPv4 address", s, parts[0])
+		if err != nil || !a.Is4() {
+			return nil, fmt.Errorf("--publish %q: host address %q: not an IPv4 address (an IPv6 one goes in brackets: [::1]:8080:80)", s, parts[0])
 		}
 		host, hostPorts, guestPorts = a, parts[1], parts[2]
 	default:
 		return nil, fmt.Errorf("--publish %q: expected [HOSTADDR:]HOSTPORT[:GUESTPORT][/tcp|/udp]", s)
 	}
 	if !host.Is4() {
-		return nil, fmt.Errorf("--publish %q: host address %s: only IPv4 is served", s, host)
+		return nil, fmt.Errorf("--publish %q: host address %s: an IPv6 address goes in brackets: [%s]:%s", s, host, host, hostPorts)
 	}
+	return rules(s, proto, host, hostPorts, guestPorts)
+}
+
+// rules makes the rules of one --publish value s.
+func rules(s, proto string, host netip.Addr, hostPorts, guestPorts string) ([]Rule, error) {
 	hLo, hHi, err := portRange(hostPorts)
 	if err != nil {
 		return nil, fmt.Errorf("--publish %q: host port: %w", s, err)

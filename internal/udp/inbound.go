@@ -18,8 +18,8 @@ func (t *Table) ReadForward(fd int, guest packet.Addr, guestPort uint16, guestMA
 	room, off := t.room(guest), payloadOff(guest)
 	for i := 0; i < batch; i++ {
 		buf := t.env.Frame()
-		var sa unix.RawSockaddrInet4
-		salen := uint32(unix.SizeofSockaddrInet4)
+		var sa unix.RawSockaddrInet6 // or an Inet4 in its first bytes
+		salen := uint32(unix.SizeofSockaddrInet6)
 		r, _, e := unix.Syscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&buf[off])), uintptr(room),
 			unix.MSG_DONTWAIT|unix.MSG_TRUNC, uintptr(unsafe.Pointer(&sa)), uintptr(unsafe.Pointer(&salen)))
 		if e == unix.EINTR {
@@ -29,12 +29,22 @@ func (t *Table) ReadForward(fd int, guest packet.Addr, guestPort uint16, guestMA
 			return // EAGAIN; errors of an unconnected socket name no flow
 		}
 		n := int(r)
-		if n > room || sa.Family != unix.AF_INET {
+		var client packet.Addr
+		switch {
+		case sa.Family == unix.AF_INET && guest.Is4():
+			client = packet.AddrFrom4((*unix.RawSockaddrInet4)(unsafe.Pointer(&sa)).Addr)
+		case sa.Family == unix.AF_INET6 && !guest.Is4():
+			client = packet.Addr(sa.Addr)
+		default:
+			t.Dropped++
+			continue
+		}
+		if n > room {
 			t.Dropped++ // larger than the namespace's MTU: it could not take it whole
 			continue
 		}
 		port := binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&sa.Port))[:])
-		k := flow.Key{NS: guest, NSPort: guestPort, Dst: t.cfg.NAT.Client(packet.AddrFrom4(sa.Addr)), DstPort: port}
+		k := flow.Key{NS: guest, NSPort: guestPort, Dst: t.cfg.NAT.Client(client), DstPort: port}
 		idx, ok := t.flows.Lookup(k)
 		if !ok {
 			if t.flows.Full() {
@@ -43,7 +53,7 @@ func (t *Table) ReadForward(fd int, guest packet.Addr, guestPort uint16, guestMA
 			}
 			var f *udpFlow
 			idx, f = t.flows.Add(k)
-			*f = udpFlow{key: k, fd: fd, nsMAC: guestMAC, shared: true, peer: sa}
+			*f = udpFlow{key: k, fd: fd, nsMAC: guestMAC, shared: true, peer: sa, peerLen: salen}
 			t.Opened++
 		}
 		f := t.flows.At(idx)

@@ -62,8 +62,9 @@ type udpFlow struct {
 	// A forwarded flow's fd is its forward's socket, shared with the
 	// forward's other clients: replies go to peer with sendto, and the
 	// socket is neither watched nor closed here.
-	shared bool
-	peer   unix.RawSockaddrInet4
+	shared  bool
+	peer    unix.RawSockaddrInet6 // room for either family's address
+	peerLen uint32
 }
 
 // pending is a datagram from the namespace waiting for Flush: its payload
@@ -220,7 +221,7 @@ func (t *Table) message(k int, f *udpFlow) {
 	t.msgs[k] = mmsghdr{hdr: unix.Msghdr{Iov: &t.iovs[k], Iovlen: 1}}
 	if f.shared {
 		t.msgs[k].hdr.Name = (*byte)(unsafe.Pointer(&f.peer))
-		t.msgs[k].hdr.Namelen = unix.SizeofSockaddrInet4
+		t.msgs[k].hdr.Namelen = f.peerLen
 	}
 }
 
