@@ -306,3 +306,69 @@ func TestDHCPv6(t *testing.T) {
 	// dhclient -S reports the answer as RENEW6, with no address.
 	waitLog(t, logf, regexp.MustCompile(`(?m)^RENEW6 ip= ns=fd00::3$`), 20*time.Second)
 }
+
+// TestIPv6Forward: forwards from IPv6 host addresses reach the namespace's
+// autoconfigured address with the client's own address (the host's ::1
+// appears as fd00::2); [::] takes IPv6 clients only, so that an IPv4
+// forward can hold the same port; bulk TCP is sha256-equal; UDP echoes;
+// and the API adds and lists IPv6 forwards.
+func TestIPv6Forward(t *testing.T) {
+	sock := filepath.Join(userDir(t), "api.sock")
+	w, tg, g := ipv6World(t, true, 65520, "-a", sock, "-p", "[::]:8090:80", "-p", "127.0.0.1:8090:80", "-p", "[::1]:8092:80",
+		"-p", "[::]:5109", "-p", "[::]:6109/udp")
+	host, remote := func() *exec.Cmd { return w.HostCommand(false, "env") }, func() *exec.Cmd { return w.RemoteCommand("env") }
+	log := httpd(t, tg, "80", "hello over IPv6\n")
+	waitListen(t, tg, "80")
+	for _, c := range []struct {
+		from   func() *exec.Cmd
+		url    string
+		client string // as the namespace sees it
+	}{
+		{host, "http://[::1]:8092/", "[fd00::2]:"},
+		{remote, "http://[" + testnet.HostAddr6 + "]:8090/", "[" + testnet.RemoteAddr6 + "]:"},
+		{host, "http://127.0.0.1:8090/", "[::ffff:10.0.2.2]:"}, // the IPv4 forward on the same port
+	} {
+		if body := fetch(t, c.from(), c.url); body != "200 hello over IPv6" {
+			t.Fatalf("%s: %q", c.url, body)
+		}
+		if !strings.Contains(log.String(), c.client) {
+			t.Fatalf("%s: httpd log lacks client %s:\n%s", c.url, c.client, log)
+		}
+	}
+	// [::1]:8092 is IPv6's loopback only; [::]:5109 has no IPv4 twin.
+	for _, dial := range []string{"127.0.0.1:8092", "127.0.0.1:5109"} {
+		if r := runClient(t, 20*time.Second, host(), "dial", dial); !strings.HasPrefix(r, "refused") {
+			t.Fatalf("dial %s: %s, want refused", dial, r)
+		}
+	}
+	n := strconv.FormatInt(min(bigSize(), 200<<20), 10)
+	srv := startServer(t, tg.Command("env"), "sink", "[::]:5109")
+	sent := runClient(t, 5*time.Minute, remote(), "send", "["+testnet.HostAddr6+"]:5109", n)
+	if got := srv.result(t, time.Minute); !strings.HasPrefix(sent, n+" ") || got != sent {
+		t.Fatalf("remote sent %q, namespace received %q", sent, got)
+	}
+	startServer(t, tg.Command("env"), "udpecho", "[::]:6109")
+	for _, c := range []struct {
+		from func() *exec.Cmd
+		dial string
+	}{{host, "[::1]:6109"}, {remote, "[" + testnet.HostAddr6 + "]:6109"}} {
+		if r := runClient(t, time.Minute, c.from(), "udpflows", c.dial, "10", "50", "1200"); r != "ok 500" {
+			t.Fatalf("UDP through %s: %s", c.dial, r)
+		}
+	}
+	// The API: an IPv6 forward with no guest address lists the
+	// namespace's.
+	guest := slaacAddr(t, tg).String()
+	if got := apiCall(t, sock, `{"execute":"add_hostfwd","arguments":{"proto":"tcp6","host_port":8093,"guest_port":80}}`); got != `{"return":{"id":6}}` {
+		t.Fatalf("add_hostfwd tcp6: %s", got)
+	}
+	if got := apiCall(t, sock, `{"execute":"list_hostfwd"}`); !strings.Contains(got, `{"id":6,"proto":"tcp","host_addr":"::","host_port":8093,"guest_addr":"`+guest+`","guest_port":80}`) {
+		t.Fatalf("list_hostfwd: %s", got)
+	}
+	if body := fetch(t, remote(), "http://["+testnet.HostAddr6+"]:8093/"); body != "200 hello over IPv6" {
+		t.Fatalf("through the API's forward: %q", body)
+	}
+	if !g.running() {
+		t.Fatalf("nsgate exited: %s", g.stderr)
+	}
+}
