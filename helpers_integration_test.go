@@ -520,11 +520,17 @@ func runHelper(args []string) int {
 		if err != nil {
 			return fail(err)
 		}
-		// IP_RECVERR, as ping and traceroute set it: without it Linux
+		// IP_RECVERR (IPV6_RECVERR), as ping and traceroute set it: without it Linux
 		// reports only hard errors (port unreachable) on a UDP socket, not
 		// network unreachable.
 		if rc, err := c.(*net.UDPConn).SyscallConn(); err == nil {
-			rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_IP, syscall.IP_RECVERR, 1) })
+			rc.Control(func(fd uintptr) {
+				if c.RemoteAddr().(*net.UDPAddr).IP.To4() == nil {
+					syscall.SetsockoptInt(int(fd), syscall.SOL_IPV6, syscall.IPV6_RECVERR, 1)
+				} else {
+					syscall.SetsockoptInt(int(fd), syscall.SOL_IP, syscall.IP_RECVERR, 1)
+				}
+			})
 		}
 		start := time.Now()
 		c.Write([]byte("anyone?"))

@@ -372,3 +372,54 @@ func TestIPv6Forward(t *testing.T) {
 		t.Fatalf("nsgate exited: %s", g.stderr)
 	}
 }
+
+// TestIPv6Options: --outbound-addr6 (an address, or an interface's name)
+// is where the namespace's IPv6 connections and flows leave from, as the
+// remote server sees them; --disable-host-loopback refuses fd00::2 at once
+// (network unreachable), TCP and UDP, as it refuses 10.0.2.2, while other
+// hosts stay reachable.
+func TestIPv6Options(t *testing.T) {
+	for _, arg := range []string{"2001:db8:2::1", "nsgout0"} {
+		t.Run("outbound-addr6="+arg, func(t *testing.T) {
+			w := testnet.New(t)
+			w.HostIP("link", "add", "nsgout0", "type", "veth", "peer", "name", "nsgout1")
+			w.HostIP("-6", "addr", "add", "2001:db8:2::1/128", "dev", "nsgout0", "nodad")
+			w.HostIP("link", "set", "nsgout0", "up")
+			w.HostIP("link", "set", "nsgout1", "up")
+			tg := testnet.NewTarget(t, true)
+			startReady(t, w, true, "-c", "-6", "--outbound-addr6="+arg, strconv.Itoa(tg.PID), "tap0")
+			remote := "[" + testnet.RemoteAddr6 + "]"
+			srv := startServer(t, w.RemoteCommand("env"), "peer", remote+":5121")
+			runClient(t, 20*time.Second, tg.Command("env"), "dial", remote+":5121")
+			if got := srv.result(t, 10*time.Second); got != "2001:db8:2::1" {
+				t.Fatalf("TCP client seen as %q, want 2001:db8:2::1", got)
+			}
+			usrv := startServer(t, w.RemoteCommand("env"), "udppeer", remote+":5122")
+			if r := runClient(t, 20*time.Second, tg.Command("env"), "udpflows", remote+":5122", "1", "1", "64"); r != "ok 1" {
+				t.Fatalf("UDP exchange: %s", r)
+			}
+			if got := usrv.result(t, 10*time.Second); got != "2001:db8:2::1" {
+				t.Fatalf("UDP client seen as %q, want 2001:db8:2::1", got)
+			}
+		})
+	}
+	t.Run("disable-host-loopback", func(t *testing.T) {
+		w, tg, _ := ipv6World(t, true, 65520, "--disable-host-loopback")
+		startServer(t, w.HostCommand(false, "env"), "echo", "[::1]:5123")
+		startServer(t, w.HostCommand(false, "env"), "udpecho", "[::1]:5124")
+		for _, c := range []struct{ mode, dial string }{{"dial", "[fd00::2]:5123"}, {"udprefused", "[fd00::2]:5124"}} {
+			r := strings.Fields(runClient(t, 20*time.Second, tg.Command("env"), c.mode, c.dial))
+			if len(r) != 2 || r[0] != "netunreachable" {
+				t.Fatalf("%s %s with --disable-host-loopback: %v, want netunreachable", c.mode, c.dial, r)
+			}
+			if ms, _ := strconv.Atoi(r[1]); ms > 1000 {
+				t.Fatalf("%s %s: the error took %d ms", c.mode, c.dial, ms)
+			}
+		}
+		remote := "[" + testnet.RemoteAddr6 + "]:5123"
+		startServer(t, w.RemoteCommand("env"), "echo", remote)
+		if r := runClient(t, time.Minute, tg.Command("env"), "many", remote, "10", "100000"); r != "ok 10" {
+			t.Fatalf("remote host with --disable-host-loopback: %s", r)
+		}
+	})
+}

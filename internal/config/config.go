@@ -411,9 +411,12 @@ func outboundAddr(opt, v string, six bool) (netip.Addr, error) {
 		return bad("wrong address family")
 	}
 	// Binding a socket is the test the kernel will apply to each connection.
-	fam, sa := unix.AF_INET, unix.Sockaddr(&unix.SockaddrInet4{Addr: a.As4()})
+	var fam int
+	var sa unix.Sockaddr
 	if six {
 		fam, sa = unix.AF_INET6, &unix.SockaddrInet6{Addr: a.As16()}
+	} else {
+		fam, sa = unix.AF_INET, &unix.SockaddrInet4{Addr: a.As4()}
 	}
 	fd, err := unix.Socket(fam, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {

@@ -43,6 +43,16 @@ func TestParseCallers(t *testing.T) {
 				t.Errorf("OutboundAddr %v, want lo's 127.0.0.1", c.OutboundAddr)
 			}
 		}},
+		{"outbound IPv6 address", []string{"-6", "--outbound-addr6=::1", self}, func(t *testing.T, c *Config) {
+			if c.OutboundAddr6.String() != "::1" {
+				t.Errorf("OutboundAddr6 %v", c.OutboundAddr6)
+			}
+		}},
+		{"outbound IPv6 interface", []string{"-6", "--outbound-addr6", "lo", self}, func(t *testing.T, c *Config) {
+			if c.OutboundAddr6.String() != "::1" {
+				t.Errorf("OutboundAddr6 %v, want lo's ::1", c.OutboundAddr6)
+			}
+		}},
 		{"publish and api socket", []string{"-p", "8080:80", "--publish=127.0.0.1:53:53/udp", "-a", "/tmp/x.sock", self}, func(t *testing.T, c *Config) {
 			if len(c.Publish) != 2 || c.Publish[0].HostPort != 8080 || c.Publish[1].Proto != "udp" || c.APISocket != "/tmp/x.sock" {
 				t.Errorf("Publish %+v, APISocket %q", c.Publish, c.APISocket)
@@ -273,6 +283,7 @@ func FuzzParse(f *testing.F) {
 	f.Add("--macaddress=02:00:00:00:00:01\x00-c\x00--\x00sh")
 	f.Add("--socket\x00/tmp/vm.sock\x00-1\x00-p\x002222:22")
 	f.Add("-F3\x00--pid-file=/tmp/p")
+	f.Add("-6\x00--outbound-addr6=::1\x00--outbound-addr6\x00lo\x00--cidr6=fd01::/64")
 	f.Add("--deny=10.0.0.0/8:1-99\x00--allow\x00[2001:db8::1]:22\x00--block-host\x00--max-flows=64\x00--pcap=/tmp/x\x00--pcap-max=1K\x00--socket\x00/tmp/s")
 	f.Fuzz(func(t *testing.T, joined string) {
 		args := strings.Split(joined, "\x00")
