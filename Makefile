@@ -58,7 +58,7 @@ gotest:
 # filter (the options podman passes).
 gotest-sandbox:
 	NSGATE_TEST_ARGS="--enable-sandbox --enable-seccomp" $(GO) test -race -count=1 -tags integration -timeout 15m \
-		-run 'TestTCP|TestUDP|TestDNS|TestPing|TestForward|TestOutbound|TestVM' .
+		-run 'TestTCP|TestUDP|TestDNS|TestPing|TestForward|TestOutbound|TestVM|TestIPv6|TestDHCPv6' .
 
 # The TCP traffic suites again on the fallback for kernels before 6.9 (no
 # SO_PEEK_OFF on TCP sockets), forced on this kernel: both ways of sending
