@@ -97,3 +97,20 @@ serve() {
 	[ "$status" -eq 0 ]
 	[ "$output" = "hello from a podman container" ]
 }
+
+@test "podman --network slirp4netns (podman passes --enable-ipv6): the container has an fd00::/64 address and a default route via fe80::2 before it starts, and fetches a page from the remote namespace over IPv6" {
+	mkdir -p "$TMP/www6"
+	echo "hello over IPv6" > "$TMP/www6/index.html"
+	chmod -R a+rX "$TMP/www6"
+	in_remote busybox httpd -f -p "[$REMOTE_ADDR6]:8082" -h "$TMP/www6" 3>&- &
+	track_pid $!
+	# No wait for an advertisement or for duplicate address detection:
+	# nsgate -c -6 configured both before podman started the container.
+	run pod run --rm --network slirp4netns localhost/nsgate-bb sh -c \
+		"busybox ip -6 -o addr show dev tap0; busybox ip -6 route show default; printf 'GET / HTTP/1.0\\r\\n\\r\\n' | busybox nc -w 10 $REMOTE_ADDR6 8082"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" =~ inet6\ fd00::[0-9a-f:]+/64\ scope\ global ]]
+	[[ "$output" == *"default via fe80::2 dev tap0"* ]]
+	[[ "$output" == *"hello over IPv6"* ]]
+}

@@ -24,12 +24,13 @@ rootlesskit_bg() {
 	track_pid $!
 }
 
-# remote_sink writes 20 MB of random data to $TMP/data and starts a server
-# in the remote namespace that stores one connection's bytes in $TMP/recv.
+# remote_sink [LISTEN] writes 20 MB of random data to $TMP/data and starts
+# a server in the remote namespace (socat address LISTEN, by default
+# TCP-LISTEN:5000) that stores one connection's bytes in $TMP/recv.
 remote_sink() {
 	head -c 20000000 /dev/urandom > "$TMP/data"
 	chmod 0644 "$TMP/data"
-	in_remote socat -u TCP-LISTEN:5000,reuseaddr "OPEN:$TMP/recv,creat,trunc" &
+	in_remote socat -u "${1:-TCP-LISTEN:5000},reuseaddr" "OPEN:$TMP/recv,creat,trunc" &
 	track_pid $!
 	sleep 0.3
 }
@@ -51,6 +52,20 @@ remote_sink_got_all() {
 	[[ "$output" == *"inet 10.0.2.100/24"* ]]
 	[[ "$output" == *"default via 10.0.2.2 dev tap0"* ]]
 	[[ "$output" == *$'\n65520'* ]]
+	remote_sink_got_all
+}
+
+@test "rootlesskit --ipv6: the child autoconfigures an fd00::/64 address and a default route via fe80::2 from nsgate's advertisement, and 20 MB reach the remote namespace over IPv6" {
+	remote_sink "TCP6-LISTEN:5000"
+	# rootlesskit does not configure IPv6 itself: the kernel does, from the
+	# router advertisement, after duplicate address detection.
+	run rootlesskit_nsgate --ipv6 sh -c "for i in \$(seq 100); do ip -6 -o addr show dev tap0 scope global -tentative | grep -q fd00:: && ip -6 route show default | grep -q fe80::2 && break; sleep 0.1; done
+		ip -6 -o addr show dev tap0 scope global; ip -6 route show default
+		socat -t 30 - 'TCP6:[$REMOTE_ADDR6]:5000' < $TMP/data > /dev/null"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" =~ inet6\ fd00::[0-9a-f:]+/64\ scope\ global\ dynamic ]]
+	[[ "$output" == *"default via fe80::2 dev tap0 proto ra"* ]]
 	remote_sink_got_all
 }
 

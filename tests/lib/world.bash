@@ -2,14 +2,17 @@
 # (rootlesskit, podman), the same shape as the Go tests' internal/testnet:
 #   - a "host" namespace $H where the tools and nsgate run, whose resolver
 #     (/etc/netns/$H/resolv.conf) is the remote namespace;
-#   - a "remote" namespace $R at 198.51.100.2 (TEST-NET-2), reached from $H
-#     over a veth (198.51.100.1).
+#   - a "remote" namespace $R at 198.51.100.2 (TEST-NET-2) and
+#     2001:db8:1::2 (the IPv6 documentation prefix), reached from $H over a
+#     veth (198.51.100.1, 2001:db8:1::1).
 # Nothing in it has a route out of the machine. Processes the tests start
 # are recorded with track_pid and ended by PID in world_down.
 
 NSGATE="${NSGATE:-$BATS_TEST_DIRNAME/../nsgate}"
 HOST_ADDR=198.51.100.1
 REMOTE_ADDR=198.51.100.2
+HOST_ADDR6=2001:db8:1::1
+REMOTE_ADDR6=2001:db8:1::2
 TEST_USER=nsgate-test
 
 world_up() {
@@ -23,12 +26,15 @@ world_up() {
 	ip link add "vh$id" netns "$H" type veth peer name "vr$id" netns "$R"
 	ip -n "$H" addr add "$HOST_ADDR/24" dev "vh$id"
 	ip -n "$R" addr add "$REMOTE_ADDR/24" dev "vr$id"
+	ip -n "$H" addr add "$HOST_ADDR6/64" dev "vh$id" nodad
+	ip -n "$R" addr add "$REMOTE_ADDR6/64" dev "vr$id" nodad
 	for ns in "$H" "$R"; do
 		ip -n "$ns" link set lo up
 	done
 	ip -n "$H" link set "vh$id" up
 	ip -n "$R" link set "vr$id" up
 	ip -n "$R" route add default via "$HOST_ADDR"
+	ip -n "$R" -6 route add default via "$HOST_ADDR6"
 	mkdir -p "/etc/netns/$H"
 	echo "nameserver $REMOTE_ADDR" > "/etc/netns/$H/resolv.conf"
 	# Scratch space the test user can use, and nsgate where it can run it.
