@@ -13,15 +13,34 @@ import (
 	"github.com/nsgate/nsgate/internal/testnet"
 )
 
-// driver is a user-mode network tool started the slirp4netns way.
+// driver is a user-mode network tool started the slirp4netns way, and the
+// family it is measured over.
 type driver struct {
 	name string
 	argv func(pid int) []string
+	six  bool // over IPv6: fd00::2, the host's ::1
+}
+
+// gateway and loopback are where the namespace dials and where the host's
+// server listens, for the driver's family.
+func (d driver) gateway() string {
+	if d.six {
+		return "[fd00::2]"
+	}
+	return "10.0.2.2"
+}
+
+func (d driver) loopback() string {
+	if d.six {
+		return "[::1]"
+	}
+	return "127.0.0.1"
 }
 
 // drivers returns nsgate and, when installed, slirp4netns, each at MTU
 // 65520 (what rootlesskit and podman use) and 1500: both map 10.0.2.2 to
-// the host's loopback, so the same clients measure both.
+// the host's loopback, so the same clients measure both. nsgate runs once
+// more over IPv6 at each MTU (-6, fd00::2 to ::1), against its own IPv4.
 func drivers() []driver {
 	bins := [][2]string{{"nsgate", nsgateBin}}
 	if p, err := exec.LookPath("slirp4netns"); err == nil {
@@ -34,10 +53,17 @@ func drivers() []driver {
 			if mtu != "65520" {
 				name += "-mtu" + mtu
 			}
-			d = append(d, driver{name, func(pid int) []string {
+			d = append(d, driver{name: name, argv: func(pid int) []string {
 				return []string{bin[1], "-c", "-m", mtu, strconv.Itoa(pid), "tap0"}
 			}})
 		}
+		name := "nsgate-ipv6"
+		if mtu != "65520" {
+			name += "-mtu" + mtu
+		}
+		d = append(d, driver{name: name, six: true, argv: func(pid int) []string {
+			return []string{nsgateBin, "-c", "-6", "-m", mtu, strconv.Itoa(pid), "tap0"}
+		}})
 	}
 	return d
 }
@@ -53,39 +79,40 @@ func BenchmarkTCP(b *testing.B) {
 			tg := testnet.NewTarget(b, false)
 			argv := d.argv(tg.PID)
 			g := startProcess(b, w.HostCommand(false, argv[0], argv[1:]...), nil)
-			waitConfigured(b, tg, g)
+			waitConfigured(b, tg, g, d.six)
 			host := func() *exec.Cmd { return w.HostCommand(false, "env") }
 			ns := func() *exec.Cmd { return tg.Command("env") }
-			startServer(b, host(), "echo", "127.0.0.1:5101")
+			gw, lo := d.gateway(), d.loopback()
+			startServer(b, host(), "echo", lo+":5101")
 			port := 5200
 			b.Run("ns-to-host", func(b *testing.B) {
 				port++
-				addr := "127.0.0.1:" + strconv.Itoa(port)
+				addr := lo + ":" + strconv.Itoa(port)
 				srv := startServer(b, host(), "drain", addr)
 				b.SetBytes(1 << 20)
 				b.ResetTimer()
-				runClient(b, 5*time.Minute, ns(), "blast", "10.0.2.2:"+strconv.Itoa(port), strconv.Itoa(b.N<<20))
+				runClient(b, 5*time.Minute, ns(), "blast", gw+":"+strconv.Itoa(port), strconv.Itoa(b.N<<20))
 				if got := srv.result(b, time.Minute); got != strconv.Itoa(b.N<<20) {
 					b.Fatalf("server received %s bytes, want %d", got, b.N<<20)
 				}
 			})
 			b.Run("host-to-ns", func(b *testing.B) {
 				port++
-				addr := "127.0.0.1:" + strconv.Itoa(port)
+				addr := lo + ":" + strconv.Itoa(port)
 				startServer(b, host(), "spew", addr, strconv.Itoa(b.N<<20))
 				b.SetBytes(1 << 20)
 				b.ResetTimer()
-				if got := runClient(b, 5*time.Minute, ns(), "suck", "10.0.2.2:"+strconv.Itoa(port)); got != strconv.Itoa(b.N<<20) {
+				if got := runClient(b, 5*time.Minute, ns(), "suck", gw+":"+strconv.Itoa(port)); got != strconv.Itoa(b.N<<20) {
 					b.Fatalf("namespace received %s bytes, want %d", got, b.N<<20)
 				}
 			})
 			b.Run("rr", func(b *testing.B) {
-				if r := runClient(b, 5*time.Minute, ns(), "rr", "10.0.2.2:5101", strconv.Itoa(b.N)); r != "ok" {
+				if r := runClient(b, 5*time.Minute, ns(), "rr", gw+":5101", strconv.Itoa(b.N)); r != "ok" {
 					b.Fatal(r)
 				}
 			})
 			b.Run("crr", func(b *testing.B) {
-				if r := runClient(b, 5*time.Minute, ns(), "crr", "10.0.2.2:5101", strconv.Itoa(b.N)); r != "ok" {
+				if r := runClient(b, 5*time.Minute, ns(), "crr", gw+":5101", strconv.Itoa(b.N)); r != "ok" {
 					b.Fatal(r)
 				}
 			})
@@ -93,10 +120,15 @@ func BenchmarkTCP(b *testing.B) {
 	}
 }
 
-// waitConfigured waits until the driver has configured the tap.
-func waitConfigured(b *testing.B, tg *testnet.Target, g *gate) {
+// waitConfigured waits until the driver has configured the tap (with six,
+// its IPv6 default route).
+func waitConfigured(b *testing.B, tg *testnet.Target, g *gate, six bool) {
+	family, via := "-4", "via 10.0.2.2"
+	if six {
+		family, via = "-6", "via fe80::2"
+	}
 	for i := 0; i < 500; i++ {
-		if out, _ := tg.Run(5*time.Second, "ip", "-4", "route", "show", "default"); strings.Contains(out, "via 10.0.2.2") {
+		if out, _ := tg.Run(5*time.Second, "ip", family, "route", "show", "default"); strings.Contains(out, via) {
 			return
 		}
 		time.Sleep(10 * time.Millisecond)

@@ -628,6 +628,8 @@ func errName(err error) string {
 		return "unreachable"
 	case errors.Is(err, syscall.ENETUNREACH):
 		return "netunreachable"
+	case errors.Is(err, syscall.EACCES): // ICMPv6 administratively prohibited
+		return "prohibited"
 	}
 	return "error:" + err.Error()
 }

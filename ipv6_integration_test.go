@@ -377,7 +377,7 @@ func TestIPv6Forward(t *testing.T) {
 // is where the namespace's IPv6 connections and flows leave from, as the
 // remote server sees them; --disable-host-loopback refuses fd00::2 at once
 // (network unreachable), TCP and UDP, as it refuses 10.0.2.2, while other
-// hosts stay reachable.
+// hosts stay reachable; --allow and --deny take IPv6 rules.
 func TestIPv6Options(t *testing.T) {
 	for _, arg := range []string{"2001:db8:2::1", "nsgout0"} {
 		t.Run("outbound-addr6="+arg, func(t *testing.T) {
@@ -403,6 +403,24 @@ func TestIPv6Options(t *testing.T) {
 			}
 		})
 	}
+	t.Run("deny", func(t *testing.T) {
+		// The egress policy takes IPv6 rules: ICMPv6 administratively
+		// prohibited at once, which Linux reports as EACCES.
+		w, tg, _ := ipv6World(t, true, 65520, "--allow", "["+testnet.RemoteAddr6+"]:5125", "--deny", "2001:db8::/32")
+		remote := "[" + testnet.RemoteAddr6 + "]"
+		startServer(t, w.RemoteCommand("env"), "echo", remote+":5125")
+		startServer(t, w.RemoteCommand("env"), "echo", remote+":5126")
+		if r := runClient(t, time.Minute, tg.Command("env"), "many", remote+":5125", "1", "1000"); r != "ok 1" {
+			t.Fatalf("allowed port: %s", r)
+		}
+		r := strings.Fields(runClient(t, 20*time.Second, tg.Command("env"), "dial", remote+":5126"))
+		if len(r) != 2 || r[0] != "prohibited" {
+			t.Fatalf("denied port: %v, want prohibited", r)
+		}
+		if ms, _ := strconv.Atoi(r[1]); ms > 1000 {
+			t.Fatalf("denied port: the error took %d ms", ms)
+		}
+	})
 	t.Run("disable-host-loopback", func(t *testing.T) {
 		w, tg, _ := ipv6World(t, true, 65520, "--disable-host-loopback")
 		startServer(t, w.HostCommand(false, "env"), "echo", "[::1]:5123")
