@@ -39,8 +39,8 @@ func (d driver) loopback() string {
 
 // drivers returns nsgate and, when installed, slirp4netns, each at MTU
 // 65520 (what rootlesskit and podman use) and 1500: both map 10.0.2.2 to
-// the host's loopback, so the same clients measure both. nsgate runs once
-// more over IPv6 at each MTU (-6, fd00::2 to ::1), against its own IPv4.
+// the host's loopback, so the same clients measure both. Each runs once
+// more over IPv6 (-6: fd00::2 is the host's ::1 for both).
 func drivers() []driver {
 	bins := [][2]string{{"nsgate", nsgateBin}}
 	if p, err := exec.LookPath("slirp4netns"); err == nil {
@@ -57,13 +57,17 @@ func drivers() []driver {
 				return []string{bin[1], "-c", "-m", mtu, strconv.Itoa(pid), "tap0"}
 			}})
 		}
-		name := "nsgate-ipv6"
-		if mtu != "65520" {
-			name += "-mtu" + mtu
+	}
+	for _, mtu := range []string{"65520", "1500"} {
+		for _, bin := range bins {
+			name := bin[0] + "-ipv6"
+			if mtu != "65520" {
+				name += "-mtu" + mtu
+			}
+			d = append(d, driver{name: name, six: true, argv: func(pid int) []string {
+				return []string{bin[1], "-c", "-6", "-m", mtu, strconv.Itoa(pid), "tap0"}
+			}})
 		}
-		d = append(d, driver{name: name, six: true, argv: func(pid int) []string {
-			return []string{nsgateBin, "-c", "-6", "-m", mtu, strconv.Itoa(pid), "tap0"}
-		}})
 	}
 	return d
 }
@@ -120,15 +124,19 @@ func BenchmarkTCP(b *testing.B) {
 	}
 }
 
-// waitConfigured waits until the driver has configured the tap (with six,
-// its IPv6 default route).
+// waitConfigured waits until the driver has configured the tap: with six,
+// until the IPv6 default route is there and the global address is past
+// duplicate address detection (slirp4netns -c leaves IPv6 to the kernel's
+// autoconfiguration; nsgate -c -6 configures both at once).
 func waitConfigured(b *testing.B, tg *testnet.Target, g *gate, six bool) {
 	family, via := "-4", "via 10.0.2.2"
 	if six {
 		family, via = "-6", "via fe80::2"
 	}
 	for i := 0; i < 500; i++ {
-		if out, _ := tg.Run(5*time.Second, "ip", family, "route", "show", "default"); strings.Contains(out, via) {
+		out, _ := tg.Run(5*time.Second, "ip", family, "route", "show", "default")
+		addr, _ := tg.Run(5*time.Second, "ip", "-6", "addr", "show", "dev", "tap0", "scope", "global", "-tentative")
+		if strings.Contains(out, via) && (!six || strings.Contains(addr, "inet6 fd00::")) {
 			return
 		}
 		time.Sleep(10 * time.Millisecond)
