@@ -515,6 +515,36 @@ func runHelper(args []string) int {
 			}
 		}
 		fmt.Println("ok", flows*count)
+	case "udppmtu": // udppmtu ADDR SIZE: send SIZE-byte datagrams, unfragmented, until a Packet Too Big lowers the path MTU; print it
+		c, err := net.Dial("udp", args[1])
+		if err != nil {
+			return fail(err)
+		}
+		size, _ := strconv.Atoi(args[2])
+		rc, err := c.(*net.UDPConn).SyscallConn()
+		if err != nil {
+			return fail(err)
+		}
+		rc.Control(func(fd uintptr) {
+			syscall.SetsockoptInt(int(fd), syscall.SOL_IPV6, syscall.IPV6_RECVERR, 1)
+			syscall.SetsockoptInt(int(fd), syscall.SOL_IPV6, syscall.IPV6_MTU_DISCOVER, syscall.IPV6_PMTUDISC_DO)
+		})
+		pathMTU := func() (mtu int) {
+			rc.Control(func(fd uintptr) { mtu, _ = syscall.GetsockoptInt(int(fd), syscall.SOL_IPV6, syscall.IPV6_MTU) })
+			return mtu
+		}
+		for end := time.Now().Add(5 * time.Second); time.Now().Before(end); {
+			_, err := c.Write(make([]byte, size))
+			if err == nil {
+				c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+				_, err = c.Read(make([]byte, 10))
+			}
+			if errors.Is(err, syscall.EMSGSIZE) {
+				fmt.Println("mtu", pathMTU())
+				return 0
+			}
+		}
+		fmt.Println("no Packet Too Big; path MTU", pathMTU())
 	case "udprefused": // udprefused ADDR: send, report the ICMP error that comes back
 		c, err := net.Dial("udp", args[1])
 		if err != nil {

@@ -441,3 +441,35 @@ func TestIPv6Options(t *testing.T) {
 		}
 	})
 }
+
+// TestIPv6PacketTooBig: a router beyond the host (the remote namespace,
+// forwarding onto a 1280-byte link) answers the host socket's datagram
+// with Packet Too Big; nsgate relays it to the namespace from
+// IPV6_RECVERR, and the client, which does not fragment, learns the path
+// MTU: path MTU discovery works through nsgate.
+func TestIPv6PacketTooBig(t *testing.T) {
+	w, tg, _ := ipv6World(t, true, 65520)
+	far := "nsg-f-" + strconv.Itoa(os.Getpid())
+	mustRun(t, "ip", "netns", "add", far)
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", far).Run() })
+	mustRun(t, "ip", "-n", w.Remote, "link", "add", "vf0", "mtu", "1280", "type", "veth", "peer", "name", "vf1", "netns", far, "mtu", "1280")
+	mustRun(t, "ip", "netns", "exec", w.Remote, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
+	mustRun(t, "ip", "-n", w.Remote, "addr", "add", "2001:db8:3::1/64", "dev", "vf0", "nodad")
+	mustRun(t, "ip", "-n", far, "addr", "add", "2001:db8:3::2/64", "dev", "vf1", "nodad")
+	mustRun(t, "ip", "-n", w.Remote, "link", "set", "vf0", "up")
+	mustRun(t, "ip", "-n", far, "link", "set", "vf1", "up")
+	mustRun(t, "ip", "-n", far, "link", "set", "lo", "up")
+	mustRun(t, "ip", "-n", far, "-6", "route", "add", "default", "via", "2001:db8:3::1")
+	w.HostIP("-6", "route", "add", "2001:db8:3::/64", "via", testnet.RemoteAddr6)
+	if r := runClient(t, 20*time.Second, tg.Command("env"), "udppmtu", "[2001:db8:3::2]:6201", "1400"); r != "mtu 1280" {
+		t.Fatalf("the namespace's path MTU to 2001:db8:3::2: %q, want mtu 1280", r)
+	}
+}
+
+// mustRun runs a command, failing the test with its output on error.
+func mustRun(t *testing.T, name string, args ...string) {
+	t.Helper()
+	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+}
