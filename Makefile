@@ -65,7 +65,7 @@ gotest-sandbox:
 # host data to the namespace are tested on every run.
 gotest-nopeek:
 	NSGATE_NO_PEEK_OFF=1 $(GO) test -race -count=1 -tags integration -timeout 15m \
-		-run 'TestTCP|TestForwardTCP|TestSpawnTraffic' .
+		-run 'TestTCP|TestForwardTCP|TestSpawnTraffic|TestIPv6TCP|TestIPv6Forward' .
 
 # The suites on Debian's packaged kernels, booted under qemu (TCG): Debian
 # 12's 6.1, and Debian 11's 5.10, the oldest nsgate supports (no
