@@ -377,7 +377,8 @@ func TestIPv6Forward(t *testing.T) {
 // is where the namespace's IPv6 connections and flows leave from, as the
 // remote server sees them; --disable-host-loopback refuses fd00::2 at once
 // (network unreachable), TCP and UDP, as it refuses 10.0.2.2, while other
-// hosts stay reachable; --allow and --deny take IPv6 rules.
+// hosts stay reachable; --allow and --deny take IPv6 rules; --cidr6 moves
+// the network.
 func TestIPv6Options(t *testing.T) {
 	for _, arg := range []string{"2001:db8:2::1", "nsgout0"} {
 		t.Run("outbound-addr6="+arg, func(t *testing.T) {
@@ -403,6 +404,20 @@ func TestIPv6Options(t *testing.T) {
 			}
 		})
 	}
+	t.Run("cidr6", func(t *testing.T) {
+		// --cidr6 moves the prefix, and the gateway and DNS with it.
+		w, tg, _ := ipv6World(t, true, 65520, "--cidr6", "fd01:2::/64")
+		if a := tg.MustRun("ip", "-6", "addr", "show", "dev", "tap0", "scope", "global"); !regexp.MustCompile(`inet6 fd01:2::[0-9a-f:]+/64`).MatchString(a) {
+			t.Fatalf("tap0 has no address in fd01:2::/64:\n%s", a)
+		}
+		startServer(t, w.HostCommand(false, "env"), "echo", "[::1]:5127")
+		if r := runClient(t, time.Minute, tg.Command("env"), "many", "[fd01:2::2]:5127", "1", "1000"); r != "ok 1" {
+			t.Fatalf("fd01:2::2 (the host's ::1): %s", r)
+		}
+		if out, err := tg.Run(20*time.Second, "ping", "-6", "-c1", "-W5", "fd01:2::3"); err != nil || !oneReceived.MatchString(out) {
+			t.Fatalf("ping -6 fd01:2::3: %v\n%s", err, out)
+		}
+	})
 	t.Run("deny", func(t *testing.T) {
 		// The egress policy takes IPv6 rules: ICMPv6 administratively
 		// prohibited at once, which Linux reports as EACCES.
