@@ -266,7 +266,7 @@ var options = []option{
 	{"dns", 0, true, func(c *Config, v string) error {
 		a, err := netip.ParseAddr(v)
 		if err != nil || !a.Is4() || a.IsUnspecified() || a.IsMulticast() {
-			return fmt.Errorf("--dns %q: has to be an IPv4 unicast address (IPv6 is not served yet)", v)
+			return fmt.Errorf("--dns %q: has to be an IPv4 unicast address (IPv6 clients are told nsgate's own DNS address, fd00::3 by default)", v)
 		}
 		c.DNS = a
 		return nil

@@ -741,7 +741,7 @@ func (e *Engine) handle(frame []byte, rx packet.Offload) {
 	p := &e.parsed
 	if err := p.DecodeTrusted(frame); err != nil {
 		if err == packet.ErrEtherType {
-			e.stats.Ignored++ // IPv6 and others: not served yet
+			e.stats.Ignored++ // EtherTypes nsgate does not serve
 		} else {
 			e.stats.Malformed++
 		}
