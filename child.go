@@ -214,7 +214,7 @@ func exitStatus(cmd *exec.Cmd, err error) int {
 }
 
 // spawnResolvConf returns the resolv.conf of nsgate -- CMD: the DNS address
-// (or --dns) as the nameserver, with the search, domain and options lines
+// (or --dns) as the nameserver, and with -6 the IPv6 one after it, with the search, domain and options lines
 // of the host's file at path kept, as ip netns exec would show a file from
 // /etc/netns/NAME/. The host's own nameservers are often on its loopback
 // (systemd-resolved's 127.0.0.53, a local dnsmasq), which the command's
@@ -232,6 +232,9 @@ func spawnResolvConf(cfg *config.Config, path string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# written by nsgate for -- %s: nsgate's DNS address, and %s's search and options lines\nnameserver %s\n",
 		cfg.Command[0], path, ns)
+	if cfg.EnableIPv6 && !cfg.DNS.IsValid() {
+		fmt.Fprintf(&b, "nameserver %s\n", cfg.Net6.DNS)
+	}
 	if host, err := os.ReadFile(path); err == nil {
 		for _, line := range strings.Split(string(host), "\n") {
 			if f := strings.Fields(line); len(f) > 0 && (f[0] == "search" || f[0] == "domain" || f[0] == "options") {

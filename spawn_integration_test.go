@@ -170,8 +170,8 @@ func helperOutput(t *testing.T, prefix *exec.Cmd, args ...string) string {
 // TestSpawnDNSAndMTU: nsgate -- CMD gives the command a resolv.conf naming
 // the DNS address, with the host's search and options lines, so that a
 // resolver on the host's loopback (systemd-resolved, a local dnsmasq) works
-// there; --dns names another nameserver; the host's file is untouched; the
-// MTU is 65520 unless -m says otherwise.
+// there; with -6 fd00::3 follows; --dns names another nameserver; the
+// host's file is untouched; the MTU is 65520 unless -m says otherwise.
 func TestSpawnDNSAndMTU(t *testing.T) {
 	modes(t, func(t *testing.T, rootless bool) {
 		w := testnet.New(t)
@@ -197,6 +197,11 @@ func TestSpawnDNSAndMTU(t *testing.T) {
 		}
 		if strings.Contains(out, "nameserver 127.0.0.1") {
 			t.Errorf("the command sees the host's loopback nameserver:\n%s", out)
+		}
+		// With -6 the IPv6 DNS address comes second, and answers.
+		out = run("-6", "--", "sh", "-c", "cat /etc/resolv.conf; busybox nslookup -type=a test.nsgate fd00::3")
+		if !strings.Contains(out, "nameserver 10.0.2.3\nnameserver fd00::3\n") || !strings.Contains(out, "198.51.100.99") {
+			t.Errorf("nsgate -6 --: no nameserver fd00::3 after 10.0.2.3, or no answer from it:\n%s", out)
 		}
 		out = run("--dns", testnet.RemoteAddr, "-m", "1500", "--", "sh", "-c", script)
 		for _, want := range []string{"nameserver " + testnet.RemoteAddr + "\n", "mtu 1500 ", "198.51.100.99"} {
