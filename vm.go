@@ -7,21 +7,24 @@ import (
 
 // runVM serves a VM over a unix stream socket: nsgate --socket PATH, or
 // --fd N. No namespace is joined and no tap opened; the engine is the same.
+//
+// The forwards, the API socket and the --pid-file come first, the VM's
+// socket last: whoever waits for the socket to appear (libvirt, qemu's
+// launcher, a test) then finds the PID file already written.
 func runVM(cfg *config.Config) int {
+	p, err := prepare(cfg)
+	if err != nil {
+		logger.Print(err)
+		return 1
+	}
 	var port *vmsock.Port
-	var err error
 	if cfg.Socket != "" {
 		port, err = vmsock.Listen(cfg.Socket)
 	} else {
 		port, err = vmsock.FromConn(cfg.SocketFD)
 	}
 	if err != nil {
-		logger.Print(err)
-		return 1
-	}
-	p, err := prepare(cfg)
-	if err != nil {
-		port.Close()
+		p.close()
 		logger.Print(err)
 		return 1
 	}

@@ -294,6 +294,14 @@ func TestVMBadFlags(t *testing.T) {
 			t.Errorf("nsgate %s: %v, %q; want exit 1 and %q", strings.Join(c.args, " "), err, out, c.want)
 		}
 	}
+	// A refused socket leaves no --pid-file behind.
+	pidFile := filepath.Join(dir, "refused.pid")
+	if out, err := exec.Command(nsgateBin, "--socket", live, "--pid-file", pidFile).CombinedOutput(); err == nil {
+		t.Errorf("nsgate --socket %s (live) --pid-file: exit 0\n%s", live, out)
+	}
+	if _, err := os.Lstat(pidFile); !os.IsNotExist(err) {
+		t.Errorf("--pid-file left by a refused --socket: %v", err)
+	}
 	if !g.running() {
 		t.Fatalf("the live nsgate exited after another's probe:\n%s", g.stderr)
 	}
