@@ -47,26 +47,20 @@ func drivers() []driver {
 		bins = append(bins, [2]string{"slirp4netns", p})
 	}
 	var d []driver
-	for _, mtu := range []string{"65520", "1500"} {
-		for _, bin := range bins {
-			name := bin[0]
-			if mtu != "65520" {
-				name += "-mtu" + mtu
+	for _, six := range []bool{false, true} {
+		for _, mtu := range []string{"65520", "1500"} {
+			for _, bin := range bins {
+				name, args := bin[0], []string{bin[1], "-c", "-m", mtu}
+				if six {
+					name, args = name+"-ipv6", append(args, "-6")
+				}
+				if mtu != "65520" {
+					name += "-mtu" + mtu
+				}
+				d = append(d, driver{name: name, six: six, argv: func(pid int) []string {
+					return append(args[:len(args):len(args)], strconv.Itoa(pid), "tap0")
+				}})
 			}
-			d = append(d, driver{name: name, argv: func(pid int) []string {
-				return []string{bin[1], "-c", "-m", mtu, strconv.Itoa(pid), "tap0"}
-			}})
-		}
-	}
-	for _, mtu := range []string{"65520", "1500"} {
-		for _, bin := range bins {
-			name := bin[0] + "-ipv6"
-			if mtu != "65520" {
-				name += "-mtu" + mtu
-			}
-			d = append(d, driver{name: name, six: true, argv: func(pid int) []string {
-				return []string{bin[1], "-c", "-6", "-m", mtu, strconv.Itoa(pid), "tap0"}
-			}})
 		}
 	}
 	return d
@@ -133,10 +127,18 @@ func waitConfigured(b *testing.B, tg *testnet.Target, g *gate, six bool) {
 	if six {
 		family, via = "-6", "via fe80::2"
 	}
-	for i := 0; i < 500; i++ {
-		out, _ := tg.Run(5*time.Second, "ip", family, "route", "show", "default")
+	ready := func() bool {
+		if out, _ := tg.Run(5*time.Second, "ip", family, "route", "show", "default"); !strings.Contains(out, via) {
+			return false
+		}
+		if !six {
+			return true
+		}
 		addr, _ := tg.Run(5*time.Second, "ip", "-6", "addr", "show", "dev", "tap0", "scope", "global", "-tentative")
-		if strings.Contains(out, via) && (!six || strings.Contains(addr, "inet6 fd00::")) {
+		return strings.Contains(addr, "inet6 fd00::")
+	}
+	for i := 0; i < 500; i++ {
+		if ready() {
 			return
 		}
 		time.Sleep(10 * time.Millisecond)

@@ -526,7 +526,7 @@ func runHelper(args []string) int {
 			return fail(err)
 		}
 		rc.Control(func(fd uintptr) {
-			syscall.SetsockoptInt(int(fd), syscall.SOL_IPV6, syscall.IPV6_RECVERR, 1)
+			recvErr(int(fd), true)
 			syscall.SetsockoptInt(int(fd), syscall.SOL_IPV6, syscall.IPV6_MTU_DISCOVER, syscall.IPV6_PMTUDISC_DO)
 		})
 		pathMTU := func() (mtu int) {
@@ -554,13 +554,7 @@ func runHelper(args []string) int {
 		// reports only hard errors (port unreachable) on a UDP socket, not
 		// network unreachable.
 		if rc, err := c.(*net.UDPConn).SyscallConn(); err == nil {
-			rc.Control(func(fd uintptr) {
-				if c.RemoteAddr().(*net.UDPAddr).IP.To4() == nil {
-					syscall.SetsockoptInt(int(fd), syscall.SOL_IPV6, syscall.IPV6_RECVERR, 1)
-				} else {
-					syscall.SetsockoptInt(int(fd), syscall.SOL_IP, syscall.IP_RECVERR, 1)
-				}
-			})
+			rc.Control(func(fd uintptr) { recvErr(int(fd), c.RemoteAddr().(*net.UDPAddr).IP.To4() == nil) })
 		}
 		start := time.Now()
 		c.Write([]byte("anyone?"))
@@ -642,6 +636,16 @@ func udpExchange(c net.Conn, flow, count, size int) error {
 		}
 	}
 	return nil
+}
+
+// recvErr asks a UDP socket for ICMP errors beyond the hard ones
+// (IP_RECVERR, or IPV6_RECVERR when six), as ping and traceroute do.
+func recvErr(fd int, six bool) {
+	if six {
+		syscall.SetsockoptInt(fd, syscall.SOL_IPV6, syscall.IPV6_RECVERR, 1)
+	} else {
+		syscall.SetsockoptInt(fd, syscall.SOL_IP, syscall.IP_RECVERR, 1)
+	}
 }
 
 func errName(err error) string {
