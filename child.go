@@ -38,9 +38,10 @@ func openTap(req nsenter.Request, quiet bool) (int, error) {
 		return fd, nil
 	}
 	p := netconf.Params{Link: req.TapName, MTU: req.MTU}
-	p.Addr, err = netip.ParsePrefix(req.Addr)
-	if err == nil {
-		p.Gateway, err = netip.ParseAddr(req.Gateway)
+	if req.Addr != "" {
+		if p.Addr, err = netip.ParsePrefix(req.Addr); err == nil {
+			p.Gateway, err = netip.ParseAddr(req.Gateway)
+		}
 	}
 	if err == nil && req.MAC != "" {
 		p.MAC, err = net.ParseMAC(req.MAC)
@@ -48,6 +49,9 @@ func openTap(req nsenter.Request, quiet bool) (int, error) {
 	if err == nil && req.Prefix6 != "" {
 		if p.Prefix6, err = netip.ParsePrefix(req.Prefix6); err == nil {
 			p.Router6, err = netip.ParseAddr(req.Router6)
+		}
+		if err == nil && req.Addr6 != "" {
+			p.Addr6, err = netip.ParsePrefix(req.Addr6)
 		}
 	}
 	if err == nil {
@@ -79,11 +83,30 @@ func childMain(spawn bool) int {
 		conn.SendError(err)
 		return 1
 	}
-	if err := conn.SendFD(fd); err != nil {
+	fds := []int{fd}
+	if req.ProcNet {
+		for _, name := range nsenter.ProcNetFiles {
+			// Opened in here, the files read this namespace's sockets
+			// for as long as nsgate holds them. Without IPv6 there is no
+			// tcp6: an empty file stands in.
+			f, err := unix.Open(name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+			if err != nil {
+				f, err = unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+			}
+			if err != nil {
+				conn.SendError(fmt.Errorf("open %s in the namespace: %w", name, err))
+				return 1
+			}
+			fds = append(fds, f)
+		}
+	}
+	if err := conn.SendFDs(fds...); err != nil {
 		logger.Print(err)
 		return 1
 	}
-	unix.Close(fd)
+	for _, f := range fds {
+		unix.Close(f)
+	}
 	if !spawn {
 		return 0
 	}

@@ -3,6 +3,9 @@
 // namespace and serves it from the host side. It accepts slirp4netns's
 // command line, so rootlesskit and podman can run it in slirp4netns's place.
 //
+// Invoked as pasta, it answers to pasta's command line instead (pasta.go),
+// for podman 5/6 and rootlesskit 2/3.
+//
 // The command is five programs in one binary, a file each: the command line
 // (main.go); target mode, which serves an existing namespace (serve.go);
 // VM mode, which serves a qemu guest over a unix socket (vm.go);
@@ -41,6 +44,9 @@ func main() {
 		os.Exit(childMain(true))
 	case sandbox.Role:
 		os.Exit(sandboxedMain())
+	}
+	if invokedAsPasta() {
+		os.Exit(runPasta(os.Args[1:]))
 	}
 	os.Exit(run(os.Args[1:]))
 }

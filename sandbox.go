@@ -26,6 +26,8 @@ type handoff struct {
 	APIFile fileref.Ref
 	PIDFile fileref.Ref
 	Pcap    int // --pcap's file; -1: none
+	ProcNet []int
+	Detach  int // -1: none
 }
 
 const envHandoff = "_NSGATE_HANDOFF"
@@ -33,7 +35,7 @@ const envHandoff = "_NSGATE_HANDOFF"
 // execSandbox re-executes nsgate into the sandbox (see internal/sandbox),
 // to serve the tap fd, or the VM's port vm. It returns only on failure.
 func execSandbox(cfg *config.Config, tap int, vm *vmsock.Port, stops []stopFD, p *prepared) int {
-	h := handoff{Config: cfg, Tap: tap, Stops: stops, Fwd: p.fwdFDs, API: -1, Pcap: -1,
+	h := handoff{Config: cfg, Tap: tap, Stops: stops, Fwd: p.fwdFDs, API: -1, Pcap: -1, Detach: -1, ProcNet: p.procNet,
 		APIFile: fileref.Ref{Dir: -1}, PIDFile: fileref.Ref{Dir: -1}}
 	fail := func(err error) int {
 		logger.Print(err)
@@ -74,6 +76,11 @@ func execSandbox(cfg *config.Config, tap int, vm *vmsock.Port, stops []stopFD, p
 	for _, s := range stops {
 		keep = append(keep, s.FD)
 	}
+	keep = append(keep, p.procNet...)
+	if p.detach != nil {
+		h.Detach = int(p.detach.Fd())
+		keep = append(keep, h.Detach)
+	}
 	for _, fd := range []int{cfg.ExitFD, cfg.ReadyFD} {
 		if fd >= 0 {
 			keep = append(keep, fd)
@@ -105,7 +112,10 @@ func sandboxedMain() int {
 		return 1
 	}
 	cfg := h.Config
-	for _, fd := range append(append([]int{h.Tap, h.APIFile.Dir, h.PIDFile.Dir, h.Pcap}, h.Fwd...), cfg.ExitFD, cfg.ReadyFD) {
+	if cfg.Pasta != nil {
+		logger.SetPrefix("pasta: ")
+	}
+	for _, fd := range append(append(append([]int{h.Tap, h.APIFile.Dir, h.PIDFile.Dir, h.Pcap, h.Detach}, h.Fwd...), h.ProcNet...), cfg.ExitFD, cfg.ReadyFD) {
 		if fd >= 0 {
 			unix.CloseOnExec(fd)
 		}
@@ -113,7 +123,10 @@ func sandboxedMain() int {
 	for _, s := range h.Stops {
 		unix.CloseOnExec(s.FD)
 	}
-	p := &prepared{fwdFDs: h.Fwd, pidFile: h.PIDFile}
+	p := &prepared{fwdFDs: h.Fwd, pidFile: h.PIDFile, procNet: h.ProcNet}
+	if h.Detach >= 0 {
+		p.detach = os.NewFile(uintptr(h.Detach), "detach")
+	}
 	if h.Pcap >= 0 {
 		p.pcap = os.NewFile(uintptr(h.Pcap), cfg.Pcap)
 	}

@@ -36,7 +36,16 @@ func runTarget(cfg *config.Config) int {
 			return 1
 		}
 		defer unix.Close(pidfd)
-		stops = append(stops, stopFD{pidfd, fmt.Sprintf("target PID %d exited", cfg.PID)})
+		stops = append(stops, stopFD{FD: pidfd, Reason: fmt.Sprintf("target PID %d exited", cfg.PID)})
+	}
+	if cfg.Pasta != nil && cfg.Pasta.WatchNetns {
+		s, err := watchNetns(cfg.NetnsPath)
+		if err != nil {
+			logger.Print(err)
+			return 1
+		}
+		defer unix.Close(s.FD)
+		stops = append(stops, s)
 	}
 	if cfg.Configure && sameFile(cfg.NetnsPath, "/proc/self/ns/net") {
 		// Configuring would replace the default route of the namespace
@@ -44,16 +53,18 @@ func runTarget(cfg *config.Config) int {
 		logger.Printf("refusing --configure on nsgate's own network namespace (%s): give the PID or namespace file of the target", cfg.NetnsPath)
 		return 1
 	}
-	fd, err := nsenter.OpenTap(cfg.NetnsPath, cfg.UsernsPath, request(cfg))
+	fds, err := nsenter.OpenTap(cfg.NetnsPath, cfg.UsernsPath, request(cfg))
 	if err != nil {
 		logger.Print(err)
 		return 1
 	}
+	fd := fds[0]
 	p, err := prepare(cfg)
 	if err != nil {
 		logger.Print(err)
 		return 1
 	}
+	p.procNet = fds[1:]
 	if cfg.EnableSandbox {
 		return execSandbox(cfg, fd, nil, stops, p)
 	}
@@ -90,6 +101,18 @@ func request(cfg *config.Config) nsenter.Request {
 			r.Prefix6, r.Router6 = cfg.Net6.Prefix.String(), cfg.Net6.LinkLocal.String()
 		}
 	}
+	if p := cfg.Pasta; p != nil {
+		r.ProcNet = p.AutoTCP || p.AutoUDP
+		if p.NoIPv4 {
+			r.Addr, r.Gateway = "", ""
+		}
+		if cfg.Configure && cfg.EnableIPv6 {
+			// pasta's addresses: given or the host's, not autoconfigured;
+			// the route goes via the gateway it names.
+			r.Addr6 = netip.PrefixFrom(cfg.Net6.Guest, cfg.Net6.Prefix.Bits()).String()
+			r.Router6 = cfg.Net6.Gateway.String()
+		}
+	}
 	return r
 }
 
@@ -101,6 +124,12 @@ type prepared struct {
 	api     *api.Server // nil without -a
 	pidFile fileref.Ref // removed on exit; none without --pid-file
 	pcap    *os.File    // --pcap's file, opened for pcap.New; nil without
+	// procNet are the namespace's nsenter.ProcNetFiles (pasta's -t auto);
+	// empty without.
+	procNet []int
+	// detach is what the standard streams become once a pasta daemon is
+	// ready: its --log-file, or /dev/null. nil otherwise.
+	detach *os.File
 }
 
 func prepare(cfg *config.Config) (*prepared, error) {
@@ -129,6 +158,18 @@ func prepare(cfg *config.Config) (*prepared, error) {
 		}
 		p.api = s
 	}
+	if cfg.Pasta != nil && cfg.Pasta.Daemon {
+		name, flags := os.DevNull, os.O_RDWR
+		if cfg.Pasta.LogFile != "" {
+			name, flags = cfg.Pasta.LogFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND
+		}
+		f, err := os.OpenFile(name, flags, 0o600)
+		if err != nil {
+			p.close()
+			return nil, fmt.Errorf("log file: %w", err)
+		}
+		p.detach = f
+	}
 	if cfg.PIDFile != "" {
 		// The process keeps its PID across the sandbox's exec.
 		if err := os.WriteFile(cfg.PIDFile, fmt.Appendf(nil, "%d\n", os.Getpid()), 0o644); err != nil {
@@ -155,6 +196,14 @@ func (p *prepared) close() {
 		p.api.Close()
 		p.api = nil
 	}
+	for _, fd := range p.procNet {
+		unix.Close(fd)
+	}
+	p.procNet = nil
+	if p.detach != nil {
+		p.detach.Close()
+		p.detach = nil
+	}
 	p.pidFile.Remove()
 }
 
@@ -168,6 +217,9 @@ func sameFile(a, b string) bool {
 type stopFD struct {
 	FD     int
 	Reason string
+	// Name, if set, makes FD an inotify descriptor on a directory, and
+	// the stop the deletion of the file Name in it (watchName).
+	Name string `json:",omitempty"`
 }
 
 // serve runs the engine on dev until the exit fd or one of stops fires, a
@@ -187,7 +239,7 @@ func serve(cfg *config.Config, dev frameDevice, stops []stopFD, p *prepared, sta
 		dev.Close() // and the VM socket's
 	}()
 	if cfg.ExitFD >= 0 {
-		stops = append(stops, stopFD{cfg.ExitFD, fmt.Sprintf("exit fd %d closed", cfg.ExitFD)})
+		stops = append(stops, stopFD{FD: cfg.ExitFD, Reason: fmt.Sprintf("exit fd %d closed", cfg.ExitFD)})
 	}
 	ecfg := engine.Config{
 		Net:        cfg.Net,
@@ -202,8 +254,9 @@ func serve(cfg *config.Config, dev frameDevice, stops []stopFD, p *prepared, sta
 		Logf:                folded.Printf,
 		Kernel:              kernel.Probe(),
 		OneOff:              cfg.OneOff,
+		Pasta:               cfg.Pasta,
 	}
-	if !ecfg.Kernel.TCPPeekOff && started == nil { // spawn mode stays quiet
+	if !ecfg.Kernel.TCPPeekOff && started == nil && !pastaQuiet(cfg) { // spawn mode stays quiet
 		logger.Printf("TCP sockets here lack SO_PEEK_OFF (Linux 6.9; or %s=1): host data is copied until the namespace acknowledges it", kernel.NoPeekOffEnv)
 	}
 	ecfg.Outbound, ecfg.Outbound6 = cfg.OutboundAddr, cfg.OutboundAddr6
@@ -287,6 +340,9 @@ func serve(cfg *config.Config, dev frameDevice, stops []stopFD, p *prepared, sta
 		})
 	}
 	for _, s := range stops {
+		if s.Name != "" {
+			continue // pastaServing watches it
+		}
 		if err := e.AddStopFD(s.FD, s.Reason); err != nil {
 			if s.FD == cfg.ExitFD { // open but not pollable, say a regular file
 				logger.Printf("exit fd %d is not usable (%v): exiting", s.FD, err)
@@ -302,6 +358,19 @@ func serve(cfg *config.Config, dev frameDevice, stops []stopFD, p *prepared, sta
 		go func() { e.Stop("signal: " + (<-sigs).String()) }()
 	} else {
 		started(e)
+	}
+	stopPasta := pastaServing(e, cfg, stops, p, folded.Printf)
+	defer stopPasta() // before the deferred close of what it reads
+	if p.detach != nil {
+		// A pasta daemon's parent returns once it is ready, and its caller
+		// reads the output to its end: let go of the caller's streams.
+		// Before seccomp, which does not allow dup3.
+		for fd := 0; fd <= 2; fd++ {
+			if err := unix.Dup3(int(p.detach.Fd()), fd, 0); err != nil {
+				logger.Printf("detach from standard streams: %v", err)
+				return 1
+			}
+		}
 	}
 	if cfg.EnableSeccomp {
 		// Last: everything above may use calls the filter refuses.
@@ -326,7 +395,7 @@ func serve(cfg *config.Config, dev frameDevice, stops []stopFD, p *prepared, sta
 		logger.Print(err)
 		return 1
 	}
-	if started == nil { // spawn mode stays quiet: the output is the command's
+	if started == nil && !pastaQuiet(cfg) { // spawn mode stays quiet: the output is the command's
 		c := e.Counters()
 		st := c.Frames
 		logger.Printf("exiting: %s (frames in %d, out %d, malformed %d, bad vnet headers %d, ignored %d, dropped at a full tap %d; "+

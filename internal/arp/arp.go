@@ -8,6 +8,9 @@ import "github.com/nsgate/nsgate/internal/packet"
 type Responder struct {
 	mac   packet.MAC
 	addrs []packet.Addr
+	// proxy answers for every address but except (AnswerAllBut).
+	proxy  bool
+	except packet.Addr
 	// Neighbors learned from the namespace's ARP traffic: where to send
 	// frames addressed to the namespace.
 	Neighbors Table
@@ -16,6 +19,22 @@ type Responder struct {
 // NewResponder answers for addrs with mac.
 func NewResponder(mac packet.MAC, addrs ...packet.Addr) *Responder {
 	return &Responder{mac: mac, addrs: addrs}
+}
+
+// AnswerAllBut makes the responder answer for every address except guest,
+// the namespace's own: pasta's addressing, where the namespace shares the
+// host's network and its neighbours are all behind nsgate.
+func (r *Responder) AnswerAllBut(guest packet.Addr) { r.proxy, r.except = true, guest }
+
+// answers reports whether a request from spa for tpa gets an answer.
+// A proxying responder stays quiet about the namespace's own address and
+// about announcements (tpa == spa) and probes (spa unspecified), or
+// duplicate address detection would fail.
+func (r *Responder) answers(spa, tpa packet.Addr) bool {
+	if r.owns(tpa) {
+		return true
+	}
+	return r.proxy && tpa != r.except && tpa != spa && !spa.IsUnspecified() && !tpa.IsUnspecified()
 }
 
 func (r *Responder) owns(ip packet.Addr) bool {
@@ -42,7 +61,7 @@ func (r *Responder) Handle(p *packet.Parsed, out []byte) int {
 	if !spa.IsUnspecified() { // 0.0.0.0 is an address probe (RFC 5227)
 		r.Neighbors.Learn(spa, sha)
 	}
-	if a.Op() != packet.ARPRequest || !r.owns(tpa) {
+	if a.Op() != packet.ARPRequest || !r.answers(spa, tpa) {
 		return 0
 	}
 	const n = packet.EtherLen + packet.ARPLen

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nsgate/nsgate/internal/getopt"
 	"github.com/nsgate/nsgate/internal/publish"
 
 	"github.com/nsgate/nsgate/internal/packet"
@@ -116,6 +117,9 @@ type Config struct {
 	Net  Network
 	Net6 Network6 // --cidr6: served with -6
 
+	// Pasta is what differs when nsgate runs as pasta; nil otherwise.
+	Pasta *Pasta
+
 	Help    bool
 	Version bool
 }
@@ -165,6 +169,36 @@ type Network6 struct {
 	Gateway   netip.Addr   // prefix::2: nsgate itself, and the host's ::1
 	DNS       netip.Addr   // prefix::3
 	LinkLocal netip.Addr   // fe80::2: the router, the source of its advertisements
+	// Guest, if valid, is the namespace's address (pasta's); invalid: the
+	// one it forms from its MAC by autoconfiguration.
+	Guest netip.Addr
+}
+
+// Pasta is what nsgate does differently when invoked as pasta
+// (internal/pasta parses that command line into a Config).
+//
+// Addressing is the host's: Net.Guest and Net6.Guest are an address of
+// the host's own network (by default the host's own address), so nsgate
+// answers ARP and NDP for every other address there, and only the
+// namespace's own address is not reached through it.
+type Pasta struct {
+	PlainGateway bool       // --no-map-gw: the gateway is the real router
+	MapGuest     netip.Addr // --map-guest-addr: reaches HostAddr
+	MapGuest6    netip.Addr
+	HostAddr     netip.Addr // the host's own address, where MapGuest leads
+	HostAddr6    netip.Addr
+	NoIPv4       bool // -6: the namespace gets no IPv4 configuration
+	// AutoTCP and AutoUDP (-t auto, -u auto) forward the ports the
+	// namespace binds, followed every second.
+	AutoTCP, AutoUDP bool
+	// WatchNetns ends nsgate when the --netns file is deleted (podman
+	// deletes it to tear down).
+	WatchNetns bool
+	// Daemon: a parent waits on the ready fd and exits; the server then
+	// detaches from its standard streams (to LogFile, if set).
+	Daemon  bool
+	LogFile string
+	Quiet   bool // -q: nothing printed on success
 }
 
 // NewNetwork6 derives the fixed IPv6 addresses of prefix.
@@ -207,109 +241,114 @@ func fdArg(name string, dst func(*Config) *int) func(*Config, string) error {
 	}
 }
 
-var options = []option{
-	{"configure", 'c', false, func(c *Config, _ string) error { c.Configure = true; return nil }},
-	{"exit-fd", 'e', true, fdArg("exit-fd", func(c *Config) *int { return &c.ExitFD })},
-	{"ready-fd", 'r', true, fdArg("ready-fd", func(c *Config) *int { return &c.ReadyFD })},
-	{"mtu", 'm', true, func(c *Config, v string) error {
+// opt is one entry of options.
+func opt(long string, short byte, hasArg bool, handler func(c *Config, val string) error) getopt.Option[Config] {
+	return getopt.Option[Config]{Long: long, Short: short, HasArg: hasArg, Handler: handler}
+}
+
+var options = []getopt.Option[Config]{
+	opt("configure", 'c', false, func(c *Config, _ string) error { c.Configure = true; return nil }),
+	opt("exit-fd", 'e', true, fdArg("exit-fd", func(c *Config) *int { return &c.ExitFD })),
+	opt("ready-fd", 'r', true, fdArg("ready-fd", func(c *Config) *int { return &c.ReadyFD })),
+	opt("mtu", 'm', true, func(c *Config, v string) error {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > MaxMTU {
 			return fmt.Errorf("--mtu %q: MTU must be a positive integer (< %d)", v, MaxMTU+1)
 		}
 		c.MTU, c.MTUSet = n, true
 		return nil
-	}},
-	{"enable-ipv6", '6', false, func(c *Config, _ string) error { c.EnableIPv6 = true; return nil }},
-	{"api-socket", 'a', true, func(c *Config, v string) error {
+	}),
+	opt("enable-ipv6", '6', false, func(c *Config, _ string) error { c.EnableIPv6 = true; return nil }),
+	opt("api-socket", 'a', true, func(c *Config, v string) error {
 		c.APISocket = v
 		return CheckAPISocket(v)
-	}},
-	{"publish", 'p', true, func(c *Config, v string) error {
+	}),
+	opt("publish", 'p', true, func(c *Config, v string) error {
 		rules, err := publish.Parse(v)
 		c.Publish = append(c.Publish, rules...)
 		return err
-	}},
-	{"cidr", 0, true, func(c *Config, v string) error {
+	}),
+	opt("cidr", 0, true, func(c *Config, v string) error {
 		n, err := NewNetwork(v)
 		c.Net = n
 		return err
-	}},
-	{"cidr6", 0, true, func(c *Config, v string) error {
+	}),
+	opt("cidr6", 0, true, func(c *Config, v string) error {
 		n, err := NewNetwork6(v)
 		c.Net6 = n
 		return err
-	}},
-	{"disable-host-loopback", 0, false, func(c *Config, _ string) error { c.DisableHostLoopback = true; return nil }},
-	{"netns-type", 0, true, func(c *Config, v string) error {
+	}),
+	opt("disable-host-loopback", 0, false, func(c *Config, _ string) error { c.DisableHostLoopback = true; return nil }),
+	opt("netns-type", 0, true, func(c *Config, v string) error {
 		if v != "pid" && v != "path" {
 			return fmt.Errorf("--netns-type %q: must be pid or path", v)
 		}
 		c.netnsType = v
 		return nil
-	}},
-	{"netns", 0, true, func(c *Config, v string) error { c.NetnsPath, c.netnsType = v, "path"; return nil }},
-	{"userns-path", 0, true, func(c *Config, v string) error { c.UsernsPath, c.usernsSet = v, true; return nil }},
-	{"userns", 0, true, func(c *Config, v string) error { c.UsernsPath, c.usernsSet = v, true; return nil }},
-	{"enable-sandbox", 0, false, func(c *Config, _ string) error { c.EnableSandbox = true; return nil }},
-	{"enable-seccomp", 0, false, func(c *Config, _ string) error { c.EnableSeccomp = true; return nil }},
-	{"outbound-addr", 0, true, func(c *Config, v string) error {
-		a, err := outboundAddr("outbound-addr", v, false)
+	}),
+	opt("netns", 0, true, func(c *Config, v string) error { c.NetnsPath, c.netnsType = v, "path"; return nil }),
+	opt("userns-path", 0, true, func(c *Config, v string) error { c.UsernsPath, c.usernsSet = v, true; return nil }),
+	opt("userns", 0, true, func(c *Config, v string) error { c.UsernsPath, c.usernsSet = v, true; return nil }),
+	opt("enable-sandbox", 0, false, func(c *Config, _ string) error { c.EnableSandbox = true; return nil }),
+	opt("enable-seccomp", 0, false, func(c *Config, _ string) error { c.EnableSeccomp = true; return nil }),
+	opt("outbound-addr", 0, true, func(c *Config, v string) error {
+		a, err := OutboundAddr("outbound-addr", v, false)
 		c.OutboundAddr = a
 		return err
-	}},
-	{"outbound-addr6", 0, true, func(c *Config, v string) error {
-		a, err := outboundAddr("outbound-addr6", v, true)
+	}),
+	opt("outbound-addr6", 0, true, func(c *Config, v string) error {
+		a, err := OutboundAddr("outbound-addr6", v, true)
 		c.OutboundAddr6 = a
 		return err
-	}},
-	{"disable-dns", 0, false, func(c *Config, _ string) error { c.DisableDNS = true; return nil }},
-	{"dns", 0, true, func(c *Config, v string) error {
+	}),
+	opt("disable-dns", 0, false, func(c *Config, _ string) error { c.DisableDNS = true; return nil }),
+	opt("dns", 0, true, func(c *Config, v string) error {
 		a, err := netip.ParseAddr(v)
 		if err != nil || !a.Is4() || a.IsUnspecified() || a.IsMulticast() {
 			return fmt.Errorf("--dns %q: has to be an IPv4 unicast address (IPv6 clients are told nsgate's own DNS address, fd00::3 by default)", v)
 		}
 		c.DNS = a
 		return nil
-	}},
-	{"macaddress", 0, true, func(c *Config, v string) error {
+	}),
+	opt("macaddress", 0, true, func(c *Config, v string) error {
 		m, err := ParseMAC(v)
 		if err != nil {
 			return fmt.Errorf("--macaddress %q: %w", v, err)
 		}
 		c.MAC, c.MACSet = m, true
 		return nil
-	}},
-	{"target-type", 0, true, func(c *Config, v string) error {
+	}),
+	opt("target-type", 0, true, func(c *Config, v string) error {
 		if v != "netns" {
 			return fmt.Errorf("--target-type %q: only netns is supported", v)
 		}
 		return nil
-	}},
-	{"socket", 's', true, func(c *Config, v string) error {
+	}),
+	opt("socket", 's', true, func(c *Config, v string) error {
 		if err := CheckUnixPath("--socket", v); err != nil {
 			return err
 		}
 		c.Socket = v
 		return nil
-	}},
-	{"fd", 'F', true, fdArg("fd", func(c *Config) *int { return &c.SocketFD })},
-	{"one-off", '1', false, func(c *Config, _ string) error { c.OneOff = true; return nil }},
-	{"pid-file", 'P', true, func(c *Config, v string) error {
+	}),
+	opt("fd", 'F', true, fdArg("fd", func(c *Config) *int { return &c.SocketFD })),
+	opt("one-off", '1', false, func(c *Config, _ string) error { c.OneOff = true; return nil }),
+	opt("pid-file", 'P', true, func(c *Config, v string) error {
 		if v == "" {
 			return errors.New("--pid-file: empty path")
 		}
 		c.PIDFile = v
 		return nil
-	}},
-	{"max-flows", 0, true, func(c *Config, v string) error {
+	}),
+	opt("max-flows", 0, true, func(c *Config, v string) error {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 {
 			return fmt.Errorf("--max-flows %q: must be a positive integer", v)
 		}
 		c.MaxFlows = n
 		return nil
-	}},
-	{"busy-poll", 0, true, func(c *Config, v string) error {
+	}),
+	opt("busy-poll", 0, true, func(c *Config, v string) error {
 		d, err := time.ParseDuration(v)
 		if v == "0" {
 			d, err = 0, nil
@@ -322,30 +361,30 @@ var options = []option{
 			c.BusyPoll = -1
 		}
 		return nil
-	}},
-	{"deny", 0, true, egressRule("--deny", true)},
-	{"allow", 0, true, egressRule("--allow", false)},
-	{"block-host", 0, false, func(c *Config, _ string) error {
+	}),
+	opt("deny", 0, true, egressRule("--deny", true)),
+	opt("allow", 0, true, egressRule("--allow", false)),
+	opt("block-host", 0, false, func(c *Config, _ string) error {
 		c.Egress = append(c.Egress, policy.Rule{Deny: true, Host: true})
 		return nil
-	}},
-	{"pcap", 0, true, func(c *Config, v string) error {
+	}),
+	opt("pcap", 0, true, func(c *Config, v string) error {
 		if v == "" {
 			return errors.New("--pcap: empty path")
 		}
 		c.Pcap = v
 		return nil
-	}},
-	{"pcap-max", 0, true, func(c *Config, v string) error {
+	}),
+	opt("pcap-max", 0, true, func(c *Config, v string) error {
 		n, err := ParseSize(v)
 		if err != nil || n < 24 {
 			return fmt.Errorf("--pcap-max %q: a size of at least 24 bytes (the file header), as N, NK, NM or NG", v)
 		}
 		c.PcapMax = n
 		return nil
-	}},
-	{"help", 'h', false, func(c *Config, _ string) error { c.Help = true; return nil }},
-	{"version", 'v', false, func(c *Config, _ string) error { c.Version = true; return nil }},
+	}),
+	opt("help", 'h', false, func(c *Config, _ string) error { c.Help = true; return nil }),
+	opt("version", 'v', false, func(c *Config, _ string) error { c.Version = true; return nil }),
 }
 
 func egressRule(opt string, deny bool) func(*Config, string) error {
@@ -375,11 +414,11 @@ func ParseSize(v string) (int64, error) {
 	return n * mult, nil
 }
 
-// outboundAddr resolves --outbound-addr(6) VALUE, an address or the name
+// OutboundAddr resolves --outbound-addr(6) VALUE, an address or the name
 // of an interface (its first address of the family), and checks that it is
 // an address of this host, so that a typo fails now rather than every
 // connection later.
-func outboundAddr(opt, v string, six bool) (netip.Addr, error) {
+func OutboundAddr(opt, v string, six bool) (netip.Addr, error) {
 	family := "IPv4"
 	if six {
 		family = "IPv6"
@@ -450,9 +489,9 @@ func ParseMAC(s string) (packet.MAC, error) {
 	return m, nil
 }
 
-// Parse parses args (without the program name). Help and Version short-cut
-// all other checks, as with slirp4netns. ErrUsage means no target was given.
-func Parse(args []string) (*Config, error) {
+// New returns the configuration of an empty command line: slirp4netns's
+// defaults, and no target.
+func New() *Config {
 	c := &Config{ExitFD: -1, ReadyFD: -1, SocketFD: -1, MTU: DefaultMTU, TapName: DefaultTapName}
 	var err error
 	if c.Net, err = NewNetwork(DefaultCIDR); err != nil {
@@ -461,7 +500,16 @@ func Parse(args []string) (*Config, error) {
 	if c.Net6, err = NewNetwork6(DefaultCIDR6); err != nil {
 		panic(err)
 	}
-	operands, command, err := parseArgs(c, options, args)
+	return c
+}
+
+// Parse parses args (without the program name). Help and Version short-cut
+// all other checks, as with slirp4netns. ErrUsage means no target was given.
+func Parse(args []string) (*Config, error) {
+	c := New()
+	r, err := getopt.Parse(c, options, args, getopt.Mode{})
+	operands, command := r.Operands, r.Command
+	c.Spawn = r.DashDash
 	if c.Help || c.Version {
 		return c, nil
 	}

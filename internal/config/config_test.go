@@ -268,11 +268,11 @@ func TestParseUsage(t *testing.T) {
 
 func TestUsageListsEveryOption(t *testing.T) {
 	for _, o := range options {
-		if !strings.Contains(Usage, "--"+o.long) {
-			t.Errorf("--help does not mention --%s", o.long)
+		if !strings.Contains(Usage, "--"+o.Long) {
+			t.Errorf("--help does not mention --%s", o.Long)
 		}
-		if o.short != 0 && !strings.Contains(Usage, "-"+string(o.short)+", --"+o.long) {
-			t.Errorf("--help does not show -%c with --%s", o.short, o.long)
+		if o.Short != 0 && !strings.Contains(Usage, "-"+string(o.Short)+", --"+o.Long) {
+			t.Errorf("--help does not show -%c with --%s", o.Short, o.Long)
 		}
 	}
 }

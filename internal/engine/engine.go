@@ -122,6 +122,8 @@ type Config struct {
 	// while the TCP traffic is request/response (0: DefaultBusyPoll;
 	// negative: never).
 	BusyPoll time.Duration
+	// Pasta, if set, is pasta's addressing and mappings (config.Pasta).
+	Pasta *config.Pasta
 }
 
 // GatewayMAC derives nsgate's MAC from the gateway address the way libslirp
@@ -229,11 +231,15 @@ func New(tap Tap, cfg Config) (*Engine, error) {
 	owned := []packet.Addr{gateway}
 	var dnsAddr packet.Addr
 	dhcpDNS := cfg.Net.DNS
+	// The relay serves the DNS address unless --dns names another
+	// nameserver; pasta's --dns-forward is served whatever -D says.
+	relay := !cfg.DisableDNS && (!cfg.NameServer.IsValid() || cfg.Pasta != nil)
 	if cfg.NameServer.IsValid() {
 		dhcpDNS = cfg.NameServer
 	} else if cfg.DisableDNS {
 		dhcpDNS = netip.Addr{}
-	} else {
+	}
+	if relay && cfg.Net.DNS.IsValid() {
 		dnsAddr = packet.AddrFromNetip(cfg.Net.DNS)
 		owned = append(owned, dnsAddr)
 	}
@@ -285,7 +291,21 @@ func New(tap Tap, cfg Config) (*Engine, error) {
 		DisableHostLoopback: cfg.DisableHostLoopback, AllowHost: cfg.AllowHost, Policy: cfg.Policy}
 	if cfg.IPv6 {
 		m.Gateway6, m.Network6 = packet.AddrFromNetip(cfg.Net6.Gateway), cfg.Net6.Prefix
-		if !dnsAddr.IsZero() {
+	}
+	if p := cfg.Pasta; p != nil {
+		// The host's network: only the namespace's own address is not
+		// reached through nsgate.
+		m.Network = netip.PrefixFrom(cfg.Net.Guest, 32)
+		e.arp.AnswerAllBut(packet.AddrFromNetip(cfg.Net.Guest))
+		if cfg.IPv6 {
+			m.Network6 = netip.PrefixFrom(cfg.Net6.Guest, 128)
+		}
+		m.PlainGateway = p.PlainGateway
+		m.GuestMap, m.GuestTo = packet.AddrFromNetip(p.MapGuest), packet.AddrFromNetip(p.HostAddr)
+		m.GuestMap6, m.GuestTo6 = packet.AddrFromNetip(p.MapGuest6), packet.AddrFromNetip(p.HostAddr6)
+	}
+	if cfg.IPv6 {
+		if relay && cfg.Net6.DNS.IsValid() {
 			e.dnsAddr6 = packet.AddrFromNetip(cfg.Net6.DNS)
 		}
 		e.ndp = ndp.New(ndp.Config{
@@ -298,6 +318,8 @@ func New(tap Tap, cfg Config) (*Engine, error) {
 			// DHCPv6 leases addresses and answers Information-Requests.
 			Managed: true,
 			Other:   true,
+			Proxy:   cfg.Pasta != nil,
+			Guest:   packet.AddrFromNetip(cfg.Net6.Guest),
 		})
 		var dhcpDNS6 netip.Addr // none with --disable-dns
 		if !e.dnsAddr6.IsZero() {
@@ -793,7 +815,7 @@ func (e *Engine) handle(frame []byte, rx packet.Offload) {
 		e.tcp.HandleFrame(p)
 		e.request = len(p.Payload) > 0 && len(p.Payload) <= tcp.SmallSegment
 		return
-	case p.Proto == packet.ProtoUDP && e.dns != nil && p.Dst == e.dnsAddr && p.UDP.DstPort() == 53 && p.DstMAC == e.cfg.MAC:
+	case p.Proto == packet.ProtoUDP && e.dns != nil && !e.dnsAddr.IsZero() && p.Dst == e.dnsAddr && p.UDP.DstPort() == 53 && p.DstMAC == e.cfg.MAC:
 		e.dns.Query(dns.Client{IP: p.Src, Port: p.UDP.SrcPort(), MAC: p.SrcMAC}, p.Payload)
 		return
 	case p.Proto == packet.ProtoUDP:
@@ -846,7 +868,7 @@ func (e *Engine) handle6(p *packet.Parsed, out []byte) bool {
 }
 
 func (e *Engine) ownsIP(ip packet.Addr) bool {
-	return ip == e.gateway || (!e.cfg.DisableDNS && ip == e.dnsAddr)
+	return ip == e.gateway || (!e.dnsAddr.IsZero() && ip == e.dnsAddr)
 }
 
 // send writes the n-byte frame built in e.out after the headroom. A full tap

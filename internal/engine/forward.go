@@ -48,6 +48,9 @@ func (e *Engine) guestAddr(r *publish.Rule) (packet.Addr, bool) {
 	if r.GuestAddr.IsValid() {
 		return packet.AddrFromNetip(r.GuestAddr), true
 	}
+	if g := e.cfg.Net6.Guest; g.IsValid() {
+		return packet.AddrFromNetip(g), true // pasta's: set, not formed
+	}
 	if e.guestMAC == (packet.MAC{}) {
 		return packet.Addr{}, false
 	}

@@ -131,6 +131,13 @@ func Listen(r publish.Rule) (int, error) {
 		// two sockets share the port and split its traffic.)
 		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
 	}
+	if r.Iface != "" {
+		// pasta's ADDR%IFNAME/PORT: only traffic that arrives there.
+		if err := unix.BindToDevice(fd, r.Iface); err != nil {
+			unix.Close(fd)
+			return -1, fmt.Errorf("forward %s: bind port %d to interface %q: %w", r.Proto, r.HostPort, r.Iface, err)
+		}
+	}
 	if err := unix.Bind(fd, flow.Sockaddr(host, r.HostPort)); err != nil {
 		unix.Close(fd)
 		return -1, fmt.Errorf("forward %s: bind %s:%d: %w", r.Proto, r.HostAddr, r.HostPort, err)

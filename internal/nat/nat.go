@@ -24,6 +24,13 @@ type Mapper struct {
 	// Policy is the egress policy (--deny, --allow, --block-host); nil
 	// allows all.
 	Policy *policy.Policy
+	// PlainGateway (pasta's --no-map-gw) makes the gateways ordinary
+	// addresses: traffic to them leaves for the real router.
+	PlainGateway bool
+	// GuestMap and GuestMap6 (pasta's --map-guest-addr), if not zero, reach
+	// GuestTo and GuestTo6: the host's own address, as the namespace would
+	// reach the host were it not sharing that address.
+	GuestMap, GuestMap6, GuestTo, GuestTo6 packet.Addr
 }
 
 // Allowed reports whether the egress policy lets a flow go to host
@@ -36,9 +43,10 @@ var (
 	hostLoopback6 = packet.Addr{15: 1}
 )
 
-// isGateway reports whether dst is the gateway of its family.
+// isGateway reports whether dst is the gateway of its family, mapped to
+// the host.
 func (m *Mapper) isGateway(dst packet.Addr) bool {
-	return dst == m.Gateway || (!m.Gateway6.IsZero() && dst == m.Gateway6)
+	return !m.PlainGateway && (dst == m.Gateway || (!m.Gateway6.IsZero() && dst == m.Gateway6))
 }
 
 // Host returns the host address for dst, or false if traffic to dst must not
@@ -47,6 +55,10 @@ func (m *Mapper) isGateway(dst packet.Addr) bool {
 func (m *Mapper) Host(dst packet.Addr) (packet.Addr, bool) {
 	out := dst
 	switch a := dst.Netip(); {
+	case !m.GuestMap.IsZero() && dst == m.GuestMap:
+		out = m.GuestTo
+	case !m.GuestMap6.IsZero() && dst == m.GuestMap6:
+		out = m.GuestTo6
 	case m.isGateway(dst):
 		if m.DisableHostLoopback {
 			return packet.Addr{}, false

@@ -24,6 +24,11 @@ type Config struct {
 	// Managed and Other are the RA's M and O flags: set them when DHCPv6
 	// leases addresses (M) or answers Information-Requests (O).
 	Managed, Other bool
+	// Proxy answers solicitations for every global address but Guest, the
+	// namespace's own: pasta's addressing, where the namespace shares the
+	// host's prefix and its neighbours are all behind nsgate.
+	Proxy bool
+	Guest packet.Addr
 }
 
 // Router lifetimes and the advertisement schedule. The default-router and
@@ -108,6 +113,15 @@ func (r *Router) optionsValid(m packet.ICMP, off int) bool {
 	return m.NDPOptions(off, func(uint8, []byte) {})
 }
 
+// proxies reports whether a proxying router answers a solicitation from
+// src for target: not for the namespace's own address, nor duplicate
+// address detection (src ::), nor link-local or multicast targets.
+func (r *Router) proxies(target, src packet.Addr) bool {
+	t := target.Netip()
+	return r.cfg.Proxy && !src.IsZero() && target != r.cfg.Guest && target != src &&
+		!t.IsLinkLocalUnicast() && !t.IsMulticast() && !t.IsUnspecified()
+}
+
 // neighborSol answers a solicitation for one of the router's addresses with
 // a solicited, overriding advertisement from a router.
 func (r *Router) neighborSol(p *packet.Parsed, out []byte) int {
@@ -120,7 +134,7 @@ func (r *Router) neighborSol(p *packet.Parsed, out []byte) int {
 		return 0
 	}
 	target := m.NDPTarget()
-	if !r.Owns(target) {
+	if !r.Owns(target) && !r.proxies(target, p.Src) {
 		return 0
 	}
 	flags := uint8(packet.NARouter | packet.NAOverride)

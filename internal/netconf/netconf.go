@@ -28,6 +28,9 @@ type Params struct {
 	// address detection or a router advertisement.
 	Prefix6 netip.Prefix
 	Router6 netip.Addr
+	// Addr6, if valid, is the IPv6 address to give the link in place of
+	// the one autoconfiguration would form (pasta's --address).
+	Addr6 netip.Prefix
 }
 
 // Configure applies p. It is idempotent, so attaching to a tap that is
@@ -45,13 +48,6 @@ func Configure(p Params) error {
 			return fmt.Errorf("configure: set MAC %s on %q: %w", p.MAC, p.Link, err)
 		}
 	}
-	addr := &netlink.Addr{IPNet: &net.IPNet{
-		IP:   p.Addr.Addr().AsSlice(),
-		Mask: net.CIDRMask(p.Addr.Bits(), 32),
-	}}
-	if err := netlink.AddrReplace(link, addr); err != nil {
-		return fmt.Errorf("configure: add address %s to %q: %w", p.Addr, p.Link, err)
-	}
 	if err := netlink.LinkSetUp(link); err != nil {
 		return fmt.Errorf("configure: set %q up: %w", p.Link, err)
 	}
@@ -60,16 +56,38 @@ func Configure(p Params) error {
 			return fmt.Errorf("configure: set lo up: %w", err)
 		}
 	}
+	if p.Addr.IsValid() { // pasta's -6 gives none
+		if err := configure4(p, link); err != nil {
+			return err
+		}
+	}
+	if p.Prefix6.IsValid() {
+		return configure6(p, link)
+	}
+	return nil
+}
+
+// configure4 adds the IPv4 address and default route of p.
+func configure4(p Params, link netlink.Link) error {
+	addr := &netlink.Addr{IPNet: &net.IPNet{
+		IP:   p.Addr.Addr().AsSlice(),
+		Mask: net.CIDRMask(p.Addr.Bits(), 32),
+	}}
+	if err := netlink.AddrReplace(link, addr); err != nil {
+		return fmt.Errorf("configure: add address %s to %q: %w", p.Addr, p.Link, err)
+	}
 	route := &netlink.Route{
 		LinkIndex: link.Attrs().Index,
 		Gw:        p.Gateway.AsSlice(),
 		Dst:       &net.IPNet{IP: net.IPv4zero.To4(), Mask: net.CIDRMask(0, 32)},
 	}
+	if !p.Addr.Masked().Contains(p.Gateway) {
+		// A host with a /32 and a router outside it (as cloud VMs have):
+		// pasta copies both, and the router is then on-link by fiat.
+		route.Flags = int(netlink.FLAG_ONLINK)
+	}
 	if err := netlink.RouteReplace(route); err != nil && !errors.Is(err, unix.EEXIST) {
 		return fmt.Errorf("configure: default route via %s dev %q: %w", p.Gateway, p.Link, err)
-	}
-	if p.Prefix6.IsValid() {
-		return configure6(p, link)
 	}
 	return nil
 }
@@ -80,9 +98,11 @@ func configure6(p Params, link netlink.Link) error {
 	if err != nil {
 		return fmt.Errorf("configure: find link %q again: %w", p.Link, err)
 	}
-	a, err := SLAAC(p.Prefix6, link.Attrs().HardwareAddr)
-	if err != nil {
-		return fmt.Errorf("configure: link %q: %w", p.Link, err)
+	a := p.Addr6.Addr()
+	if !p.Addr6.IsValid() {
+		if a, err = SLAAC(p.Prefix6, link.Attrs().HardwareAddr); err != nil {
+			return fmt.Errorf("configure: link %q: %w", p.Link, err)
+		}
 	}
 	addr := &netlink.Addr{IPNet: &net.IPNet{IP: a.AsSlice(), Mask: net.CIDRMask(64, 128)}, Flags: unix.IFA_F_NODAD}
 	if err := netlink.AddrReplace(link, addr); err != nil {

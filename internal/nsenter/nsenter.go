@@ -43,11 +43,15 @@ type Request struct {
 	TapName   string `json:"tap"`
 	Configure bool   `json:"configure,omitempty"`
 	MTU       int    `json:"mtu"`
-	Addr      string `json:"addr,omitempty"`    // address/prefix for --configure
+	Addr      string `json:"addr,omitempty"`    // address/prefix for --configure; "": no IPv4
 	Gateway   string `json:"gateway,omitempty"` // default route for --configure
 	MAC       string `json:"mac,omitempty"`     // --macaddress
 	Prefix6   string `json:"prefix6,omitempty"` // -c -6: the /64 the address comes from
 	Router6   string `json:"router6,omitempty"` // -c -6: the IPv6 default route
+	Addr6     string `json:"addr6,omitempty"`   // pasta: the IPv6 address/prefix, in place of the EUI-64 one
+	// ProcNet asks the helper for the namespace's /proc/net/{tcp,tcp6,
+	// udp,udp6}, opened in there (pasta's -t auto, -u auto reads them).
+	ProcNet bool `json:"procnet,omitempty"`
 	// ResolvConf, if set, is the spawned command's /etc/resolv.conf (spawn
 	// mode only; the child mounts it in its own mount namespace).
 	ResolvConf string `json:"resolv,omitempty"`
@@ -57,30 +61,37 @@ type Request struct {
 func Role() string { return os.Getenv(envRole) }
 
 // OpenTap starts the helper, which joins usernsPath (if not empty, and not
-// already ours) and netnsPath and acts on req there, and returns the tap fd.
-func OpenTap(netnsPath, usernsPath string, req Request) (int, error) {
+// already ours) and netnsPath and acts on req there, and returns the tap fd,
+// followed by the ProcNetFiles if req.ProcNet.
+func OpenTap(netnsPath, usernsPath string, req Request) ([]int, error) {
 	self, err := os.Executable()
 	if err != nil {
-		return -1, fmt.Errorf("find own executable to re-run as helper: %w", err)
+		return nil, fmt.Errorf("find own executable to re-run as helper: %w", err)
 	}
 	cmd := exec.Command(self)
 	cmd.Args = []string{"nsgate-nsenter"}
 	conn, err := StartHelper(cmd, RoleNsenter, req,
 		envNetns+"="+netnsPath, envUserns+"="+usernsPath)
 	if err != nil {
-		return -1, err
+		return nil, err
 	}
 	defer conn.Close()
-	fd, rerr := conn.RecvFD()
+	want := 1
+	if req.ProcNet {
+		want += len(ProcNetFiles)
+	}
+	fds, rerr := conn.RecvFDs(want)
 	werr := cmd.Wait()
 	if rerr != nil {
-		return -1, rerr
+		return nil, rerr
 	}
 	if werr != nil {
-		unix.Close(fd)
-		return -1, fmt.Errorf("nsenter helper: %w", werr)
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+		return nil, fmt.Errorf("nsenter helper: %w", werr)
 	}
-	return fd, nil
+	return fds, nil
 }
 
 // StartHelper starts cmd (a re-execution of nsgate) in role, with req in its
@@ -149,9 +160,13 @@ func (c *Conn) Close() error {
 }
 
 // SendFD sends fd with the tag "K".
-func (c *Conn) SendFD(fd int) error {
-	if err := unix.Sendmsg(c.fd, []byte("K"), unix.UnixRights(fd), nil, 0); err != nil {
-		return fmt.Errorf("send tap fd %d to nsgate: %w", fd, err)
+func (c *Conn) SendFD(fd int) error { return c.SendFDs(fd) }
+
+// SendFDs sends the tap fd and what else the request asked for (the
+// ProcNet files) in one message, tagged "K".
+func (c *Conn) SendFDs(fds ...int) error {
+	if err := unix.Sendmsg(c.fd, []byte("K"), unix.UnixRights(fds...), nil, 0); err != nil {
+		return fmt.Errorf("send tap fd %d to nsgate: %w", fds[0], err)
 	}
 	return nil
 }
@@ -182,28 +197,42 @@ func (c *Conn) Recv() (byte, error) {
 
 // RecvFD receives a file descriptor, or the helper's error message.
 func (c *Conn) RecvFD() (int, error) {
-	buf := make([]byte, 1024)
-	oob := make([]byte, unix.CmsgSpace(4))
-	n, oobn, _, _, err := unix.Recvmsg(c.fd, buf, oob, unix.MSG_CMSG_CLOEXEC)
+	fds, err := c.RecvFDs(1)
 	if err != nil {
-		return -1, fmt.Errorf("receive tap fd from helper: %w", err)
-	}
-	if n == 0 {
-		return -1, errors.New("the helper exited without sending the tap fd (its own error, if any, is on the line above)")
-	}
-	if buf[0] == 'E' {
-		return -1, errors.New(string(buf[1:n]))
-	}
-	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
-	if err != nil || len(msgs) != 1 {
-		return -1, fmt.Errorf("helper message without a file descriptor (%d control messages): %v", len(msgs), err)
-	}
-	fds, err := unix.ParseUnixRights(&msgs[0])
-	if err != nil || len(fds) != 1 {
-		for _, fd := range fds {
-			unix.Close(fd)
-		}
-		return -1, fmt.Errorf("helper sent %d file descriptors, want 1: %v", len(fds), err)
+		return -1, err
 	}
 	return fds[0], nil
 }
+
+// RecvFDs receives want file descriptors in one message, or the helper's
+// error message.
+func (c *Conn) RecvFDs(want int) ([]int, error) {
+	buf := make([]byte, 1024)
+	oob := make([]byte, unix.CmsgSpace(4*want))
+	n, oobn, _, _, err := unix.Recvmsg(c.fd, buf, oob, unix.MSG_CMSG_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("receive tap fd from helper: %w", err)
+	}
+	if n == 0 {
+		return nil, errors.New("the helper exited without sending the tap fd (its own error, if any, is on the line above)")
+	}
+	if buf[0] == 'E' {
+		return nil, errors.New(string(buf[1:n]))
+	}
+	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+	if err != nil || len(msgs) != 1 {
+		return nil, fmt.Errorf("helper message without a file descriptor (%d control messages): %v", len(msgs), err)
+	}
+	fds, err := unix.ParseUnixRights(&msgs[0])
+	if err != nil || len(fds) != want {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+		return nil, fmt.Errorf("helper sent %d file descriptors, want %d: %v", len(fds), want, err)
+	}
+	return fds, nil
+}
+
+// ProcNetFiles are the files a ProcNet request adds after the tap fd, in
+// this order.
+var ProcNetFiles = []string{"/proc/net/tcp", "/proc/net/tcp6", "/proc/net/udp", "/proc/net/udp6"}

@@ -19,6 +19,9 @@ type Rule struct {
 	HostPort  uint16
 	GuestAddr netip.Addr
 	GuestPort uint16
+	// Iface, if set, binds the host socket to that interface (pasta's
+	// ADDR%IFNAME/PORT).
+	Iface string `json:",omitempty"`
 }
 
 // Parse parses one -p/--publish value, in podman's syntax:
