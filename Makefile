@@ -20,7 +20,9 @@ FUZZ_TARGETS = \
 	./internal/engine:FuzzHandleFrame:250000x \
 	./internal/engine:FuzzTapFrame:150000x \
 	./internal/api:FuzzHandle:150000x \
-	./internal/vmsock:FuzzStream:6000x
+	./internal/vmsock:FuzzStream:6000x \
+	./internal/pasta:FuzzParse:100000x \
+	./internal/pasta:FuzzBoundPorts:100000x
 
 CMD ?= ip addr
 

@@ -107,3 +107,29 @@ func TestHandleAllocs(t *testing.T) {
 		t.Fatalf("Handle allocates %v times", n)
 	}
 }
+
+// TestAnswerAllBut: in pasta's addressing the responder answers for every
+// neighbour but the namespace's own address, and stays out of its probes
+// and announcements.
+func TestAnswerAllBut(t *testing.T) {
+	remote := packet.AddrFrom4([4]byte{10, 0, 2, 50})
+	tests := []struct {
+		name   string
+		p      *packet.Parsed
+		answer bool
+	}{
+		{"a neighbour", frame(packet.ARPRequest, nsMAC, guestIP, remote), true},
+		{"the gateway", frame(packet.ARPRequest, nsMAC, guestIP, gw), true},
+		{"the namespace's own address", frame(packet.ARPRequest, nsMAC, remote, guestIP), false},
+		{"an announcement", frame(packet.ARPRequest, nsMAC, remote, remote), false},
+		{"a probe", frame(packet.ARPRequest, nsMAC, packet.AddrFrom4([4]byte{}), remote), false},
+	}
+	for _, tt := range tests {
+		r := NewResponder(gwMAC, gw)
+		r.AnswerAllBut(guestIP)
+		out := make([]byte, 100)
+		if n := r.Handle(tt.p, out); (n > 0) != tt.answer {
+			t.Errorf("%s: answered = %v, want %v", tt.name, n > 0, tt.answer)
+		}
+	}
+}

@@ -58,3 +58,34 @@ func TestClient(t *testing.T) {
 		}
 	}
 }
+
+// TestPastaMappings: --no-map-gw makes the gateway an ordinary address,
+// and --map-guest-addr leads to the host's own address.
+func TestPastaMappings(t *testing.T) {
+	a := func(s string) packet.Addr { return packet.AddrFromNetip(netip.MustParseAddr(s)) }
+	m := Mapper{Gateway: a("198.51.100.254"), Network: netip.MustParsePrefix("198.51.100.1/32"),
+		GuestMap: a("169.254.1.2"), GuestTo: a("198.51.100.1")}
+	tests := []struct {
+		name      string
+		plain     bool
+		dst, want packet.Addr
+		ok        bool
+	}{
+		{"gateway mapped to the loopback", false, a("198.51.100.254"), a("127.0.0.1"), true},
+		{"gateway with --no-map-gw", true, a("198.51.100.254"), a("198.51.100.254"), true},
+		{"a neighbour on the host's network", false, a("198.51.100.2"), a("198.51.100.2"), true},
+		{"--map-guest-addr", true, a("169.254.1.2"), a("198.51.100.1"), true},
+		{"other link-local", true, a("169.254.1.3"), packet.Addr{}, false},
+		{"the namespace's own address", true, a("198.51.100.1"), packet.Addr{}, false},
+	}
+	for _, tt := range tests {
+		m.PlainGateway = tt.plain
+		got, ok := m.Host(tt.dst)
+		if ok != tt.ok || ok && got != tt.want {
+			t.Errorf("%s: Host(%v) = %v, %v; want %v, %v", tt.name, tt.dst, got, ok, tt.want, tt.ok)
+		}
+	}
+	if m.PlainGateway = true; m.HostLoopbackDisabled(a("198.51.100.254")) {
+		t.Error("--no-map-gw refuses the gateway: it is the real router")
+	}
+}

@@ -292,3 +292,29 @@ func FuzzHandle(f *testing.F) {
 		}
 	})
 }
+
+// TestProxy: in pasta's addressing the router answers for every global
+// neighbour but the namespace's own address, and never for duplicate
+// address detection or link-local targets it does not own.
+func TestProxy(t *testing.T) {
+	r := newRouter()
+	r.cfg.Proxy, r.cfg.Guest = true, a6("fd00::100")
+	guest := a6("fd00::100")
+	for _, tt := range []struct {
+		name        string
+		src, target packet.Addr
+		answer      bool
+	}{
+		{"a neighbour", guest, a6("fd00::99"), true},
+		{"the gateway", guest, gw, true},
+		{"the namespace's own address", nsLL, guest, false},
+		{"duplicate address detection", packet.Addr{}, a6("fd00::99"), false},
+		{"a link-local neighbour", guest, a6("fe80::99"), false},
+		{"its own source", a6("fd00::99"), a6("fd00::99"), false},
+	} {
+		reply, _ := handle(t, r, ns(tt.src, tt.target))
+		if (reply != nil) != tt.answer {
+			t.Errorf("%s: answered = %v, want %v", tt.name, reply != nil, tt.answer)
+		}
+	}
+}

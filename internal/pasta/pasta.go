@@ -253,11 +253,11 @@ var options = []getopt.Option[Options]{
 func Parse(args []string) (*Options, error) {
 	o := &Options{}
 	r, err := getopt.Parse(o, options, args, getopt.Mode{StopAtOperand: true, StopAtError: true})
+	if o.Help || o.Version { // seen before any error: parsing stops there
+		return o, nil
+	}
 	if err != nil {
 		return nil, err
-	}
-	if o.Help || o.Version {
-		return o, nil
 	}
 	return o, o.target(r)
 }
