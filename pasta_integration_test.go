@@ -99,6 +99,17 @@ func TestPastaPodman(t *testing.T) {
 			t.Errorf("--quiet: pasta printed %q", out)
 		}
 	})
+	t.Run("sandboxed, under seccomp, by default", func(t *testing.T) {
+		status, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+		if err != nil || !bytes.Contains(status, []byte("\nSeccomp:\t2\n")) {
+			t.Errorf("pasta (PID %d) runs without its seccomp filter: %v\n%s", pid, err, status)
+		}
+		mnt, _ := os.Readlink("/proc/" + strconv.Itoa(pid) + "/ns/mnt")
+		own, _ := os.Readlink("/proc/self/ns/mnt")
+		if mnt == own {
+			t.Errorf("pasta (PID %d) shares the test's mount namespace: not sandboxed", pid)
+		}
+	})
 	in := exec.Command("ip", "netns", "exec", target)
 	t.Run("host's address and routes copied", func(t *testing.T) {
 		links, _ := exec.Command("ip", "-n", target, "-o", "addr", "show").CombinedOutput()

@@ -20,3 +20,10 @@ for f in /etc/subuid /etc/subgid; do
 		echo "nsgate-test:300000:65536" >> "$f"
 	fi
 done
+# rootlesskit v3 for the pasta drop-in suite (tests/pasta.bats): Debian has
+# only 1.1, which has no pasta driver. Where the test user can run it.
+RK3=/usr/local/libexec/nsgate-test/rootlesskit
+if [ ! -x "$RK3" ] || ! "$RK3" --version 2>/dev/null | grep -q '^rootlesskit version 3\.3\.0$'; then
+	mkdir -p "$(dirname "$RK3")"
+	GOBIN="$(dirname "$RK3")" go install github.com/rootless-containers/rootlesskit/v3/cmd/rootlesskit@v3.3.0
+fi

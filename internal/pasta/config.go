@@ -267,6 +267,6 @@ func (o *Options) targetConfig(c *config.Config) error {
 		return nil // the command runs in the foreground, unsandboxed
 	}
 	c.Pasta.Daemon = !o.Foreground
-	c.EnableSandbox = !o.NoSandbox
+	c.EnableSandbox, c.EnableSeccomp = !o.NoSandbox, !o.NoSandbox
 	return nil
 }

@@ -51,7 +51,7 @@ func TestRootlesskit(t *testing.T) {
 				c.Net.Prefix.String() != "10.0.2.0/24" || c.Net.Gateway.String() != "10.0.2.2" || c.Net.DNS.String() != "10.0.2.3" {
 				t.Errorf("config %+v, net %+v", c, c.Net)
 			}
-			if c.Pasta.PlainGateway || c.Pasta.AutoTCP || c.Pasta.AutoUDP || len(c.Publish) != 0 || c.PID != pid || !c.EnableSandbox || !c.Pasta.Daemon {
+			if c.Pasta.PlainGateway || c.Pasta.AutoTCP || c.Pasta.AutoUDP || len(c.Publish) != 0 || c.PID != pid || !c.EnableSandbox || !c.EnableSeccomp || !c.Pasta.Daemon {
 				t.Errorf("pasta %+v, publish %v, pid %d, sandbox %v", c.Pasta, c.Publish, c.PID, c.EnableSandbox)
 			}
 			if c.Pasta.HostAddr.String() != "198.51.100.1" {
