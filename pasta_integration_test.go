@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -213,5 +214,72 @@ func TestPastaAutoPorts(t *testing.T) {
 	srv.cmd.Wait()
 	if d := waitDial("refused"); d > 2*time.Second {
 		t.Errorf("the forward went %v after the server stopped, want within 2 s", d)
+	}
+}
+
+// TestPastaDaemon: the parent exits 0 once the namespace is served; -P
+// names the daemon, which serves on and, on SIGTERM, exits and removes the
+// file. A bad option exits 1 at once, before anything runs.
+func TestPastaDaemon(t *testing.T) {
+	w, target := pastaWorld(t)
+	netns := "/run/netns/" + target
+	pidFile := filepath.Join(t.TempDir(), "pasta.pid")
+	out, err := w.HostCommand(false, pastaBin(), "--config-net", "-P", pidFile, "-t", "none", "-u", "none", "--netns", netns).CombinedOutput()
+	if err != nil {
+		t.Fatalf("pasta: %v\n%s", err, out)
+	}
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatalf("--pid file: %v", err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatalf("--pid file holds %q", b)
+	}
+	if got := pastaDaemon(t, netns); got != pid {
+		t.Fatalf("--pid file says %d, the daemon is %d", pid, got)
+	}
+	// It serves: the remote namespace answers from inside the target.
+	remote := startServer(t, w.RemoteCommand("env"), "peer", testnet.RemoteAddr+":7400")
+	if got := runClient(t, 10*time.Second, exec.Command("ip", "netns", "exec", target), "dial", testnet.RemoteAddr+":7400"); !strings.HasPrefix(got, "connected ") {
+		t.Fatalf("dial the remote from the namespace: %s", got)
+	}
+	if got := remote.result(t, 5*time.Second); got != testnet.HostAddr {
+		t.Errorf("the remote saw %s, want the host's address %s", got, testnet.HostAddr)
+	}
+	p, _ := os.FindProcess(pid)
+	p.Signal(syscall.SIGTERM)
+	for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if _, err := os.Stat(pidFile); os.IsNotExist(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the --pid file outlived SIGTERM by 3 s")
+		}
+	}
+	out, err = w.HostCommand(false, pastaBin(), "--no-dhcp", "--netns", netns).CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(string(out), "pasta: option '--no-dhcp' is not supported") {
+		t.Errorf("pasta --no-dhcp: %v, %q; want exit 1 and the reason", err, out)
+	}
+}
+
+// TestPastaCommand: without PID or --netns, pasta runs the command in new
+// namespaces with the host's address, and exits with its status.
+func TestPastaCommand(t *testing.T) {
+	w, _ := pastaWorld(t)
+	remote := startServer(t, w.RemoteCommand("env"), "peer", testnet.RemoteAddr+":7500")
+	cmd := w.HostCommand(true, pastaBin(), "-q", "--config-net", "--", "sh", "-c",
+		"ip -o -4 addr show scope global; ip route show default; "+testBin+"; exit 7")
+	cmd.Env = append(os.Environ(), helperEnv+"=dial\x1f"+testnet.RemoteAddr+":7500")
+	out, err := cmd.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 7 {
+		t.Fatalf("pasta -- sh: %v (want the command's status 7)\n%s", err, out)
+	}
+	vh := "vh" + strings.TrimPrefix(w.Host, "nsg-h-")
+	if !strings.Contains(string(out), vh+"    inet "+testnet.HostAddr+"/24") || !strings.Contains(string(out), "default via 198.51.100.254 dev "+vh) {
+		t.Errorf("the command's network is not the host's:\n%s", out)
+	}
+	if got := remote.result(t, 5*time.Second); got != testnet.HostAddr {
+		t.Errorf("the remote saw %s, want %s", got, testnet.HostAddr)
 	}
 }

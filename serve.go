@@ -365,7 +365,11 @@ func serve(cfg *config.Config, dev frameDevice, stops []stopFD, p *prepared, sta
 		// A pasta daemon's parent returns once it is ready, and its caller
 		// reads the output to its end: let go of the caller's streams.
 		// Before seccomp, which does not allow dup3.
-		for fd := 0; fd <= 2; fd++ {
+		last := 2
+		if cfg.Pasta.Stderr {
+			last = 1 // -e: the log stays on standard error
+		}
+		for fd := 0; fd <= last; fd++ {
 			if err := unix.Dup3(int(p.detach.Fd()), fd, 0); err != nil {
 				logger.Printf("detach from standard streams: %v", err)
 				return 1

@@ -183,6 +183,11 @@ type Network6 struct {
 // namespace's own address is not reached through it.
 type Pasta struct {
 	PlainGateway bool       // --no-map-gw: the gateway is the real router
+	// MapHostLoopback (--map-host-loopback), if valid, is the address that
+	// reaches the host's loopback in place of the gateway, which is then
+	// the real router.
+	MapHostLoopback  netip.Addr
+	MapHostLoopback6 netip.Addr
 	MapGuest     netip.Addr // --map-guest-addr: reaches HostAddr
 	MapGuest6    netip.Addr
 	HostAddr     netip.Addr // the host's own address, where MapGuest leads
@@ -198,6 +203,7 @@ type Pasta struct {
 	// detaches from its standard streams (to LogFile, if set).
 	Daemon  bool
 	LogFile string
+	Stderr  bool // -e: the daemon keeps standard error
 	Quiet   bool // -q: nothing printed on success
 }
 

@@ -301,6 +301,14 @@ func New(tap Tap, cfg Config) (*Engine, error) {
 			m.Network6 = netip.PrefixFrom(cfg.Net6.Guest, 128)
 		}
 		m.PlainGateway = p.PlainGateway
+		if a := p.MapHostLoopback; a.IsValid() {
+			// The host's loopback is this address; the gateway is the
+			// router it is on the host, and answered for like any other.
+			m.Gateway, m.PlainGateway = packet.AddrFromNetip(a), false
+		}
+		if a := p.MapHostLoopback6; a.IsValid() && cfg.IPv6 {
+			m.Gateway6, m.PlainGateway = packet.AddrFromNetip(a), false
+		}
 		m.GuestMap, m.GuestTo = packet.AddrFromNetip(p.MapGuest), packet.AddrFromNetip(p.HostAddr)
 		m.GuestMap6, m.GuestTo6 = packet.AddrFromNetip(p.MapGuest6), packet.AddrFromNetip(p.HostAddr6)
 	}

@@ -26,7 +26,8 @@ func (o *Options) Config(upstream func(family int) (Upstream, error)) (*config.C
 		c.MTU = o.MTU
 	}
 	c.Configure = o.ConfigNet
-	p := &config.Pasta{PlainGateway: o.NoMapGW, Quiet: o.Quiet, LogFile: o.LogFile}
+	p := &config.Pasta{PlainGateway: o.NoMapGW, Quiet: o.Quiet, LogFile: o.LogFile, Stderr: o.Stderr,
+		MapHostLoopback: o.MapHostLoopback4, MapHostLoopback6: o.MapHostLoopback6}
 	c.Pasta = p
 
 	var up4, up6 Upstream
@@ -130,9 +131,6 @@ func (o *Options) ipv4(c *config.Config, on bool, up Upstream, haveUp bool) erro
 		Guest:     addr,
 		DHCPStart: addr, // DHCP offers the one address
 	}
-	if o.MapHostLoopback4.IsValid() {
-		c.Net.Gateway = o.MapHostLoopback4
-	}
 	c.Pasta.MapGuest = o.MapGuestAddr4
 	return nil
 }
@@ -168,9 +166,6 @@ func (o *Options) ipv6(c *config.Config, up Upstream, haveUp bool) error {
 	}
 	if gw.IsLinkLocalUnicast() {
 		c.Net6.LinkLocal = gw // the host's router, as the host sees it
-	}
-	if o.MapHostLoopback6.IsValid() {
-		c.Net6.Gateway = o.MapHostLoopback6
 	}
 	c.Pasta.MapGuest6 = o.MapGuestAddr6
 	return nil

@@ -378,3 +378,23 @@ func FuzzBoundPorts(f *testing.F) {
 		}
 	})
 }
+
+// TestMappedAddresses: --map-host-loopback names the host's loopback
+// without moving the namespace's route; -6 leaves IPv4 unconfigured.
+func TestMappedAddresses(t *testing.T) {
+	o, err := Parse([]string{"--map-host-loopback", "169.254.1.3", "-e", "--netns", self})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := o.Config(upstream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Pasta.MapHostLoopback.String() != "169.254.1.3" || c.Net.Gateway.String() != "198.51.100.254" || !c.Pasta.Stderr {
+		t.Errorf("map-host-loopback %s, gateway %s, stderr %v", c.Pasta.MapHostLoopback, c.Net.Gateway, c.Pasta.Stderr)
+	}
+	o, _ = Parse([]string{"-6", "--netns", self})
+	if c, err = o.Config(upstream); err != nil || !c.Pasta.NoIPv4 || !c.EnableIPv6 || c.Net6.Guest.String() != "2001:db8:1::1" {
+		t.Errorf("-6: %v, %+v", err, c.Pasta)
+	}
+}
