@@ -243,13 +243,13 @@ func exitStatus(cmd *exec.Cmd, err error) int {
 // (systemd-resolved's 127.0.0.53, a local dnsmasq), which the command's
 // network namespace cannot reach; the DNS address relays to them. It
 // returns "" with --disable-dns and no --dns: the command then sees the
-// host's file.
+// host's file, as it does as pasta without --dns-forward.
 func spawnResolvConf(cfg *config.Config, path string) string {
 	ns := cfg.Net.DNS
 	switch {
 	case cfg.DNS.IsValid():
 		ns = cfg.DNS
-	case cfg.DisableDNS:
+	case cfg.DisableDNS, !ns.IsValid(): // pasta mode without --dns-forward
 		return ""
 	}
 	var b strings.Builder

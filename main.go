@@ -84,6 +84,12 @@ func run(args []string) int {
 		logger.Printf("--fd %d is not open: pass the VM's connected socket", cfg.SocketFD)
 		return 1
 	}
+	return start(cfg)
+}
+
+// start runs the mode cfg is in, once the command line (nsgate's or
+// pasta's) has been checked.
+func start(cfg *config.Config) int {
 	// One clear error for a kernel below the floor, not failures later.
 	if err := kernel.Check(); err != nil {
 		logger.Print(err)

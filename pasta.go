@@ -14,7 +14,6 @@ import (
 
 	"github.com/nsgate/nsgate/internal/config"
 	"github.com/nsgate/nsgate/internal/engine"
-	"github.com/nsgate/nsgate/internal/kernel"
 	"github.com/nsgate/nsgate/internal/pasta"
 	"github.com/nsgate/nsgate/internal/publish"
 	"golang.org/x/sys/unix"
@@ -60,14 +59,7 @@ func runPasta(args []string) int {
 			return 1
 		}
 	}
-	if err := kernel.Check(); err != nil {
-		logger.Print(err)
-		return 1
-	}
-	if cfg.Spawn {
-		return runSpawn(cfg)
-	}
-	return runTarget(cfg)
+	return start(cfg)
 }
 
 func fdNumber(s string) (int, error) {
@@ -194,7 +186,7 @@ func trimNUL(b []byte) []byte {
 	return b
 }
 
-// followPorts is pasta's -t auto and -u auto: every second it reads which
+// followPorts is pasta's -t auto and -u auto: every autoScan it reads which
 // ports the namespace has bound (procNet: the nsenter.ProcNetFiles, opened
 // in the namespace) and opens or closes the host forwards to match. It
 // returns when done is closed.
@@ -242,6 +234,11 @@ func followPorts(e *engine.Engine, cfg *config.Config, procNet []int, logf func(
 			if open[k] != nil || failed[k] {
 				continue
 			}
+			if len(open) >= maxAutoPorts {
+				logf("-t/-u auto: the namespace binds more than %d ports: port %d/%s and further ones are not forwarded", maxAutoPorts, k.port, k.proto)
+				failed[k] = true
+				continue
+			}
 			var ids []int
 			for _, host := range autoHosts(cfg) {
 				id, err := fwd.Add(publish.Rule{Proto: k.proto, HostAddr: host, HostPort: k.port, GuestPort: k.port})
@@ -260,7 +257,7 @@ func followPorts(e *engine.Engine, cfg *config.Config, procNet []int, logf func(
 			}
 		}
 	}
-	t := time.NewTicker(time.Second)
+	t := time.NewTicker(autoScan)
 	defer t.Stop()
 	for {
 		scan()
@@ -271,6 +268,15 @@ func followPorts(e *engine.Engine, cfg *config.Config, procNet []int, logf func(
 		}
 	}
 }
+
+// autoScan is how often -t auto looks at the namespace's ports: twice
+// pasta's rate, so that a server is reachable within a second of binding.
+const autoScan = 500 * time.Millisecond
+
+// maxAutoPorts bounds the ports -t auto and -u auto forward together: each
+// holds a host socket per family, and the namespace, which decides how many
+// ports it binds, is not trusted with nsgate's descriptors.
+const maxAutoPorts = 1024
 
 // autoHosts are the host addresses an automatic forward binds: every
 // address of each family served.

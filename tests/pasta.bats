@@ -21,21 +21,6 @@ rootlesskit_pasta() {
 	(as_user "$ROOTLESSKIT3" --state-dir="$TMP/user/state" --net=pasta --pasta-binary="$TMP/pasta" --copy-up=/etc "$@")
 }
 
-# remote_sink [LISTEN] writes 20 MB of random data to $TMP/data and starts
-# a server in the remote namespace that stores one connection's bytes.
-remote_sink() {
-	head -c 20000000 /dev/urandom > "$TMP/data"
-	chmod 0644 "$TMP/data"
-	in_remote socat -u "${1:-TCP-LISTEN:5000},reuseaddr" "OPEN:$TMP/recv,creat,trunc" &
-	track_pid $!
-	sleep 0.3
-}
-
-remote_sink_got_all() {
-	for _ in $(seq 50); do [ -s "$TMP/recv" ] && [ "$(stat -c %s "$TMP/recv")" -eq 20000000 ] && break; sleep 0.1; done
-	[ "$(sha256sum < "$TMP/data")" = "$(sha256sum < "$TMP/recv")" ]
-}
-
 # host_loopback_service starts a server on the host namespace's 127.0.0.1:7777
 # that answers one line.
 host_loopback_service() {

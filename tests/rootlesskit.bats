@@ -24,23 +24,6 @@ rootlesskit_bg() {
 	track_pid $!
 }
 
-# remote_sink [LISTEN] writes 20 MB of random data to $TMP/data and starts
-# a server in the remote namespace (socat address LISTEN, by default
-# TCP-LISTEN:5000) that stores one connection's bytes in $TMP/recv.
-remote_sink() {
-	head -c 20000000 /dev/urandom > "$TMP/data"
-	chmod 0644 "$TMP/data"
-	in_remote socat -u "${1:-TCP-LISTEN:5000},reuseaddr" "OPEN:$TMP/recv,creat,trunc" &
-	track_pid $!
-	sleep 0.3
-}
-
-# remote_sink_got_all waits up to 5 s for all 20 MB and compares sha256.
-remote_sink_got_all() {
-	for _ in $(seq 50); do [ -s "$TMP/recv" ] && [ "$(stat -c %s "$TMP/recv")" -eq 20000000 ] && break; sleep 0.1; done
-	[ "$(sha256sum < "$TMP/data")" = "$(sha256sum < "$TMP/recv")" ]
-}
-
 @test "rootlesskit (nsgate sandboxed): the child gets 10.0.2.100 via 10.0.2.2, MTU 65520, and TCP to the remote namespace" {
 	# The child waits (socat -t) until the server closes after the last
 	# byte: when the child exits, its namespace goes, and anything still in

@@ -148,18 +148,35 @@ func NewNetwork(cidr string) (Network, error) {
 	if p.Masked() != p {
 		return Network{}, fmt.Errorf("--cidr %q: CIDR needs to be a network address like 10.0.2.0/24, not like 10.0.2.100/24", cidr)
 	}
-	base := p.Addr().As4()
-	n := uint32(base[0])<<24 | uint32(base[1])<<16 | uint32(base[2])<<8 | uint32(base[3])
-	mask := ^uint32(0) << (32 - p.Bits())
+	n, mask, bcast := span(p)
 	return Network{
 		Prefix:    p,
-		Mask:      u32(mask),
-		Broadcast: u32(n | ^mask),
+		Mask:      mask,
+		Broadcast: bcast,
 		Gateway:   u32(n + 2),
 		DNS:       u32(n + 3),
 		Guest:     u32(n + 100),
 		DHCPStart: u32(n + 15),
 	}, nil
+}
+
+// HostNetwork is the Network of pasta's addressing: guest is an address of
+// a real network (by default the host's own), gateway its router, dns the
+// --dns-forward address (invalid: none). DHCP offers guest itself.
+func HostNetwork(guest netip.Prefix, gateway, dns netip.Addr) Network {
+	p := guest.Masked()
+	_, mask, bcast := span(p)
+	return Network{Prefix: p, Mask: mask, Broadcast: bcast, Gateway: gateway, DNS: dns,
+		Guest: guest.Addr(), DHCPStart: guest.Addr()}
+}
+
+// span returns an IPv4 prefix's network address as a number, its mask and
+// its broadcast address.
+func span(p netip.Prefix) (base uint32, mask, bcast netip.Addr) {
+	b := p.Addr().As4()
+	base = uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+	m := ^uint32(0) << (32 - p.Bits())
+	return base, u32(m), u32(base | ^m)
 }
 
 // Network6 holds the IPv6 addresses derived from --cidr6, as slirp4netns
@@ -182,19 +199,19 @@ type Network6 struct {
 // answers ARP and NDP for every other address there, and only the
 // namespace's own address is not reached through it.
 type Pasta struct {
-	PlainGateway bool       // --no-map-gw: the gateway is the real router
+	PlainGateway bool // --no-map-gw: the gateway is the real router
 	// MapHostLoopback (--map-host-loopback), if valid, is the address that
 	// reaches the host's loopback in place of the gateway, which is then
 	// the real router.
 	MapHostLoopback  netip.Addr
 	MapHostLoopback6 netip.Addr
-	MapGuest     netip.Addr // --map-guest-addr: reaches HostAddr
-	MapGuest6    netip.Addr
-	HostAddr     netip.Addr // the host's own address, where MapGuest leads
-	HostAddr6    netip.Addr
-	NoIPv4       bool // -6: the namespace gets no IPv4 configuration
+	MapGuest         netip.Addr // --map-guest-addr: reaches HostAddr
+	MapGuest6        netip.Addr
+	HostAddr         netip.Addr // the host's own address, where MapGuest leads
+	HostAddr6        netip.Addr
+	NoIPv4           bool // -6: the namespace gets no IPv4 configuration
 	// AutoTCP and AutoUDP (-t auto, -u auto) forward the ports the
-	// namespace binds, followed every second.
+	// namespace binds, followed twice a second.
 	AutoTCP, AutoUDP bool
 	// WatchNetns ends nsgate when the --netns file is deleted (podman
 	// deletes it to tear down).

@@ -94,67 +94,28 @@ func (o *Options) ipv4(c *config.Config, on bool, up Upstream, haveUp bool) erro
 		c.Pasta.NoIPv4 = true
 		return nil
 	}
-	addr, bits, gw := o.Addr4, o.PrefixLen4, o.Gateway4
-	if haveUp {
-		c.Pasta.HostAddr = up.Addr.Addr()
-	} else {
-		c.Pasta.HostAddr = addr
+	host, addr, gw, err := pick("IPv4", o.Addr4, o.Gateway4, up, haveUp)
+	if err != nil {
+		return err
 	}
-	if !addr.IsValid() {
-		addr = up.Addr.Addr()
-	}
+	bits := o.PrefixLen4
 	if bits == 0 {
 		bits = 24
 		if haveUp {
 			bits = up.Addr.Bits()
 		}
 	}
-	if !gw.IsValid() {
-		if !haveUp {
-			return fmt.Errorf("no IPv4 gateway: the host has no default route; give --gateway with --address %s", addr)
-		}
-		gw = up.Gateway
-	}
-	if !addr.Is4() || !gw.Is4() || addr == gw {
-		return fmt.Errorf("IPv4 address %s and gateway %s: need two different IPv4 addresses", addr, gw)
-	}
-	prefix := netip.PrefixFrom(addr, bits).Masked()
-	mask := ^uint32(0) << (32 - bits)
-	b := prefix.Addr().As4()
-	base := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
-	c.Net = config.Network{
-		Prefix:    prefix,
-		Mask:      u32(mask),
-		Broadcast: u32(base | ^mask),
-		Gateway:   gw,
-		DNS:       o.DNSForward4, // invalid: no relay
-		Guest:     addr,
-		DHCPStart: addr, // DHCP offers the one address
-	}
-	c.Pasta.MapGuest = o.MapGuestAddr4
+	c.Net = config.HostNetwork(netip.PrefixFrom(addr, bits), gw, o.DNSForward4)
+	c.Pasta.HostAddr, c.Pasta.MapGuest = host, o.MapGuestAddr4
 	return nil
 }
 
 // ipv6 sets the IPv6 network, as ipv4 does. The prefix is the address's
 // /64, which router advertisements and DHCPv6 work in.
 func (o *Options) ipv6(c *config.Config, up Upstream, haveUp bool) error {
-	addr, gw := o.Addr6, o.Gateway6
-	if haveUp {
-		c.Pasta.HostAddr6 = up.Addr.Addr()
-	} else {
-		c.Pasta.HostAddr6 = addr
-	}
-	if !addr.IsValid() {
-		addr = up.Addr.Addr()
-	}
-	if !gw.IsValid() {
-		if !haveUp {
-			return fmt.Errorf("no IPv6 gateway: the host has no IPv6 default route; give --gateway with --address %s, or -4", addr)
-		}
-		gw = up.Gateway
-	}
-	if !addr.Is6() || !gw.Is6() || addr == gw {
-		return fmt.Errorf("IPv6 address %s and gateway %s: need two different IPv6 addresses", addr, gw)
+	host, addr, gw, err := pick("IPv6", o.Addr6, o.Gateway6, up, haveUp)
+	if err != nil {
+		return err
 	}
 	c.EnableIPv6 = true
 	c.Net6 = config.Network6{
@@ -167,12 +128,31 @@ func (o *Options) ipv6(c *config.Config, up Upstream, haveUp bool) error {
 	if gw.IsLinkLocalUnicast() {
 		c.Net6.LinkLocal = gw // the host's router, as the host sees it
 	}
-	c.Pasta.MapGuest6 = o.MapGuestAddr6
+	c.Pasta.HostAddr6, c.Pasta.MapGuest6 = host, o.MapGuestAddr6
 	return nil
 }
 
-func u32(v uint32) netip.Addr {
-	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+// pick chooses one family's addresses: the host's own (where
+// --map-guest-addr leads), and the namespace's address and gateway, given
+// or the upstream's.
+func pick(family string, addr, gw netip.Addr, up Upstream, haveUp bool) (host, a, g netip.Addr, err error) {
+	host = addr
+	if haveUp {
+		host = up.Addr.Addr()
+	}
+	if !addr.IsValid() {
+		addr = up.Addr.Addr()
+	}
+	if !gw.IsValid() {
+		if !haveUp {
+			return host, addr, gw, fmt.Errorf("no %s gateway: the host has no %s default route; give --gateway with --address %s", family, family, addr)
+		}
+		gw = up.Gateway
+	}
+	if addr.Is4() != (family == "IPv4") || gw.Is4() != (family == "IPv4") || addr == gw {
+		return host, addr, gw, fmt.Errorf("%s address %s and gateway %s: need two different %s addresses", family, addr, gw, family)
+	}
+	return host, addr, gw, nil
 }
 
 // ports turns -t and -u into forwards (or auto-following), and checks -T

@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/nsgate/nsgate/internal/publish"
 )
 
 // PortMode is what a -t/-u/-T/-U option asks for.
@@ -130,27 +132,8 @@ func (p *Ports) Add(opt, spec string) error {
 	return nil
 }
 
+// portRange is publish.PortRange, in the port type.
 func portRange(s string) (lo, hi uint16, err error) {
-	a, b, isRange := strings.Cut(s, "-")
-	if lo, err = port(a); err != nil {
-		return 0, 0, err
-	}
-	hi = lo
-	if isRange {
-		if hi, err = port(b); err != nil {
-			return 0, 0, err
-		}
-		if hi < lo {
-			return 0, 0, fmt.Errorf("range %s ends before it starts", s)
-		}
-	}
-	return lo, hi, nil
-}
-
-func port(s string) (uint16, error) {
-	n, err := strconv.ParseUint(s, 10, 16)
-	if err != nil || n == 0 {
-		return 0, fmt.Errorf("port %q: must be 1-65535", s)
-	}
-	return uint16(n), nil
+	l, h, err := publish.PortRange(s)
+	return uint16(l), uint16(h), err
 }

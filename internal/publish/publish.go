@@ -84,11 +84,11 @@ func Parse(s string) ([]Rule, error) {
 
 // rules makes the rules of one --publish value s.
 func rules(s, proto string, host netip.Addr, hostPorts, guestPorts string) ([]Rule, error) {
-	hLo, hHi, err := portRange(hostPorts)
+	hLo, hHi, err := PortRange(hostPorts)
 	if err != nil {
 		return nil, fmt.Errorf("--publish %q: host port: %w", s, err)
 	}
-	gLo, gHi, err := portRange(guestPorts)
+	gLo, gHi, err := PortRange(guestPorts)
 	if err != nil {
 		return nil, fmt.Errorf("--publish %q: guest port: %w", s, err)
 	}
@@ -102,8 +102,8 @@ func rules(s, proto string, host netip.Addr, hostPorts, guestPorts string) ([]Ru
 	return rules, nil
 }
 
-// portRange parses PORT or LO-HI.
-func portRange(s string) (lo, hi int, err error) {
+// PortRange parses PORT or LO-HI, ports 1-65535 (LO-HI: LO first).
+func PortRange(s string) (lo, hi int, err error) {
 	a, b, isRange := strings.Cut(s, "-")
 	if lo, err = port(a); err != nil {
 		return 0, 0, err

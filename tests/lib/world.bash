@@ -90,3 +90,20 @@ http_get() {
 	echo "no answer from $1:$2" >&2
 	return 1
 }
+
+# remote_sink [LISTEN] writes 20 MB of random data to $TMP/data and starts
+# a server in the remote namespace (socat address LISTEN, by default
+# TCP-LISTEN:5000) that stores one connection's bytes in $TMP/recv.
+remote_sink() {
+	head -c 20000000 /dev/urandom > "$TMP/data"
+	chmod 0644 "$TMP/data"
+	in_remote socat -u "${1:-TCP-LISTEN:5000},reuseaddr" "OPEN:$TMP/recv,creat,trunc" &
+	track_pid $!
+	sleep 0.3
+}
+
+# remote_sink_got_all waits up to 5 s for all 20 MB and compares sha256.
+remote_sink_got_all() {
+	for _ in $(seq 50); do [ -s "$TMP/recv" ] && [ "$(stat -c %s "$TMP/recv")" -eq 20000000 ] && break; sleep 0.1; done
+	[ "$(sha256sum < "$TMP/data")" = "$(sha256sum < "$TMP/recv")" ]
+}
