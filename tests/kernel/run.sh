@@ -47,7 +47,7 @@ cp "$(command -v busybox)" "$root/bin/busybox"
 for a in sh mount umount mkdir cat echo insmod poweroff switch_root cp chmod ln grep sed uname tee rm ls sync mountpoint; do
 	ln -s busybox "$root/bin/$a"
 done
-for t in ip setpriv unshare nsenter sleep env ping sysctl ethtool; do
+for t in ip setpriv unshare nsenter sleep env ping sysctl ethtool socat; do
 	p=$(command -v "$t")
 	cp "$p" "$root/bin/$t"
 done
