@@ -78,7 +78,7 @@ func childMain(spawn bool) int {
 		return 1
 	}
 	defer conn.Close()
-	fd, err := openTap(req, spawn)
+	fd, err := openTap(req, spawn || req.Quiet)
 	if err != nil {
 		conn.SendError(err)
 		return 1

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -54,18 +55,12 @@ func runPasta(args []string) int {
 		return daemonize()
 	}
 	if readyEnv != "" {
-		if cfg.ReadyFD, err = fdNumber(readyEnv); err != nil || !claimFD(cfg.ReadyFD) {
+		if cfg.ReadyFD, err = strconv.Atoi(readyEnv); err != nil || cfg.ReadyFD < 3 || !claimFD(cfg.ReadyFD) {
 			logger.Printf("%s=%q: not an open descriptor", envPastaDaemon, readyEnv)
 			return 1
 		}
 	}
 	return start(cfg)
-}
-
-func fdNumber(s string) (int, error) {
-	var n int
-	_, err := fmt.Sscanf(s, "%d", &n)
-	return n, err
 }
 
 // daemonize runs pasta again in a new session and waits until it serves
@@ -113,7 +108,7 @@ func daemonize() int {
 func pastaQuiet(cfg *config.Config) bool { return cfg.Pasta != nil && cfg.Pasta.Quiet }
 
 // watchNetns returns an inotify descriptor on the directory of the
-// --netns file, which pastaWatch turns into an end of nsgate when that
+// --netns file, which watchName turns into an end of nsgate when that
 // file goes: podman deletes it to tear down, and the tap fd would keep
 // the namespace alive otherwise.
 func watchNetns(path string) (stopFD, error) {

@@ -103,6 +103,7 @@ func request(cfg *config.Config) nsenter.Request {
 	}
 	if p := cfg.Pasta; p != nil {
 		r.ProcNet = p.AutoTCP || p.AutoUDP
+		r.Quiet = p.Quiet
 		if p.NoIPv4 {
 			r.Addr, r.Gateway = "", ""
 		}

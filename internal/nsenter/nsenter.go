@@ -52,6 +52,8 @@ type Request struct {
 	// ProcNet asks the helper for the namespace's /proc/net/{tcp,tcp6,
 	// udp,udp6}, opened in there (pasta's -t auto, -u auto reads them).
 	ProcNet bool `json:"procnet,omitempty"`
+	// Quiet keeps informational lines off standard error (pasta's -q).
+	Quiet bool `json:"quiet,omitempty"`
 	// ResolvConf, if set, is the spawned command's /etc/resolv.conf (spawn
 	// mode only; the child mounts it in its own mount namespace).
 	ResolvConf string `json:"resolv,omitempty"`

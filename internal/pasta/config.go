@@ -218,30 +218,40 @@ func (o *Options) targetConfig(c *config.Config) error {
 		c.PID = o.PID
 		c.NetnsPath = fmt.Sprintf("/proc/%d/ns/net", o.PID)
 		c.UsernsPath = fmt.Sprintf("/proc/%d/ns/user", o.PID)
+		if o.Userns != "" { // pasta: the PID's own unless --userns
+			c.UsernsPath = o.Userns
+		}
 	case o.Netns != "":
 		if _, err := os.Stat(o.Netns); err != nil {
 			return fmt.Errorf("--netns %s: %w", o.Netns, err)
-		}
-		if o.Userns != "" {
-			if _, err := os.Stat(o.Userns); err != nil {
-				return fmt.Errorf("--userns %s: %w", o.Userns, err)
-			}
 		}
 		c.NetnsPath, c.UsernsPath = o.Netns, o.Userns
 		c.Pasta.WatchNetns = true
 	default:
 		c.Spawn, c.Configure = true, true
-		c.Command = o.Command
-		if len(c.Command) == 0 {
-			sh := os.Getenv("SHELL")
-			if sh == "" {
-				sh = "/bin/sh"
-			}
-			c.Command = []string{sh}
+		o.commandConfig(c)
+		return nil
+	}
+	if o.Userns != "" {
+		if _, err := os.Stat(o.Userns); err != nil {
+			return fmt.Errorf("--userns %s: %w", o.Userns, err)
 		}
-		return nil // the command runs in the foreground, unsandboxed
 	}
 	c.Pasta.Daemon = !o.Foreground
 	c.EnableSandbox, c.EnableSeccomp = !o.NoSandbox, !o.NoSandbox
 	return nil
+}
+
+// commandConfig runs a command in new namespaces (nsgate -- CMD): in the
+// foreground and unsandboxed, as nsgate's own spawn mode; no command is a
+// shell, as pasta starts.
+func (o *Options) commandConfig(c *config.Config) {
+	c.Command = o.Command
+	if len(c.Command) == 0 {
+		sh := os.Getenv("SHELL")
+		if sh == "" {
+			sh = "/bin/sh"
+		}
+		c.Command = []string{sh}
+	}
 }

@@ -269,9 +269,7 @@ func (o *Options) target(r getopt.Result) error {
 	if o.IPv4Only && o.IPv6Only {
 		return errors.New("options ipv4-only and ipv6-only are mutually exclusive")
 	}
-	if o.Userns != "" && o.Netns == "" {
-		return errors.New("--userns requires --netns")
-	}
+
 	if !r.DashDash && len(cmd) == 1 {
 		if pid, err := strconv.Atoi(cmd[0]); err == nil {
 			if pid < 1 {
@@ -289,6 +287,9 @@ func (o *Options) target(r getopt.Result) error {
 			return fmt.Errorf("both --netns and a command given: %s", strings.Join(cmd, " "))
 		}
 		return nil
+	}
+	if o.Userns != "" {
+		return errors.New("--userns needs a PID or --netns: a command gets new namespaces")
 	}
 	o.Command = cmd
 	return nil

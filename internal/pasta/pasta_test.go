@@ -227,7 +227,7 @@ func TestErrors(t *testing.T) {
 		{[]string{"-n", "255.0.255.0"}, "not contiguous"},
 		{[]string{"-m", "20"}, "invalid MTU: 20"},
 		{[]string{"-4", "-6"}, "mutually exclusive"},
-		{[]string{"--userns", "/proc/self/ns/user"}, "--userns requires --netns"},
+		{[]string{"--userns", "/proc/self/ns/user"}, "--userns needs a PID or --netns"},
 		{[]string{"--netns", self, "1"}, "both a PID and --netns"},
 		{[]string{"--netns", self, "sh", "-c", "x"}, "both --netns and a command"},
 		{[]string{"-t"}, "requires an argument"},
