@@ -62,9 +62,12 @@ func runTarget(cfg *config.Config) int {
 	p, err := prepare(cfg)
 	if err != nil {
 		logger.Print(err)
+		for _, f := range fds {
+			unix.Close(f)
+		}
 		return 1
 	}
-	p.procNet = fds[1:]
+	p.procNet = fds[1:] // p.close closes them
 	if cfg.EnableSandbox {
 		return execSandbox(cfg, fd, nil, stops, p)
 	}
