@@ -22,9 +22,11 @@ rootlesskit_pasta() {
 }
 
 # host_loopback_service starts a server on the host namespace's 127.0.0.1:7777
-# that answers one line.
+# that answers one connection with one line. ip netns exec execs socat, so
+# $! is socat's own PID, which world_down ends; fd 3 is closed, or bats
+# would wait for it.
 host_loopback_service() {
-	in_host socat TCP-LISTEN:7777,bind=127.0.0.1,reuseaddr,fork SYSTEM:'echo host-loopback' &
+	ip netns exec "$H" socat TCP-LISTEN:7777,bind=127.0.0.1,reuseaddr SYSTEM:'echo host-loopback' 3>&- &
 	track_pid $!
 	sleep 0.2
 }

@@ -97,7 +97,9 @@ http_get() {
 remote_sink() {
 	head -c 20000000 /dev/urandom > "$TMP/data"
 	chmod 0644 "$TMP/data"
-	in_remote socat -u "${1:-TCP-LISTEN:5000},reuseaddr" "OPEN:$TMP/recv,creat,trunc" &
+	# ip netns exec execs socat: $! is socat's own PID, for world_down;
+	# fd 3 is closed, or a server left waiting would hold bats open.
+	ip netns exec "$R" socat -u "${1:-TCP-LISTEN:5000},reuseaddr" "OPEN:$TMP/recv,creat,trunc" 3>&- &
 	track_pid $!
 	sleep 0.3
 }
