@@ -129,7 +129,7 @@ func watchNetns(path string) (stopFD, error) {
 
 // watchName waits on s, an inotify descriptor from watchNetns, and stops e
 // when s.Name is deleted or the directory goes. It returns when done is
-// closed too (the descriptor is non-blocking for that).
+// closed too, which it checks every half second between its polls.
 func watchName(e *engine.Engine, s stopFD, done <-chan struct{}) {
 	buf := make([]byte, 4096)
 	for {

@@ -65,7 +65,12 @@ func (o *Options) Config(upstream func(family int) (Upstream, error)) (*config.C
 	case err6 == nil:
 		c.TapName = up6.Iface
 	}
-	if len(o.DNS) > 0 && o.DNS[0].Is4() {
+	switch {
+	case len(o.DNS) > 1:
+		return nil, fmt.Errorf("-D given %d times: nsgate's DHCP announces one nameserver", len(o.DNS))
+	case len(o.DNS) == 1 && !o.DNS[0].Is4():
+		return nil, fmt.Errorf("-D %s: only an IPv4 nameserver can be announced; IPv6 clients are told the --dns-forward address", o.DNS[0])
+	case len(o.DNS) == 1:
 		c.DNS = o.DNS[0]
 	}
 	var err error

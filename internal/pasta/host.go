@@ -17,8 +17,8 @@ type Upstream struct {
 	Gateway netip.Addr
 }
 
-// ErrNoRoute means the host has no default route for a family: pasta then
-// leaves that family out.
+// ErrNoRoute means the host has no default route for a family, or none
+// with a global address: pasta then leaves that family out.
 var ErrNoRoute = errors.New("no default route")
 
 // HostUpstream finds the host's upstream for family (unix.AF_INET or
@@ -60,7 +60,8 @@ func HostUpstream(family int) (Upstream, error) {
 			up.Addr = netip.PrefixFrom(ip.Unmap(), ones)
 			return up, nil
 		}
-		return Upstream{}, fmt.Errorf("the %s default route's interface %s has no global address", name, up.Iface)
+		// pasta leaves such a family out, as it does without a route.
+		return Upstream{}, fmt.Errorf("%s: the default route's interface %s has no global address: %w", name, up.Iface, ErrNoRoute)
 	}
 	return Upstream{}, fmt.Errorf("%s: %w", name, ErrNoRoute)
 }

@@ -248,6 +248,8 @@ func TestErrors(t *testing.T) {
 		{[]string{"-t", "2001:db8::1/80", "-4", "--netns", self}, "IPv6 is off"},
 		{[]string{"--netns", "/nonexistent/netns"}, "--netns /nonexistent/netns"},
 		{[]string{"-a", "10.0.0.1", "-g", "10.0.0.1", "-4", "--netns", self}, "need two different IPv4 addresses"},
+		{[]string{"-D", "2001:db8::53", "--netns", self}, "only an IPv4 nameserver"},
+		{[]string{"-D", "192.0.2.53", "-D", "192.0.2.54", "--netns", self}, "-D given 2 times"},
 	}
 	for _, tt := range cfgErrors {
 		o, err := Parse(tt.args)

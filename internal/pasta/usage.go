@@ -15,7 +15,7 @@ and user namespace.
   -n, --netmask MASK	IPv4 netmask, dot-decimal or bits; default: the host's
   -g, --gateway ADDR	IPv4 or IPv6 gateway; default: the host's
   --dns-forward ADDR	Relay DNS queries sent to ADDR to the host's resolvers
-  -D, --dns ADDR	Nameserver DHCP announces (IPv4)
+  -D, --dns ADDR	The one nameserver DHCP announces (IPv4)
   --map-host-loopback ADDR  ADDR reaches the host's loopback; default: gateway
   --map-guest-addr ADDR	ADDR reaches the host's own address
   --no-map-gw		The gateway is the real router, not the host
