@@ -36,7 +36,7 @@ and user namespace.
   -f, --foreground	Stay in the foreground
   -q, --quiet		Print nothing on success
   -d, --debug		Accepted; nsgate has no debug output
-  -e, --stderr		Log to stderr (the default until daemonized)
+  -e, --stderr		Keep logging to stderr once daemonized
   -l, --log-file PATH	Log to PATH once daemonized
   -P, --pid FILE	Write the daemon's PID to FILE
   -p, --pcap FILE	Record the namespace's frames to FILE
