@@ -13,6 +13,7 @@ package pasta
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -117,13 +118,8 @@ var options = []getopt.Option[Options]{
 			if perr != nil || !m.Is4() {
 				return fmt.Errorf("invalid netmask: %s (dot-decimal or a prefix length)", v)
 			}
-			b := m.As4()
-			bits := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
-			n = 0
-			for bits&(1<<31) != 0 {
-				n, bits = n+1, bits<<1
-			}
-			if bits != 0 {
+			var size int
+			if n, size = net.IPMask(m.AsSlice()).Size(); size == 0 {
 				return fmt.Errorf("invalid netmask: %s (not contiguous)", v)
 			}
 		}
