@@ -65,6 +65,36 @@ func TestChecksumMatchesReference(t *testing.T) {
 		if got, want := Checksum(b, 0), refChecksum(b); got != want {
 			t.Fatalf("len %d: Checksum = %#04x, reference = %#04x", size, got, want)
 		}
+		// With a running sum (a pseudo header's, or any 32-bit partial
+		// sum): the reference adds it folded.
+		acc := r.Uint32()
+		want := ^Fold(uint32(^refChecksum(b)) + uint32(Fold(acc)))
+		if got := Checksum(b, acc); got != want {
+			t.Fatalf("len %d, initial %#x: Checksum = %#04x, reference = %#04x", size, acc, got, want)
+		}
+	}
+	// Every tail length (the 32-byte steps, the 8-byte steps, the
+	// zero-padded rest) at every alignment.
+	buf := make([]byte, 80)
+	r.Read(buf)
+	for off := 0; off < 8; off++ {
+		for n := 0; n <= 70; n++ {
+			b := buf[off : off+n]
+			if got, want := Checksum(b, 0), refChecksum(b); got != want {
+				t.Fatalf("offset %d len %d: Checksum = %#04x, reference = %#04x", off, n, got, want)
+			}
+		}
+	}
+}
+
+// Summing in pieces of even length is summing the whole.
+func TestSumPieces(t *testing.T) {
+	b := make([]byte, 1000)
+	rand.New(rand.NewSource(2)).Read(b)
+	for cut := 0; cut <= len(b); cut += 2 {
+		if got, want := Fold(Sum(b[cut:], Sum(b[:cut], 0))), Fold(Sum(b, 0)); got != want {
+			t.Fatalf("cut at %d: %#04x, whole: %#04x", cut, got, want)
+		}
 	}
 }
 
