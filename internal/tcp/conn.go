@@ -103,14 +103,44 @@ func (t *Table) open(p *packet.Parsed, k flow.Key, cookieMSS int) {
 	t.Opened++
 	if done, ok := connectDone(fd); done {
 		// Loopback connects complete inside connect(): answer now rather
-		// than after another trip through epoll.
+		// than after another trip through epoll, and set the socket's
+		// options after the SYN-ACK, not while the namespace waits for it.
 		t.connected(idx, ok)
+		t.tuneFlow(idx)
 		return
 	}
 	t.update(idx) // EPOLLOUT: connect() completes
 	if !f.watched {
 		t.remove(idx, true)
 		t.resetFor(p)
+		return
+	}
+	t.tuneFlow(idx) // while the handshake is under way
+}
+
+// tune sets what a connection's socket needs before its first byte
+// either way: SO_PEEK_OFF for push's peeks, TCP_NODELAY (the namespace's
+// kernel did its Nagle already), keep-alives. It fails only for
+// SO_PEEK_OFF, on a kernel the probe at start said has it.
+func (t *Table) tune(fd int) error {
+	if err := t.peekOff(fd); err != nil {
+		return err
+	}
+	setInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	setInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1)
+	return nil
+}
+
+// tuneFlow tunes flow idx's socket, if it still has one, and resets the
+// connection if that fails.
+func (t *Table) tuneFlow(idx int32) {
+	f := t.flows.At(idx)
+	if f.fd < 0 {
+		return // refused: the flow is gone
+	}
+	if err := t.tune(f.fd); err != nil {
+		t.env.Logf("tcp %v: %v", f.key, err)
+		t.abort(idx, true)
 	}
 }
 
@@ -148,20 +178,14 @@ func (t *Table) mss(o packet.SynOptions, ns packet.Addr) int {
 }
 
 // dial starts a non-blocking connect to addr:port; loaded gives it fewer
-// SYN retransmissions (budget.go).
+// SYN retransmissions (budget.go). The caller tunes the socket (tune).
 func (t *Table) dial(addr packet.Addr, port uint16, loaded bool) (int, error) {
 	fd, err := unix.Socket(flow.Family(addr), unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return -1, err
 	}
-	setInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1) // the namespace's kernel already did its Nagle
-	setInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1)
 	if loaded {
-		shorten(fd)
-	}
-	if err := t.peekOff(fd); err != nil {
-		unix.Close(fd)
-		return -1, err
+		shorten(fd) // SYN retransmissions: before connect()
 	}
 	if src := t.cfg.Outbound.For(addr); !src.IsZero() {
 		if err := unix.Bind(fd, flow.Sockaddr(src, 0)); err != nil {
@@ -191,6 +215,11 @@ func (t *Table) redial(idx int32) bool {
 		addr := t.cfg.DNSServers[f.dnsNext]
 		f.dnsNext++
 		fd, err := t.dial(addr, 53, f.loaded)
+		if err == nil {
+			if err = t.tune(fd); err != nil {
+				unix.Close(fd)
+			}
+		}
 		if err != nil {
 			continue
 		}

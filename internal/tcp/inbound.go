@@ -31,11 +31,9 @@ func (t *Table) Accept(fd int, client packet.Addr, clientPort uint16, guest pack
 		// 127.0.0.1:P and 127.0.0.2:P, both the gateway to the namespace).
 		return refuse("the namespace already has a connection with that address and port")
 	}
-	if err := t.peekOff(fd); err != nil {
+	if err := t.tune(fd); err != nil {
 		return refuse(err.Error())
 	}
-	setInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
-	setInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1)
 	_, f := t.flows.Add(k)
 	*f = conn{
 		key:      k,

@@ -51,6 +51,7 @@ func testAcceptHandshakeAndData(t *testing.T, noPeekOff bool) {
 	if !tbl.Accept(fd, gwIP, 5555, nsIP, 40000, nsMAC) {
 		t.Fatal("Accept refused")
 	}
+	assertTuned(t, fd, noPeekOff)
 	syn := lastSegment(t, env)
 	if syn.TCP.Flags() != packet.TCPSyn || syn.Src != gwIP || syn.Dst != nsIP || syn.TCP.SrcPort() != 5555 || syn.TCP.DstPort() != 40000 || syn.DstMAC != nsMAC {
 		t.Fatalf("SYN: flags %v %v:%d -> %v:%d to %v", syn.TCP.Flags(), syn.Src, syn.TCP.SrcPort(), syn.Dst, syn.TCP.DstPort(), syn.DstMAC)

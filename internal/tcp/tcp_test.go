@@ -129,10 +129,33 @@ func establishedWith(t *testing.T, cfg Config) (tbl *Table, env *flowtest.Env, s
 	return tbl, env, srv, nsSeq, ourSeq
 }
 
+// assertTuned checks that a connection's host socket has what tune sets:
+// TCP_NODELAY, keep-alives, and (unless noPeekOff) SO_PEEK_OFF at 0, where
+// a new socket has -1.
+func assertTuned(t *testing.T, fd int, noPeekOff bool) {
+	t.Helper()
+	for _, o := range []struct {
+		name       string
+		level, opt int
+		want       int
+	}{
+		{"TCP_NODELAY", unix.IPPROTO_TCP, unix.TCP_NODELAY, 1},
+		{"SO_KEEPALIVE", unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1},
+		{"SO_PEEK_OFF", unix.SOL_SOCKET, unix.SO_PEEK_OFF, map[bool]int{false: 0, true: -1}[noPeekOff]},
+	} {
+		if v, err := unix.GetsockoptInt(fd, o.level, o.opt); err != nil || v != o.want {
+			t.Errorf("%s = %d (%v), want %d", o.name, v, err, o.want)
+		}
+	}
+}
+
 func TestHandshakeAndData(t *testing.T) { sendPaths(t, testHandshakeAndData) }
 
 func testHandshakeAndData(t *testing.T, noPeekOff bool) {
 	tbl, env, srv, nsSeq, ourSeq := established(t, noPeekOff)
+	for _, f := range tbl.flows.All {
+		assertTuned(t, f.fd, noPeekOff) // after the SYN-ACK, off the handshake's path
+	}
 	if tbl.Len() != 1 {
 		t.Fatalf("%d flows", tbl.Len())
 	}
