@@ -61,6 +61,16 @@ type Queued interface {
 	Buffered() bool
 }
 
+// Framer is a Queued tap that frames can be built in (vmsock.Port):
+// Reserve returns room for one frame, headroom included, at the queue's
+// tail (nil if there is none), and Commit queues the n-byte frame built
+// there, where Write would copy it. The translators build their frames
+// there (protoEnv.Frame).
+type Framer interface {
+	Reserve() []byte
+	Commit(n int, o packet.Offload) error
+}
+
 // Peer is a Tap whose other end comes and goes: a VM connecting to nsgate's
 // socket. Fd is -1 while no peer is connected. When the peer leaves (a read
 // fails), the loop resets every flow, calls Hangup, and waits for the next
@@ -170,8 +180,12 @@ const batch = 256
 type Engine struct {
 	tap    Tap
 	queued Queued // the tap, if it queues writes; else nil
-	peer   Peer   // the tap, if its peer comes and goes; else nil
-	tapOut bool   // EPOLLOUT is watched on the tap: Flush left bytes queued
+	framer Framer // the tap, if frames are built in its queue; else nil
+	// cur is the buffer protoEnv.Frame gave out last: out, or room the
+	// framer reserved.
+	cur    []byte
+	peer   Peer // the tap, if its peer comes and goes; else nil
+	tapOut bool // EPOLLOUT is watched on the tap: Flush left bytes queued
 	// relistenAt, if not 0, is when the listening socket is watched again
 	// (see acceptPause).
 	relistenAt  time.Duration
@@ -245,13 +259,16 @@ func New(tap Tap, cfg Config) (*Engine, error) {
 	}
 	queued, _ := tap.(Queued)
 	peer, _ := tap.(Peer)
+	framer, _ := tap.(Framer)
 	if cfg.Impair != nil {
 		tap = newImpairedTap(tap, *cfg.Impair)
+		framer = nil // every frame goes through the impairment's Write
 	}
 	h := tap.Headroom()
 	e := &Engine{
 		tap:     tap,
 		queued:  queued,
+		framer:  framer,
 		peer:    peer,
 		cfg:     cfg,
 		ep:      ep,
@@ -372,6 +389,7 @@ func New(tap Tap, cfg Config) (*Engine, error) {
 	e.pings = icmp.NewPings(icmp.PingConfig{GatewayMAC: cfg.MAC, NAT: m, MaxFlows: lim.Ping, Budget: &e.budget}, &protoEnv{e, tokenPing})
 	e.fwd = fwd.New(&protoEnv{e, tokenFwd}, (*fwdSink)(e))
 	e.guestMAC = cfg.GuestMAC
+	e.cur = e.out
 	e.ctl = make(chan func(), 16)
 	e.exited = make(chan struct{})
 	for i := range e.in {
@@ -883,14 +901,25 @@ func (e *Engine) ownsIP(ip packet.Addr) bool {
 // queue drops the frame, as a NIC would; the namespace's kernel retransmits.
 func (e *Engine) send(n int) { e.sendFrame(n, packet.Offload{}) }
 
-func (e *Engine) sendFrame(n int, o packet.Offload) {
-	if err := e.tap.Write(e.out[:e.tap.Headroom()+n], o); err != nil {
+func (e *Engine) sendFrame(n int, o packet.Offload) { e.sendFrom(e.out, n, o) }
+
+// sendFrom sends the n-byte frame built in buf after the headroom: buf is
+// e.out, or room the framer reserved, which Commit queues in place.
+func (e *Engine) sendFrom(buf []byte, n int, o packet.Offload) {
+	h := e.tap.Headroom()
+	var err error
+	if &buf[0] != &e.out[0] {
+		err = e.framer.Commit(n, o)
+	} else {
+		err = e.tap.Write(buf[:h+n], o)
+	}
+	if err != nil {
 		e.stats.TxErrors++
 		return
 	}
 	e.stats.TxFrames++
 	if e.cfg.Pcap != nil {
-		e.cfg.Pcap.Frame(e.out[e.tap.Headroom() : e.tap.Headroom()+n])
+		e.cfg.Pcap.Frame(buf[h : h+n])
 	}
 }
 
@@ -973,9 +1002,20 @@ type protoEnv struct {
 	kind int
 }
 
-func (v *protoEnv) Frame() []byte { return v.e.out[v.e.tap.Headroom():] }
+// Frame returns the buffer to build the next frame in: room in a Framer
+// tap's queue if it has some, else the engine's own.
+func (v *protoEnv) Frame() []byte {
+	e := v.e
+	e.cur = e.out
+	if e.framer != nil {
+		if b := e.framer.Reserve(); b != nil {
+			e.cur = b
+		}
+	}
+	return e.cur[e.tap.Headroom():]
+}
 
-func (v *protoEnv) Send(n int, o packet.Offload) { v.e.sendFrame(n, o) }
+func (v *protoEnv) Send(n int, o packet.Offload) { v.e.sendFrom(v.e.cur, n, o) }
 
 func (v *protoEnv) Watch(fd int, events uint32, idx int32, gen uint32, add bool) error {
 	op := unix.EPOLL_CTL_MOD
