@@ -5,7 +5,8 @@
 # guest once per driver; the guest runs iperf3 -c GATEWAY for 5 s each way
 # against an iperf3 -s on the host's loopback (both drivers map the gateway
 # the guest got by DHCP to the host's loopback). Prints each round and the
-# medians, in Mbit/s as iperf3's receiver counted them.
+# medians, in Mbit/s as iperf3's receiver counted them, and each driver's
+# CPU time (user and system) per GB moved.
 #
 # Runs in a network namespace of its own (torn down after), with a dummy
 # interface on TEST-NET-3 holding the default route passt copies its
@@ -53,13 +54,16 @@ in_ns iperf3 -s -B 127.0.0.1 -D -I "$work/iperf3.pid" >/dev/null 2>&1
 for _ in $(seq 50); do [ -s "$work/iperf3.pid" ] && break; sleep 0.1; done
 pids+=("$(cat "$work/iperf3.pid")")
 
-# run DRIVER: one boot; prints "up down" in Mbit/s.
+# run DRIVER: one boot; prints "up down cpu": Mbit/s each way, and the
+# driver's CPU time in seconds.
 run() {
 	local sock=$work/sock/$1.sock log=$work/$1.log dpid
 	rm -f "$sock"
+	# bash's time reports the driver's CPU (user and system) in seconds.
+	rm -f "$work/cpu"
 	case $1 in
-	nsgate) in_ns $user ./nsgate --socket "$sock" --one-off 2>"$work/driver.log" & ;;
-	passt) in_ns $user "$passt" --socket "$sock" --one-off -f -q 2>"$work/driver.log" & ;;
+	nsgate) { TIMEFORMAT='%U %S'; time in_ns $user ./nsgate --socket "$sock" --one-off 2>"$work/driver.log"; } 2>"$work/cpu" & ;;
+	passt) { TIMEFORMAT='%U %S'; time in_ns $user "$passt" --socket "$sock" --one-off -f -q 2>"$work/driver.log"; } 2>"$work/cpu" & ;;
 	esac
 	dpid=$!
 	pids+=("$dpid")
@@ -70,7 +74,8 @@ run() {
 		-nographic -no-reboot -netdev "stream,id=n0,server=off,addr.type=unix,addr.path=$sock" \
 		-device virtio-net-pci,netdev=n0 </dev/null >"$log" 2>&1 || true
 	wait "$dpid" 2>/dev/null || true
-	local up down
+	local up down cpu
+	cpu=$(awk '{print $1 + $2}' "$work/cpu" 2>/dev/null)
 	up=$(tr -d '\r' <"$log" | awk '/^VM: iperf up/ {print $4}')
 	down=$(tr -d '\r' <"$log" | awk '/^VM: iperf down/ {print $4}')
 	if [ -z "$up" ] || [ -z "$down" ] || [ "$up" = failed ] || [ "$down" = failed ]; then
@@ -79,26 +84,35 @@ run() {
 		exit 1
 	fi
 	if [ -n "${BENCH_DRIVER_LOG:-}" ]; then cat "$work/driver.log" >&2; fi
-	echo "$up $down"
+	if [ -z "$cpu" ]; then
+		echo "bench-vm: $1's CPU time is missing" >&2
+		exit 1
+	fi
+	echo "$up $down $cpu"
 }
 
 median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
-declare -A ups downs
+declare -A ups downs cpus
 for r in $(seq "$rounds"); do
 	for d in nsgate passt; do
-		read -r up down < <(run $d)
-		echo "round $r $d: VM->host $up Mbit/s, host->VM $down Mbit/s"
+		read -r up down cpu < <(run $d)
+		# CPU per GB: the boot's driver CPU over what both transfers
+		# moved (6 s each: iperf3's 5 and the omitted first second).
+		cpu=$(awk -v c="$cpu" -v u="$up" -v d="$down" 'BEGIN {printf "%.2f", c / ((u + d) * 6 / 8 / 1000)}')
+		echo "round $r $d: VM->host $up Mbit/s, host->VM $down Mbit/s, driver CPU $cpu s/GB"
 		ups[$d]+="$up "
 		downs[$d]+="$down "
+		cpus[$d]+="$cpu "
 	done
 done
 echo
-printf '%-8s %14s %14s\n' driver "VM->host" "host->VM"
+printf '%-8s %14s %14s %18s\n' driver "VM->host" "host->VM" "driver CPU"
 for d in nsgate passt; do
 	mu=$(tr ' ' '\n' <<<"${ups[$d]}" | grep . | median)
 	md=$(tr ' ' '\n' <<<"${downs[$d]}" | grep . | median)
-	printf '%-8s %9s Mbit/s %9s Mbit/s\n' "$d" "$mu" "$md"
-	eval "m_${d}_up=$mu m_${d}_down=$md"
+	mc=$(tr ' ' '\n' <<<"${cpus[$d]}" | grep . | median)
+	printf '%-8s %9s Mbit/s %9s Mbit/s %11s s/GB\n' "$d" "$mu" "$md" "$mc"
+	eval "m_${d}_up=$mu m_${d}_down=$md m_${d}_cpu=$mc"
 done
-awk -v a="$m_nsgate_up" -v b="$m_passt_up" -v c="$m_nsgate_down" -v d="$m_passt_down" \
-	'BEGIN {printf "nsgate/passt  %.2fx VM->host, %.2fx host->VM (medians of '"$rounds"' rounds)\n", a/b, c/d}'
+awk -v a="$m_nsgate_up" -v b="$m_passt_up" -v c="$m_nsgate_down" -v d="$m_passt_down" -v e="$m_nsgate_cpu" -v f="$m_passt_cpu" \
+	'BEGIN {printf "nsgate/passt  %.2fx VM->host, %.2fx host->VM, %.2fx driver CPU per GB (medians of '"$rounds"' rounds)\n", a/b, c/d, (f > 0 ? e/f : 0)}'
