@@ -281,26 +281,37 @@ func (p *Port) Write(buf []byte, o packet.Offload) error {
 	if len(frame) == 0 || len(frame) > MaxFrame {
 		return fmt.Errorf("frame of %d bytes: frames are 1 to %d bytes", len(frame), MaxFrame)
 	}
-	if o.GSO != packet.GSONone {
-		return ErrSegmented
+	if err := finish(frame, o); err != nil {
+		return err
 	}
-	if o.CsumStart > 0 {
-		if err := o.Complete(frame); err != nil {
-			return err
-		}
-	}
-	if len(buf) > len(p.wbuf)-p.wend {
-		if p.wstart > 0 {
-			p.wend = copy(p.wbuf, p.wbuf[p.wstart:p.wend])
-			p.wstart = 0
-		}
-		if len(buf) > len(p.wbuf)-p.wend {
-			return ErrQueueFull
-		}
+	if !p.room(len(buf)) {
+		return ErrQueueFull
 	}
 	binary.BigEndian.PutUint32(buf, uint32(len(frame)))
 	p.wend += copy(p.wbuf[p.wend:], buf)
 	return nil
+}
+
+// finish readies a frame for a VM's socket: a super-frame is refused, and
+// a partial checksum completed (see Write).
+func finish(frame []byte, o packet.Offload) error {
+	if o.GSO != packet.GSONone {
+		return ErrSegmented
+	}
+	if o.CsumStart > 0 {
+		return o.Complete(frame)
+	}
+	return nil
+}
+
+// room reports whether need bytes fit at the send queue's tail, moving
+// what is queued to the front first if they would not.
+func (p *Port) room(need int) bool {
+	if need > len(p.wbuf)-p.wend && p.wstart > 0 {
+		p.wend = copy(p.wbuf, p.wbuf[p.wstart:p.wend])
+		p.wstart = 0
+	}
+	return need <= len(p.wbuf)-p.wend
 }
 
 // Reserve returns room at the send queue's tail for one frame, headroom
@@ -312,14 +323,7 @@ func (p *Port) Write(buf []byte, o packet.Offload) error {
 // Commit.
 func (p *Port) Reserve() []byte {
 	const need = HeaderLen + MaxFrame
-	if p.conn < 0 {
-		return nil
-	}
-	if need > len(p.wbuf)-p.wend && p.wstart > 0 {
-		p.wend = copy(p.wbuf, p.wbuf[p.wstart:p.wend])
-		p.wstart = 0
-	}
-	if need > len(p.wbuf)-p.wend {
+	if p.conn < 0 || !p.room(need) {
 		return nil
 	}
 	return p.wbuf[p.wend : p.wend+need]
@@ -334,14 +338,9 @@ func (p *Port) Commit(n int, o packet.Offload) error {
 	if n <= 0 || n > MaxFrame || p.wend+HeaderLen+n > len(p.wbuf) {
 		return fmt.Errorf("frame of %d bytes: frames are 1 to %d bytes, in the room Reserve gave", n, MaxFrame)
 	}
-	if o.GSO != packet.GSONone {
-		return ErrSegmented
-	}
 	buf := p.wbuf[p.wend : p.wend+HeaderLen+n]
-	if o.CsumStart > 0 {
-		if err := o.Complete(buf[HeaderLen:]); err != nil {
-			return err
-		}
+	if err := finish(buf[HeaderLen:], o); err != nil {
+		return err
 	}
 	binary.BigEndian.PutUint32(buf, uint32(n))
 	p.wend += len(buf)

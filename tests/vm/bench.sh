@@ -59,12 +59,14 @@ pids+=("$(cat "$work/iperf3.pid")")
 run() {
 	local sock=$work/sock/$1.sock log=$work/$1.log dpid
 	rm -f "$sock"
+	local cmd
+	case $1 in
+	nsgate) cmd=(./nsgate --socket "$sock" --one-off) ;;
+	passt) cmd=("$passt" --socket "$sock" --one-off -f -q) ;;
+	esac
 	# bash's time reports the driver's CPU (user and system) in seconds.
 	rm -f "$work/cpu"
-	case $1 in
-	nsgate) { TIMEFORMAT='%U %S'; time in_ns $user ./nsgate --socket "$sock" --one-off 2>"$work/driver.log"; } 2>"$work/cpu" & ;;
-	passt) { TIMEFORMAT='%U %S'; time in_ns $user "$passt" --socket "$sock" --one-off -f -q 2>"$work/driver.log"; } 2>"$work/cpu" & ;;
-	esac
+	{ TIMEFORMAT='%U %S'; time in_ns $user "${cmd[@]}" 2>"$work/driver.log"; } 2>"$work/cpu" &
 	dpid=$!
 	pids+=("$dpid")
 	for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.05; done
