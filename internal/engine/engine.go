@@ -456,14 +456,15 @@ func (e *Engine) wakeLoop() {
 func (e *Engine) Stats() Stats { return e.stats }
 
 // Close releases the loop's descriptors (not the tap's), the forwards'
-// listeners among them, and waits for the DNS relay's goroutines. Call it
-// after Run has returned.
+// listeners and the spare TCP sockets among them, and waits for the DNS
+// relay's goroutines. Call it after Run has returned.
 func (e *Engine) Close() {
 	e.exitOnce.Do(func() { close(e.exited) })
 	if e.dns != nil {
 		e.dns.Close()
 	}
 	e.fwd.Close()
+	e.tcp.Close()
 	e.wakeMu.Lock()
 	e.closed = true
 	unix.Close(e.ep)

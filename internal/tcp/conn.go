@@ -56,9 +56,9 @@ func (t *Table) open(p *packet.Parsed, k flow.Key, cookieMSS int) {
 	}
 	dnsNext := uint8(1)
 	loaded := t.loaded()
-	fd, err := t.dial(dst, k.DstPort, loaded)
+	fd, tuned, err := t.dial(dst, k.DstPort, loaded)
 	for err != nil && t.isDNS(k) && int(dnsNext) < len(t.cfg.DNSServers) {
-		fd, err = t.dial(t.cfg.DNSServers[dnsNext], 53, loaded)
+		fd, tuned, err = t.dial(t.cfg.DNSServers[dnsNext], 53, loaded)
 		dnsNext++
 	}
 	if err != nil {
@@ -104,9 +104,12 @@ func (t *Table) open(p *packet.Parsed, k flow.Key, cookieMSS int) {
 	if done, ok := connectDone(fd); done {
 		// Loopback connects complete inside connect(): answer now rather
 		// than after another trip through epoll, and set the socket's
-		// options after the SYN-ACK, not while the namespace waits for it.
+		// options (unless it came tuned from the pool) after the SYN-ACK,
+		// not while the namespace waits for it.
 		t.connected(idx, ok)
-		t.tuneFlow(idx)
+		if !tuned {
+			t.tuneFlow(idx)
+		}
 		return
 	}
 	t.update(idx) // EPOLLOUT: connect() completes
@@ -115,7 +118,9 @@ func (t *Table) open(p *packet.Parsed, k flow.Key, cookieMSS int) {
 		t.resetFor(p)
 		return
 	}
-	t.tuneFlow(idx) // while the handshake is under way
+	if !tuned {
+		t.tuneFlow(idx) // while the handshake is under way
+	}
 }
 
 // tune sets what a connection's socket needs before its first byte
@@ -177,12 +182,16 @@ func (t *Table) mss(o packet.SynOptions, ns packet.Addr) int {
 	return max(min(int(o.MSSOr(packet.TCPDefaultMSS)), t.mtuPayload(ns)), 64)
 }
 
-// dial starts a non-blocking connect to addr:port; loaded gives it fewer
-// SYN retransmissions (budget.go). The caller tunes the socket (tune).
-func (t *Table) dial(addr packet.Addr, port uint16, loaded bool) (int, error) {
-	fd, err := unix.Socket(flow.Family(addr), unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return -1, err
+// dial starts a non-blocking connect to addr:port, on a spare socket if
+// the pool has one (pool.go); loaded gives it fewer SYN retransmissions
+// (budget.go). tuned says the socket came tuned from the pool; if not, the
+// caller tunes it (tune).
+func (t *Table) dial(addr packet.Addr, port uint16, loaded bool) (fd int, tuned bool, err error) {
+	family := flow.Family(addr)
+	if fd = t.pool.take(family); fd >= 0 {
+		tuned = true
+	} else if fd, err = newSocket(family); err != nil {
+		return -1, false, err
 	}
 	if loaded {
 		shorten(fd) // SYN retransmissions: before connect()
@@ -190,15 +199,15 @@ func (t *Table) dial(addr packet.Addr, port uint16, loaded bool) (int, error) {
 	if src := t.cfg.Outbound.For(addr); !src.IsZero() {
 		if err := unix.Bind(fd, flow.Sockaddr(src, 0)); err != nil {
 			unix.Close(fd)
-			return -1, fmt.Errorf("bind to %s %v: %w", t.cfg.Outbound.Option(addr), src, err)
+			return -1, false, fmt.Errorf("bind to %s %v: %w", t.cfg.Outbound.Option(addr), src, err)
 		}
 	}
 	err = unix.Connect(fd, flow.Sockaddr(addr, port))
 	if err != nil && err != unix.EINPROGRESS {
 		unix.Close(fd)
-		return -1, err
+		return -1, false, err
 	}
-	return fd, nil
+	return fd, tuned, nil
 }
 
 // redial replaces a DNS flow's failed socket with one connecting to the
@@ -214,8 +223,8 @@ func (t *Table) redial(idx int32) bool {
 	for int(f.dnsNext) < len(t.cfg.DNSServers) {
 		addr := t.cfg.DNSServers[f.dnsNext]
 		f.dnsNext++
-		fd, err := t.dial(addr, 53, f.loaded)
-		if err == nil {
+		fd, tuned, err := t.dial(addr, 53, f.loaded)
+		if err == nil && !tuned {
 			if err = t.tune(fd); err != nil {
 				unix.Close(fd)
 			}

@@ -92,8 +92,9 @@ func (t *Table) discardAcked(f *conn) {
 }
 
 // Idle does what the last round left for when the loop has nothing else
-// to do: the engine calls it before it polls or sleeps. Today that is the
-// discard of acknowledged bytes (acked).
+// to do: the engine calls it before it polls or sleeps. That is the discard
+// of acknowledged bytes (acked), and one spare socket for the pool
+// (refill).
 func (t *Table) Idle() {
 	for _, idx := range t.discards {
 		f := t.flows.At(idx)
@@ -101,6 +102,7 @@ func (t *Table) Idle() {
 		t.discardAcked(f)
 	}
 	t.discards = t.discards[:0]
+	t.refill()
 }
 
 // push sends host data to the namespace while its window allows. It reads

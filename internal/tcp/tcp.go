@@ -122,7 +122,8 @@
 // receive.go carries namespace → host (segments, ACKs, reassembly);
 // send.go host → namespace (push, retransmission, the unacked ring of
 // unacked.go); segment.go builds the frames; conn.go opens, watches and
-// closes connections; inbound.go opens forwarded ones; timers.go runs
+// closes connections, on sockets pool.go makes ahead of need; inbound.go
+// opens forwarded ones; timers.go runs
 // retransmission, window rechecks and the idle scan; budget.go caps the
 // flows in their handshake and shortens them under a SYN flood, and
 // cookie.go answers SYNs past the cap with SYN cookies; sock.go holds the
@@ -305,6 +306,7 @@ type Table struct {
 	lastSmall, lastBulk time.Duration
 	sweep               flow.Sweep
 	rings               ringPool // NoPeekOff: the flows' unacked rings
+	pool                sockPool // spare sockets for new connections (pool.go)
 	// Stats. Opened counts both directions; Inbound the forwarded ones.
 	// FlowLimit counts connections refused for the flow budget,
 	// HalfOpenResets handshakes reset at the half-open cap, Denied
