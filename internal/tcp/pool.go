@@ -20,9 +20,10 @@ import (
 // connection, holds no spare sockets. They count against the descriptor
 // reserve (flow.Derive), not the flows' budget.
 
-// poolSize is how many spare sockets a family keeps: one new connection
-// per turn of the loop takes at most one, and a burst of SYNs in one batch
-// of frames takes the rest before falling back to socket() in open.
+// poolSize is how many spare sockets a family keeps. Idle makes one a turn
+// of the loop, as fast as connections opened one a turn use them; a burst
+// of SYNs in one batch of frames takes them all, and the SYNs past them
+// make their own sockets (dial), as before the pool.
 const poolSize = 4
 
 // sockPool holds the spare sockets, IPv4 at index 0 and IPv6 at 1.
@@ -91,8 +92,8 @@ func (t *Table) Close() {
 	}
 }
 
-// Spare returns how many spare sockets the pool holds for addr's family.
-func (t *Table) Spare(addr packet.Addr) int {
+// spare returns how many spare sockets the pool holds for addr's family.
+func (t *Table) spare(addr packet.Addr) int {
 	if addr.Is4() {
 		return t.pool.n[0]
 	}

@@ -17,13 +17,13 @@ func TestSocketPool(t *testing.T) { sendPaths(t, testSocketPool) }
 func testSocketPool(t *testing.T, noPeekOff bool) {
 	tbl, env, srv, _, _ := established(t, noPeekOff)
 	t.Cleanup(tbl.Close)
-	if n := tbl.Spare(hostLoopback()); n != 0 {
+	if n := tbl.spare(hostLoopback()); n != 0 {
 		t.Fatalf("%d spare sockets before the loop was idle", n)
 	}
 	for range poolSize + 2 {
 		tbl.Idle()
 	}
-	if n, n6 := tbl.Spare(hostLoopback()), tbl.Spare(packet.Addr{15: 1}); n != poolSize || n6 != 0 {
+	if n, n6 := tbl.spare(hostLoopback()), tbl.spare(packet.Addr{15: 1}); n != poolSize || n6 != 0 {
 		t.Fatalf("spare sockets: %d IPv4 (want %d), %d IPv6 (want 0: no IPv6 connection yet)", n, poolSize, n6)
 	}
 	spares := append([]int(nil), tbl.pool.fds[0][:poolSize]...)
@@ -42,7 +42,7 @@ func testSocketPool(t *testing.T, noPeekOff bool) {
 	if err := synAck.Decode(env.Last()); err != nil || synAck.TCP.Flags() != packet.TCPSyn|packet.TCPAck || synAck.TCP.DstPort() != 40001 {
 		t.Fatalf("no SYN-ACK for the second connection: %v %v", err, synAck.TCP.Flags())
 	}
-	if n := tbl.Spare(hostLoopback()); n != poolSize-1 {
+	if n := tbl.spare(hostLoopback()); n != poolSize-1 {
 		t.Fatalf("%d spare sockets after a connection took one, want %d", n, poolSize-1)
 	}
 	idx := env.Idx
@@ -80,7 +80,7 @@ func testSocketPool(t *testing.T, noPeekOff bool) {
 			t.Errorf("spare fd %d still open after Close: %v", fd, err)
 		}
 	}
-	if n := tbl.Spare(hostLoopback()); n != 0 {
+	if n := tbl.spare(hostLoopback()); n != 0 {
 		t.Errorf("%d spare sockets after Close", n)
 	}
 }
@@ -111,18 +111,18 @@ func TestSocketPoolRefillFails(t *testing.T) {
 	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
 		t.Fatal(err)
 	}
-	if n := tbl.Spare(hostLoopback()); n != 0 || used {
+	if n := tbl.spare(hostLoopback()); n != 0 || used {
 		t.Fatalf("after EMFILE: %d spare sockets, refills still on: %v", n, used)
 	}
 	tbl.Idle()
-	if n := tbl.Spare(hostLoopback()); n != 0 {
+	if n := tbl.spare(hostLoopback()); n != 0 {
 		t.Fatalf("the pool refilled (%d) with no connection since the failure", n)
 	}
 	if fd := tbl.pool.take(unix.AF_INET); fd != -1 || !tbl.pool.used[0] {
 		t.Fatalf("take from an empty pool: fd %d, refills on: %v", fd, tbl.pool.used[0])
 	}
 	tbl.Idle()
-	if n := tbl.Spare(hostLoopback()); n != 1 {
+	if n := tbl.spare(hostLoopback()); n != 1 {
 		t.Fatalf("%d spare sockets after a connection asked again, want 1", n)
 	}
 }
