@@ -102,7 +102,9 @@ serve() {
 	mkdir -p "$TMP/www6"
 	echo "hello over IPv6" > "$TMP/www6/index.html"
 	chmod -R a+rX "$TMP/www6"
-	in_remote busybox httpd -f -p "[$REMOTE_ADDR6]:8082" -h "$TMP/www6" 3>&- &
+	# Not in_remote: a function run in the background is a subshell, and $!
+	# would be its PID, not the server's, which then outlives the test.
+	ip netns exec "$R" busybox httpd -f -p "[$REMOTE_ADDR6]:8082" -h "$TMP/www6" 3>&- &
 	track_pid $!
 	# No wait for an advertisement or for duplicate address detection:
 	# nsgate -c -6 configured both before podman started the container.

@@ -64,6 +64,10 @@ world_down() {
 	rm -rf "/etc/netns/$H" "$TMP"
 }
 
+# in_host and in_remote run a command in the host or the remote namespace,
+# in the foreground. For a server in the background, call ip netns exec
+# itself: $! of a function run with & is its subshell's PID, and the server,
+# a child of that subshell, would outlive world_down's kill.
 in_host() { ip netns exec "$H" "$@"; }
 in_remote() { ip netns exec "$R" "$@"; }
 
