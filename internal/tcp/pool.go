@@ -1,6 +1,7 @@
 package tcp
 
 import (
+	"github.com/nsgate/nsgate/internal/flow"
 	"github.com/nsgate/nsgate/internal/packet"
 	"golang.org/x/sys/unix"
 )
@@ -93,12 +94,7 @@ func (t *Table) Close() {
 }
 
 // spare returns how many spare sockets the pool holds for addr's family.
-func (t *Table) spare(addr packet.Addr) int {
-	if addr.Is4() {
-		return t.pool.n[0]
-	}
-	return t.pool.n[1]
-}
+func (t *Table) spare(addr packet.Addr) int { return t.pool.n[poolIndex(flow.Family(addr))] }
 
 // newSocket makes a non-blocking TCP socket of family.
 func newSocket(family int) (int, error) {

@@ -15,7 +15,7 @@ import (
 func TestSocketPool(t *testing.T) { sendPaths(t, testSocketPool) }
 
 func testSocketPool(t *testing.T, noPeekOff bool) {
-	tbl, env, srv, _, _ := established(t, noPeekOff)
+	tbl, env, _, _, _ := established(t, noPeekOff)
 	t.Cleanup(tbl.Close)
 	if n := tbl.spare(hostLoopback()); n != 0 {
 		t.Fatalf("%d spare sockets before the loop was idle", n)
@@ -72,7 +72,6 @@ func testSocketPool(t *testing.T, noPeekOff bool) {
 	if err := data.Decode(env.Last()); err != nil || string(data.Payload) != "pong" {
 		t.Fatalf("to the namespace: %v %q", err, data.Payload)
 	}
-	_ = srv
 
 	tbl.Close()
 	for _, fd := range spares[:poolSize-1] {
@@ -86,8 +85,9 @@ func testSocketPool(t *testing.T, noPeekOff bool) {
 }
 
 // TestSocketPoolRefillFails: when no socket can be made (the descriptor
-// limit), the pool stays short and stops trying until a connection uses
-// the family again; that connection makes its own socket.
+// limit), the pool stays short and stops trying until a connection asks
+// the family's pool again (take, which finds it empty); the next Idle then
+// makes one.
 func TestSocketPoolRefillFails(t *testing.T) {
 	tbl, _, _, _, _ := established(t, kernelNoPeekOff())
 	t.Cleanup(tbl.Close)

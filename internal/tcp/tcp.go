@@ -123,11 +123,10 @@
 // send.go host → namespace (push, retransmission, the unacked ring of
 // unacked.go); segment.go builds the frames; conn.go opens, watches and
 // closes connections, on sockets pool.go makes ahead of need; inbound.go
-// opens forwarded ones; timers.go runs
-// retransmission, window rechecks and the idle scan; budget.go caps the
-// flows in their handshake and shortens them under a SYN flood, and
-// cookie.go answers SYNs past the cap with SYN cookies; sock.go holds the
-// raw socket calls.
+// opens forwarded ones; timers.go runs retransmission, window rechecks and
+// the idle scan; budget.go caps the flows in their handshake and shortens
+// them under a SYN flood, and cookie.go answers SYNs past the cap with SYN
+// cookies; sock.go holds the raw socket calls.
 //
 // The Table is owned by the engine's event loop: no locks, no goroutines,
 // and no allocation per segment once a connection is set up.
